@@ -1,0 +1,43 @@
+# Developer entry points. Backing services (PostgreSQL, NATS JetStream) are
+# started on demand by scripts/services.sh, from DATABASE_URL / NATS_URL
+# (defaults: postgres://postgres@127.0.0.1:5432/commerce, nats://127.0.0.1:4222).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+
+.PHONY: help services run test lint bench migrate stop
+
+help:
+	@echo "Targets:"
+	@echo "  make services  start/check PostgreSQL and NATS JetStream (scripts/services.sh up)"
+	@echo "  make run       run the server with the demo catalog (release build)"
+	@echo "  make test      run all workspace tests (needs services)"
+	@echo "  make lint      cargo fmt --check and clippy with -D warnings"
+	@echo "  make bench     run the benchmark crate (commerce-bench)"
+	@echo "  make migrate   apply database migrations"
+	@echo "  make stop      stop services started under .data (scripts/services.sh down)"
+	@echo "  make help      this list"
+
+services:
+	scripts/services.sh up
+
+run: services
+	$(CARGO) run --release --bin commerce -- serve --demo-catalog
+
+test: services
+	RUST_BACKTRACE=1 $(CARGO) test --workspace --all-targets
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: services
+	$(CARGO) run --release -p commerce-bench --
+
+migrate: services
+	$(CARGO) run --release --bin commerce -- migrate
+
+stop:
+	scripts/services.sh down

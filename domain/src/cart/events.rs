@@ -1,0 +1,41 @@
+use serde::{Deserialize, Serialize};
+
+use crate::order::{OrderLine, ShippingAddress};
+use crate::{AccountId, Money, OrderId, ProductId, Sku};
+
+/// What happened to a buyer's cart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CartEvent {
+    /// A line now holds `quantity` units priced at `unit_price`.
+    ItemQuantitySet {
+        sku: Sku,
+        product_id: ProductId,
+        seller_id: AccountId,
+        quantity: u32,
+        unit_price: Money,
+    },
+    /// A line left the cart.
+    ItemRemoved { sku: Sku },
+    /// A line left the cart for the wishlist.
+    ItemMovedToWishlist { sku: Sku },
+    /// A SKU was added to the wishlist.
+    WishlistItemAdded { sku: Sku },
+    /// A SKU left the wishlist.
+    WishlistItemRemoved { sku: Sku },
+    /// The cart was closed into an order; the next command opens a new, empty cart.
+    CheckedOut {
+        order_id: OrderId,
+        lines: Vec<OrderLine>,
+        total: Money,
+        shipping_address: ShippingAddress,
+    },
+}
+
+crate::domain_event!(CartEvent {
+    ItemQuantitySet,
+    ItemRemoved,
+    ItemMovedToWishlist,
+    WishlistItemAdded,
+    WishlistItemRemoved,
+    CheckedOut,
+});

@@ -1,0 +1,40 @@
+//! The commerce domain: aggregates, their commands, events and errors. Pure: no I/O.
+//!
+//! Each aggregate lives in its own module (`cart`, `order`, `inventory`, `payment`, `product`,
+//! `account`) split into `commands`, `events`, `error` and `aggregate` (the rules, with their
+//! given/when/then tests). Facts an aggregate cannot know itself (a SKU's catalog entry, say)
+//! arrive inside the command, resolved by the caller, so every rule stays testable without I/O.
+//! Events are a public contract: once released, a variant's shape never changes.
+
+pub mod account;
+pub mod cart;
+pub mod inventory;
+pub mod order;
+pub mod payment;
+pub mod product;
+pub mod values;
+
+pub use values::{
+    AccountId, Currency, Email, InvalidValue, Money, OrderId, PaymentId, ProductId, Role, Sku,
+};
+
+/// The version every event type currently has; bumped per type with an upcaster when one changes.
+pub const EVENT_VERSION: &str = "1.0";
+
+/// Implements `cqrs_es::DomainEvent` with the variant's name as the event type.
+macro_rules! domain_event {
+    ($ty:ident { $($variant:ident),+ $(,)? }) => {
+        impl cqrs_es::DomainEvent for $ty {
+            fn event_type(&self) -> String {
+                match self {
+                    $(Self::$variant { .. } => stringify!($variant).to_owned(),)+
+                }
+            }
+
+            fn event_version(&self) -> String {
+                crate::EVENT_VERSION.to_owned()
+            }
+        }
+    };
+}
+pub(crate) use domain_event;

@@ -1,0 +1,38 @@
+use crate::order::{OrderLine, ShippingAddress};
+use crate::{AccountId, Money, OrderId};
+
+/// Commands that move an order through its life.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderCommand {
+    /// Place the order a cart checked out into.
+    Place {
+        order_id: OrderId,
+        buyer_id: AccountId,
+        lines: Vec<OrderLine>,
+        total: Money,
+        payment_token: String,
+        shipping_address: ShippingAddress,
+    },
+    /// Every line's stock is held.
+    RecordInventoryReserved,
+    /// The payment was authorised.
+    RecordPaymentAuthorized,
+    /// Stock and payment are secured: the order is confirmed.
+    Confirm,
+    /// The order left the warehouse.
+    Ship {
+        carrier: String,
+        tracking_number: String,
+    },
+    /// The order reached the buyer.
+    Deliver,
+    /// The buyer sent the order back.
+    Return { reason: String },
+    /// The returned order was refunded.
+    RecordRefund,
+    /// Cancel before shipping, with a reason the buyer can read.
+    Cancel {
+        reason: String,
+        cancelled_by: Option<AccountId>,
+    },
+}

@@ -1,0 +1,29 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{Money, OrderId};
+
+/// What happened to a payment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PaymentEvent {
+    /// An authorisation was asked for.
+    PaymentRequested { order_id: OrderId, amount: Money },
+    /// The provider authorised the amount.
+    PaymentAuthorized { authorization_id: String },
+    /// The provider declined (or did not answer in time).
+    PaymentDeclined { reason: String },
+    /// Money was taken.
+    PaymentCaptured { amount: Money },
+    /// The authorisation was dropped.
+    PaymentVoided,
+    /// Money was given back.
+    PaymentRefunded { amount: Money },
+}
+
+crate::domain_event!(PaymentEvent {
+    PaymentRequested,
+    PaymentAuthorized,
+    PaymentDeclined,
+    PaymentCaptured,
+    PaymentVoided,
+    PaymentRefunded,
+});

@@ -1,0 +1,316 @@
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use super::{ProductCommand, ProductDraft, ProductError, ProductEvent};
+use crate::{AccountId, Money, Sku};
+
+/// A product, its owner and whether it is on sale.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub seller_id: Option<AccountId>,
+    pub details: Option<ProductDraft>,
+    pub listed: bool,
+}
+
+impl Product {
+    /// The price of one of the product's SKUs, or `None` if it sells no such SKU.
+    pub fn price_of(&self, sku: &Sku) -> Option<Money> {
+        let details = self.details.as_ref()?;
+        if details.sku == *sku {
+            return Some(details.price);
+        }
+        let variant = details.variants.iter().find(|v| v.sku == *sku)?;
+        Some(variant.price.unwrap_or(details.price))
+    }
+
+    fn owned_by(&self, by: AccountId) -> Result<(), ProductError> {
+        match self.seller_id {
+            None => Err(ProductError::NotFound),
+            Some(owner) if owner != by => Err(ProductError::NotOwner),
+            Some(_) if !self.listed => Err(ProductError::Delisted),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn decide(&self, command: ProductCommand) -> Result<ProductEvent, ProductError> {
+        match command {
+            ProductCommand::Create { seller_id, draft } => {
+                if self.seller_id.is_some() {
+                    return Err(ProductError::AlreadyCreated);
+                }
+                Ok(ProductEvent::ProductCreated {
+                    seller_id,
+                    product: draft.validated()?,
+                })
+            }
+            ProductCommand::Update { by, changes } => {
+                self.owned_by(by)?;
+                let changes = changes.validated()?;
+                if changes.is_empty() {
+                    return Err(ProductError::NoChanges);
+                }
+                let currency = self.details.as_ref().map(|d| d.price.currency);
+                if changes.price.is_some_and(|p| Some(p.currency) != currency) {
+                    return Err(ProductError::Invalid(
+                        "the price keeps the product's currency".into(),
+                    ));
+                }
+                Ok(ProductEvent::ProductUpdated { changes })
+            }
+            ProductCommand::Delist { by } => {
+                self.owned_by(by)?;
+                Ok(ProductEvent::ProductDelisted)
+            }
+        }
+    }
+}
+
+impl Aggregate for Product {
+    const TYPE: &'static str = "product";
+    type Command = ProductCommand;
+    type Event = ProductEvent;
+    type Error = ProductError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: ProductCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), ProductError> {
+        let event = self.decide(command)?;
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: ProductEvent) {
+        match event {
+            ProductEvent::ProductCreated { seller_id, product } => {
+                self.seller_id = Some(seller_id);
+                self.details = Some(product);
+                self.listed = true;
+            }
+            ProductEvent::ProductUpdated { changes } => {
+                if let Some(details) = self.details.as_mut() {
+                    if let Some(name) = changes.name {
+                        details.name = name;
+                    }
+                    if let Some(description) = changes.description {
+                        details.description = description;
+                    }
+                    if let Some(price) = changes.price {
+                        details.price = price;
+                    }
+                    if let Some(category) = changes.category {
+                        details.category = category;
+                    }
+                    if let Some(attributes) = changes.attributes {
+                        details.attributes = attributes;
+                    }
+                }
+            }
+            ProductEvent::ProductDelisted => self.listed = false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+    use serde_json::json;
+
+    use super::*;
+    use crate::product::{ProductChanges, Variant};
+    use crate::Currency;
+
+    type ProductTest = TestFramework<Product>;
+
+    fn seller() -> AccountId {
+        AccountId(uuid::Uuid::from_u128(7))
+    }
+
+    fn eur(amount: i64) -> Money {
+        Money::new(amount, Currency::parse("EUR").unwrap())
+    }
+
+    fn draft() -> ProductDraft {
+        ProductDraft {
+            sku: Sku::parse("TEE").unwrap(),
+            name: "Tee".into(),
+            description: "Soft cotton".into(),
+            price: eur(1999),
+            category: "Apparel/Shirts".into(),
+            attributes: json!({"material": "cotton"}).as_object().cloned().unwrap(),
+            variants: vec![Variant {
+                sku: Sku::parse("TEE-M").unwrap(),
+                price: Some(eur(2099)),
+                attributes: json!({"size": "M"}).as_object().cloned().unwrap(),
+            }],
+        }
+    }
+
+    fn created() -> ProductEvent {
+        ProductEvent::ProductCreated {
+            seller_id: seller(),
+            product: draft().validated().unwrap(),
+        }
+    }
+
+    #[test]
+    fn creating_normalises_the_category() {
+        let events = ProductTest::with(())
+            .given_no_previous_events()
+            .when(ProductCommand::Create {
+                seller_id: seller(),
+                draft: draft(),
+            })
+            .inspect_result()
+            .unwrap();
+        let [ProductEvent::ProductCreated { product, .. }] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(product.category, "apparel/shirts");
+    }
+
+    #[test]
+    fn a_product_is_created_once() {
+        ProductTest::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Create {
+                seller_id: seller(),
+                draft: draft(),
+            })
+            .then_expect_error(ProductError::AlreadyCreated);
+    }
+
+    #[test]
+    fn a_variant_cannot_reuse_a_sku() {
+        let mut d = draft();
+        d.variants.push(Variant {
+            sku: Sku::parse("TEE").unwrap(),
+            price: None,
+            attributes: Default::default(),
+        });
+        ProductTest::with(())
+            .given_no_previous_events()
+            .when(ProductCommand::Create {
+                seller_id: seller(),
+                draft: d,
+            })
+            .then_expect_error(ProductError::DuplicateSku(Sku::parse("TEE").unwrap()));
+    }
+
+    #[test]
+    fn a_negative_price_is_refused() {
+        let mut d = draft();
+        d.price = eur(-1);
+        let result = ProductTest::with(())
+            .given_no_previous_events()
+            .when(ProductCommand::Create {
+                seller_id: seller(),
+                draft: d,
+            })
+            .inspect_result();
+        assert!(matches!(result, Err(ProductError::Invalid(_))));
+    }
+
+    #[test]
+    fn attributes_hold_scalars_only() {
+        let mut d = draft();
+        d.attributes = json!({"nested": {"a": 1}}).as_object().cloned().unwrap();
+        let result = ProductTest::with(())
+            .given_no_previous_events()
+            .when(ProductCommand::Create {
+                seller_id: seller(),
+                draft: d,
+            })
+            .inspect_result();
+        assert!(matches!(result, Err(ProductError::Invalid(_))));
+    }
+
+    #[test]
+    fn only_the_owner_changes_a_product() {
+        let changes = ProductChanges {
+            name: Some("New".into()),
+            ..Default::default()
+        };
+        ProductTest::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Update {
+                by: AccountId(uuid::Uuid::from_u128(8)),
+                changes,
+            })
+            .then_expect_error(ProductError::NotOwner);
+    }
+
+    #[test]
+    fn the_owner_changes_fields() {
+        let changes = ProductChanges {
+            price: Some(eur(1500)),
+            ..Default::default()
+        };
+        ProductTest::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Update {
+                by: seller(),
+                changes: changes.clone(),
+            })
+            .then_expect_events(vec![ProductEvent::ProductUpdated { changes }]);
+    }
+
+    #[test]
+    fn a_change_keeps_the_currency() {
+        let changes = ProductChanges {
+            price: Some(Money::new(1, Currency::parse("USD").unwrap())),
+            ..Default::default()
+        };
+        let result = ProductTest::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Update {
+                by: seller(),
+                changes,
+            })
+            .inspect_result();
+        assert!(matches!(result, Err(ProductError::Invalid(_))));
+    }
+
+    #[test]
+    fn an_empty_change_is_refused() {
+        ProductTest::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Update {
+                by: seller(),
+                changes: ProductChanges::default(),
+            })
+            .then_expect_error(ProductError::NoChanges);
+    }
+
+    #[test]
+    fn delisting_is_for_the_owner_and_happens_once() {
+        ProductTest::with(())
+            .given(vec![created()])
+            .when(ProductCommand::Delist { by: seller() })
+            .then_expect_events(vec![ProductEvent::ProductDelisted]);
+        ProductTest::with(())
+            .given(vec![created(), ProductEvent::ProductDelisted])
+            .when(ProductCommand::Delist { by: seller() })
+            .then_expect_error(ProductError::Delisted);
+    }
+
+    #[test]
+    fn a_variant_without_a_price_sells_at_the_product_price() {
+        let mut product = Product::default();
+        let mut d = draft();
+        d.variants[0].price = None;
+        product.apply(ProductEvent::ProductCreated {
+            seller_id: seller(),
+            product: d,
+        });
+        assert_eq!(
+            product.price_of(&Sku::parse("TEE-M").unwrap()),
+            Some(eur(1999))
+        );
+        assert_eq!(product.price_of(&Sku::parse("NOPE").unwrap()), None);
+    }
+}

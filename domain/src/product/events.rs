@@ -1,0 +1,24 @@
+use serde::{Deserialize, Serialize};
+
+use super::{ProductChanges, ProductDraft};
+use crate::AccountId;
+
+/// What happened to a product.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ProductEvent {
+    /// A seller put a product on sale.
+    ProductCreated {
+        seller_id: AccountId,
+        product: ProductDraft,
+    },
+    /// Some fields changed; absent ones did not.
+    ProductUpdated { changes: ProductChanges },
+    /// The product was taken off sale.
+    ProductDelisted,
+}
+
+crate::domain_event!(ProductEvent {
+    ProductCreated,
+    ProductUpdated,
+    ProductDelisted
+});
