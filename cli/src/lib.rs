@@ -1,1 +1,11 @@
-//! placeholder during scaffolding
+//! The commerce engine as one deployable: configuration, telemetry, the assembled HTTP
+//! application, and the demo catalog. `main.rs` only parses the command line and waits.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod ops;
+pub mod telemetry;
+
+pub use app::Application;
+pub use config::Config;

@@ -1,1 +1,67 @@
-fn main() {}
+//! `commerce`: the engine's one binary.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use commerce::app::{shutdown_signal, GRACE};
+use commerce::{demo, telemetry, Application, Config};
+
+#[derive(Parser)]
+#[command(name = "commerce", version, about = "An event-sourced commerce engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the whole engine on one port (creates and migrates the database first).
+    Serve {
+        /// Load a small demo catalog (idempotent).
+        #[arg(long)]
+        demo_catalog: bool,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Create the database if missing and apply pending migrations, then exit.
+    Migrate {
+        #[command(flatten)]
+        config: Config,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init_logging();
+    match Cli::parse().command {
+        Command::Migrate { config } => {
+            commerce_store::db::create_database_if_missing(&config.database_url).await?;
+            let pool = commerce_store::db::connect(&config.database_url, 2).await?;
+            commerce_store::db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve {
+            demo_catalog,
+            config,
+        } => {
+            let app = Application::build(config).await?;
+            if demo_catalog {
+                demo::load(&app.router())
+                    .await
+                    .context("loading the demo catalog")?;
+            }
+            let shutdown = app.shutdown_token();
+            let server = tokio::spawn(app.run_until_stopped());
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+            match tokio::time::timeout(GRACE, server).await {
+                Ok(joined) => joined.context("the server task")?,
+                Err(_) => {
+                    tracing::warn!("in-flight requests did not finish in time");
+                    Ok(())
+                }
+            }
+        }
+    }
+}

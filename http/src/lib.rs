@@ -1,1 +1,18 @@
-//! placeholder during scaffolding
+//! HTTP plumbing shared by the command and query APIs.
+//!
+//! - `problem`: the one place errors become RFC 9457 `application/problem+json` responses.
+//! - `extract`: JSON, path and query extractors whose rejections are problems too.
+//! - `auth`: JWTs (issuing, verifying) and the `Caller` extractor with role checks.
+//! - `request`: request ids, `Idempotency-Key` and `If-Match`.
+//! - `telemetry`: request count and latency by route for `/metrics`.
+
+pub mod auth;
+pub mod extract;
+pub mod problem;
+pub mod request;
+pub mod telemetry;
+
+pub use auth::{Caller, JwtKeys};
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use problem::ApiError;
+pub use request::RequestContext;

@@ -1,1 +1,26 @@
-//! placeholder during scaffolding
+//! The write side's storage: the Postgres event store and the command pipeline on top of it.
+//!
+//! - `db`: connecting, creating and migrating the database.
+//! - `unit_of_work`: what one command writes, committed in one transaction: its events, the
+//!   claims it needs, the idempotency record of its response and a due snapshot.
+//! - `repository`: loads aggregates (snapshot plus newer events), keeps recently used ones in
+//!   memory, serialises commands per aggregate in-process and retries on conflicts.
+//! - `claims` and `idempotency`: the guard tables beside the events.
+//!
+//! cqrs-es supplies the `Aggregate` trait and its test framework; the persistence is ours, so that
+//! a command costs one transaction and no reload (see DESIGN.md, "The hot path").
+
+pub mod claims;
+pub mod db;
+pub mod error;
+pub mod idempotency;
+pub mod metadata;
+pub mod repository;
+pub mod unit_of_work;
+
+pub use claims::Claim;
+pub use error::{CommandError, CommitError};
+pub use idempotency::{IdempotencyRecord, StoredResponse};
+pub use metadata::Metadata;
+pub use repository::{CommandOptions, IdempotencyKey, Loaded, Outcome, Repository, Respond};
+pub use unit_of_work::UnitOfWork;

@@ -1,0 +1,153 @@
+//! The all-in-one engine: the command API and the operational routes on one port.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, Request};
+use axum::response::IntoResponse;
+use axum::Router;
+use commerce_command_api::CommandState;
+use commerce_http::{ApiError, JwtKeys};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::ops::{self, Dependencies};
+use crate::telemetry::metrics_handle;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A running engine, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    shutdown: CancellationToken,
+    pool: PgPool,
+}
+
+#[derive(Clone, Copy)]
+struct MakeRequestUuidV7;
+
+impl MakeRequestId for MakeRequestUuidV7 {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        uuid::Uuid::now_v7()
+            .to_string()
+            .parse()
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+impl Application {
+    /// Connects, migrates, creates the admin account when configured, and binds the port.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        metrics_handle();
+        commerce_store::db::create_database_if_missing(&config.database_url).await?;
+        let pool = commerce_store::db::connect(&config.database_url, config.db_pool_size).await?;
+        commerce_store::db::migrate(&pool).await?;
+        let nats = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(&config.nats_url)
+            .await
+            .context("configuring the NATS client")?;
+
+        let jwt = JwtKeys::new(config.jwt_secret()?.as_bytes(), config.token_ttl_seconds);
+        let commands = CommandState::new(pool.clone(), jwt);
+        if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
+            commerce_command_api::ensure_admin(&commands, email, password).await?;
+        }
+
+        let request_id = HeaderName::from_static(commerce_http::request::REQUEST_ID);
+        let router = Router::new()
+            .merge(commerce_command_api::router(commands))
+            .merge(ops::router(Dependencies { pool: pool.clone(), nats }))
+            .fallback(|| async { ApiError::not_found("no such route").into_response() })
+            .layer(axum::middleware::from_fn(commerce_http::telemetry::record_request_metrics))
+            .layer(DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(CatchPanicLayer::custom(|_| ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()))
+            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request.headers().get(commerce_http::request::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            }))
+            .layer(PropagateRequestIdLayer::new(request_id.clone()))
+            .layer(SetRequestIdLayer::new(request_id, MakeRequestUuidV7))
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]));
+
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
+        let port = listener.local_addr()?.port();
+        Ok(Self {
+            listener,
+            router,
+            port,
+            shutdown: CancellationToken::new(),
+            pool,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The router, for in-process requests (the demo catalog loader).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Cancelling it stops the server gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        tracing::info!(port = self.port, "serving");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .context("serving HTTP")?;
+        self.pool.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// How long in-flight requests get to finish after a signal.
+pub const GRACE: Duration = Duration::from_secs(10);

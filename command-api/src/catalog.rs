@@ -1,0 +1,30 @@
+//! What the catalog says of a SKU, read from the write side: the SKU's claim names its product,
+//! whose aggregate (usually cached) gives the price and whether it is listed.
+
+use commerce_domain::cart::CatalogItem;
+use commerce_domain::Sku;
+use commerce_store::claims;
+
+use crate::CommandState;
+
+/// The catalog entry of `sku`, or `None` for a SKU no product sells.
+pub(crate) async fn catalog_item(
+    state: &CommandState,
+    sku: &Sku,
+) -> anyhow::Result<Option<CatalogItem>> {
+    let Some(owner) = claims::sku_owner(state.pool(), sku).await? else {
+        return Ok(None);
+    };
+    let product = state
+        .products
+        .load(&owner.product_id.to_string())
+        .await?
+        .state;
+    Ok(product.price_of(sku).map(|unit_price| CatalogItem {
+        sku: sku.clone(),
+        product_id: owner.product_id,
+        seller_id: owner.seller_id,
+        unit_price,
+        listed: product.listed,
+    }))
+}

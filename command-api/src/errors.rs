@@ -1,0 +1,87 @@
+//! Each domain refusal as an HTTP problem: 404 for what does not exist, 409 for a state that
+//! forbids the step, 422 for input that breaks a rule.
+
+use commerce_domain::account::AccountError;
+use commerce_domain::cart::CartError;
+use commerce_domain::inventory::InventoryError;
+use commerce_domain::order::OrderError;
+use commerce_domain::product::ProductError;
+use commerce_http::ApiError;
+use commerce_store::CommandError;
+
+/// A domain error's HTTP face.
+pub(crate) trait Refusal: std::error::Error {
+    fn to_api_error(&self) -> ApiError;
+}
+
+impl Refusal for CartError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            CartError::UnknownSku(_) | CartError::NotInCart(_) | CartError::NotInWishlist(_) => {
+                ApiError::not_found(self.to_string())
+            }
+            CartError::LineUnavailable(_) => ApiError::conflict(self.to_string()),
+            _ => ApiError::unprocessable(self.to_string()),
+        }
+    }
+}
+
+impl Refusal for OrderError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            OrderError::NotPlaced => ApiError::not_found(self.to_string()),
+            OrderError::AlreadyPlaced | OrderError::InvalidTransition { .. } => {
+                ApiError::conflict(self.to_string())
+            }
+            _ => ApiError::unprocessable(self.to_string()),
+        }
+    }
+}
+
+impl Refusal for InventoryError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            InventoryError::OutOfStock { .. }
+            | InventoryError::BelowReserved { .. }
+            | InventoryError::NothingCommitted => ApiError::conflict(self.to_string()),
+            _ => ApiError::unprocessable(self.to_string()),
+        }
+    }
+}
+
+impl Refusal for ProductError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            ProductError::NotFound => ApiError::not_found(self.to_string()),
+            ProductError::NotOwner => ApiError::forbidden(self.to_string()),
+            ProductError::AlreadyCreated | ProductError::Delisted => {
+                ApiError::conflict(self.to_string())
+            }
+            _ => ApiError::unprocessable(self.to_string()),
+        }
+    }
+}
+
+impl Refusal for AccountError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            AccountError::AlreadyRegistered => ApiError::conflict(self.to_string()),
+            _ => ApiError::unprocessable(self.to_string()),
+        }
+    }
+}
+
+pub(crate) fn command_error<E: Refusal>(error: CommandError<E>) -> ApiError {
+    match error {
+        CommandError::Rejected(e) => e.to_api_error(),
+        CommandError::VersionMismatch { current } => ApiError::precondition_failed(current),
+        CommandError::Conflict => {
+            ApiError::conflict("too many concurrent changes to this resource; retry")
+        }
+        CommandError::ClaimTaken(claim) => ApiError::conflict(format!("{claim} is already taken")),
+        CommandError::DuplicateRequest => {
+            ApiError::conflict("a request with this Idempotency-Key is being processed; retry")
+        }
+        CommandError::Infrastructure(e) => ApiError::internal(e),
+    }
+}

@@ -1,0 +1,191 @@
+//! Runs a command the way every route needs: idempotency keys, `If-Match`, and a response
+//! carrying `ETag` and `X-Event-Position`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use commerce_http::{ApiError, Caller, RequestContext};
+use commerce_store::idempotency::{self, PreviousRequest};
+use commerce_store::{
+    Claim, CommandError, CommandOptions, IdempotencyKey, IdempotencyRecord, Metadata, Repository,
+    Respond, StoredResponse,
+};
+use cqrs_es::Aggregate;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::errors::{command_error, Refusal};
+use crate::CommandState;
+
+/// The header naming the global position of a command's last event.
+pub(crate) const EVENT_POSITION: &str = "x-event-position";
+
+/// A command's response, as sent and as remembered for idempotent retries.
+#[derive(Debug)]
+pub struct Reply(pub StoredResponse);
+
+impl Reply {
+    pub fn new(status: StatusCode, body: Option<serde_json::Value>) -> StoredResponse {
+        StoredResponse {
+            status: status.as_u16(),
+            body,
+            location: None,
+            etag: None,
+            position: None,
+        }
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let stored = self.0;
+        let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+        let mut response = match stored.body {
+            Some(body) => (status, axum::Json(body)).into_response(),
+            None => status.into_response(),
+        };
+        let headers = response.headers_mut();
+        let mut set = |name: header::HeaderName, value: String| {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        };
+        if let Some(etag) = stored.etag {
+            set(header::ETAG, format!("\"{etag}\""));
+        }
+        if let Some(position) = stored.position {
+            set(
+                header::HeaderName::from_static(EVENT_POSITION),
+                position.to_string(),
+            );
+        }
+        if let Some(location) = stored.location {
+            set(header::LOCATION, location);
+        }
+        response
+    }
+}
+
+/// One command request: who sent it, its headers, and a fingerprint of what it asked.
+pub(crate) struct CommandRequest {
+    pub context: RequestContext,
+    pub caller: Option<Caller>,
+    request_hash: Vec<u8>,
+}
+
+impl CommandRequest {
+    /// `route` names the method and path; `body` is the parsed body (so formatting does not count).
+    pub fn new(
+        context: RequestContext,
+        caller: Option<Caller>,
+        route: &str,
+        body: &impl Serialize,
+    ) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(route.as_bytes());
+        hasher.update([0]);
+        hasher.update(serde_json::to_vec(body).unwrap_or_default());
+        Self {
+            context,
+            caller,
+            request_hash: hasher.finalize().to_vec(),
+        }
+    }
+
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            correlation_id: self.context.correlation_id,
+            causation_id: self.context.correlation_id,
+            actor: self.caller.map(|c| c.account_id.0),
+            idempotency_key: self.context.idempotency_key.clone(),
+        }
+    }
+
+    fn scope(&self) -> String {
+        self.caller
+            .map(|c| c.account_id.to_string())
+            .unwrap_or_else(|| "anonymous".to_owned())
+    }
+
+    /// The key to record with the command, if the client sent one.
+    pub fn idempotency_key<A>(&self, respond: &Respond<A>) -> Option<IdempotencyKey<A>> {
+        let key = self.context.idempotency_key.clone()?;
+        Some(IdempotencyKey {
+            scope: self.scope(),
+            key,
+            request_hash: self.request_hash.clone(),
+            respond: respond.clone(),
+        })
+    }
+
+    /// The record to commit with a multi-aggregate command, if the client sent a key.
+    pub fn idempotency_record(&self, response: &StoredResponse) -> Option<IdempotencyRecord> {
+        let key = self.context.idempotency_key.clone()?;
+        Some(IdempotencyRecord {
+            scope: self.scope(),
+            key,
+            request_hash: self.request_hash.clone(),
+            response: response.clone(),
+        })
+    }
+
+    /// The remembered response when this key was used before: the same response for the same
+    /// request, 422 for another request under the same key.
+    pub async fn previous_reply(&self, state: &CommandState) -> Result<Option<Reply>, ApiError> {
+        let Some(key) = &self.context.idempotency_key else {
+            return Ok(None);
+        };
+        let Some(PreviousRequest {
+            request_hash,
+            response,
+        }) = idempotency::lookup(state.pool(), &self.scope(), key).await?
+        else {
+            return Ok(None);
+        };
+        if request_hash != self.request_hash {
+            return Err(ApiError::unprocessable(
+                "this Idempotency-Key was already used for a different request",
+            ));
+        }
+        Ok(Some(Reply(response)))
+    }
+}
+
+/// Runs `command` on aggregate `id` and answers with `respond`'s view of the new state.
+pub(crate) async fn run<A>(
+    state: &CommandState,
+    repository: &Repository<A>,
+    id: &str,
+    command: A::Command,
+    request: &CommandRequest,
+    claims: Vec<Claim>,
+    respond: Respond<A>,
+) -> Result<Reply, ApiError>
+where
+    A: Aggregate<Services = ()> + Clone + 'static,
+    A::Error: Refusal,
+    A::Command: Clone,
+{
+    if let Some(reply) = request.previous_reply(state).await? {
+        return Ok(reply);
+    }
+    let options = CommandOptions {
+        metadata: request.metadata(),
+        expected_version: request.context.if_match,
+        claims,
+        idempotency: request.idempotency_key(&respond),
+    };
+    match repository.execute(id, command, options).await {
+        Ok(outcome) => {
+            let mut response = respond(&outcome.state);
+            response.etag.get_or_insert(outcome.version);
+            response.position = outcome.position.or(response.position);
+            Ok(Reply(response))
+        }
+        Err(CommandError::DuplicateRequest) => {
+            request.previous_reply(state).await?.ok_or_else(|| {
+                ApiError::conflict("a request with this Idempotency-Key is being processed; retry")
+            })
+        }
+        Err(error) => Err(command_error(error)),
+    }
+}

@@ -1,0 +1,229 @@
+//! Registration, sign-in, and the bootstrap admin.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::State;
+use axum::http::StatusCode;
+use commerce_domain::account::{Account, AccountCommand};
+use commerce_domain::{AccountId, Email, Role};
+use commerce_http::{ApiError, ApiJson, RequestContext};
+use commerce_store::{claims, Claim, Metadata};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::pipeline::{run, CommandRequest, Reply};
+use crate::CommandState;
+
+/// A new account. Anyone may register as a buyer or a seller.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub email: String,
+    /// 8 to 128 characters.
+    pub password: String,
+    pub name: String,
+    /// `buyer` or `seller`.
+    pub role: Role,
+}
+
+/// The registered account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    pub account_id: AccountId,
+}
+
+/// Credentials to exchange for a token.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    pub email: String,
+    pub password: String,
+}
+
+/// A bearer token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+}
+
+fn check_password(password: &str) -> Result<(), ApiError> {
+    let length = password.chars().count();
+    if !(8..=128).contains(&length) {
+        return Err(ApiError::unprocessable(
+            "password must be 8 to 128 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes off the async threads: argon2 is deliberately slow.
+async fn hash_password(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+    })
+    .await
+    .context("the hashing task")?
+}
+
+/// Verifies off the async threads. A missing hash is checked against a dummy one so that an
+/// unknown e-mail takes as long as a wrong password.
+async fn verify_password(password: String, hash: Option<String>) -> anyhow::Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Jx9kZ7Ygq0b0M3fWcX9dY8z3cQ8r1n0Hc6f2g4bQkE";
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DUMMY.to_owned());
+        let parsed = PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("a stored hash is malformed: {e}"))?;
+        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && known)
+    })
+    .await
+    .context("the verifying task")?
+}
+
+async fn register_account(
+    state: &CommandState,
+    request: &CommandRequest,
+    email: Email,
+    name: String,
+    role: Role,
+    password: String,
+) -> Result<Reply, ApiError> {
+    let account_id = AccountId::new();
+    let password_hash = hash_password(password).await?;
+    let command = AccountCommand::Register {
+        email: email.clone(),
+        name,
+        role,
+        password_hash,
+    };
+    let respond = Arc::new(move |_: &Account| {
+        let mut response = Reply::new(
+            StatusCode::CREATED,
+            Some(json!({ "account_id": account_id })),
+        );
+        response.location = Some(format!("/v1/accounts/{account_id}"));
+        response
+    });
+    let claims = vec![Claim::Email { email, account_id }];
+    run(
+        state,
+        &state.accounts,
+        &account_id.to_string(),
+        command,
+        request,
+        claims,
+        respond,
+    )
+    .await
+}
+
+/// Register an account.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", request_body = RegisterRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key and body return the first response")),
+    responses(
+        (status = 201, description = "registered", body = Registered),
+        (status = 400, description = "malformed JSON", body = commerce_http::problem::Problem),
+        (status = 409, description = "the e-mail is taken", body = commerce_http::problem::Problem),
+        (status = 422, description = "invalid field", body = commerce_http::problem::Problem),
+    ))]
+pub async fn register(
+    State(state): State<CommandState>,
+    context: RequestContext,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<Reply, ApiError> {
+    let hash_input = json!({ "email": body.email, "name": body.name, "role": body.role });
+    let request = CommandRequest::new(context, None, "POST /v1/accounts", &hash_input);
+    if let Some(reply) = request.previous_reply(&state).await? {
+        return Ok(reply);
+    }
+    let email = Email::parse(&body.email).map_err(|e| ApiError::unprocessable(e.0))?;
+    if body.role == Role::Admin {
+        return Err(ApiError::unprocessable("role must be buyer or seller"));
+    }
+    check_password(&body.password)?;
+    register_account(&state, &request, email, body.name, body.role, body.password).await
+}
+
+/// Exchange an e-mail and password for a bearer token.
+#[utoipa::path(post, path = "/v1/auth/token", tag = "accounts", request_body = TokenRequest,
+    responses(
+        (status = 200, description = "signed in", body = TokenResponse),
+        (status = 401, description = "wrong e-mail or password", body = commerce_http::problem::Problem),
+    ))]
+pub async fn token(
+    State(state): State<CommandState>,
+    ApiJson(body): ApiJson<TokenRequest>,
+) -> Result<axum::Json<TokenResponse>, ApiError> {
+    let wrong = || ApiError::unauthorized("wrong e-mail or password");
+    let account = match Email::parse(&body.email) {
+        Ok(email) => match claims::account_by_email(state.pool(), &email).await? {
+            Some(id) => Some((id, state.accounts.load(&id.to_string()).await?.state)),
+            None => None,
+        },
+        Err(_) => None,
+    };
+    let hash = account.as_ref().map(|(_, a)| a.password_hash.clone());
+    if !verify_password(body.password, hash).await? {
+        return Err(wrong());
+    }
+    let (account_id, account) = account.ok_or_else(wrong)?;
+    let role = account.role.ok_or_else(wrong)?;
+    let access_token = state.jwt.issue(account_id, role)?;
+    Ok(axum::Json(TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: state.jwt.ttl_seconds(),
+    }))
+}
+
+/// Creates the admin account named by the configuration when no account holds that e-mail.
+pub async fn ensure_admin(state: &CommandState, email: &str, password: &str) -> anyhow::Result<()> {
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("COMMERCE_ADMIN_EMAIL: {e}"))?;
+    if password.chars().count() < 8 {
+        anyhow::bail!("COMMERCE_ADMIN_PASSWORD must be at least 8 characters");
+    }
+    if claims::account_by_email(state.pool(), &email)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let context = RequestContext {
+        correlation_id: Metadata::new(None).correlation_id,
+        idempotency_key: None,
+        if_match: None,
+    };
+    let request = CommandRequest::new(context, None, "bootstrap admin", &email);
+    match register_account(
+        state,
+        &request,
+        email.clone(),
+        "Administrator".into(),
+        Role::Admin,
+        password.to_owned(),
+    )
+    .await
+    {
+        Ok(_) => {
+            tracing::info!(email = email.as_str(), "created the admin account");
+            Ok(())
+        }
+        // Another instance created it at the same moment.
+        Err(e) if e.status() == StatusCode::CONFLICT => Ok(()),
+        Err(e) => anyhow::bail!(
+            "creating the admin account failed with status {}",
+            e.status()
+        ),
+    }
+}

@@ -1,0 +1,335 @@
+//! The buyer's cart and wishlist, and checkout.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use commerce_domain::cart::{Cart, CartCommand};
+use commerce_domain::order::{OrderCommand, ShippingAddress};
+use commerce_domain::{OrderId, Role, Sku};
+use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
+use commerce_store::{CommandError, CommitError, UnitOfWork};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::catalog::catalog_item;
+use crate::errors::{command_error, Refusal};
+use crate::pipeline::{run, CommandRequest, Reply};
+use crate::CommandState;
+
+/// How many times a checkout is decided again after losing a race.
+const CHECKOUT_ATTEMPTS: usize = 8;
+
+/// A cart line's new quantity.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetQuantityRequest {
+    /// 0 removes the line; at most 1000.
+    pub quantity: u32,
+}
+
+/// What checkout needs besides the cart.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    /// The payment provider's token for the buyer's card (sandbox: `tok_ok`, `tok_decline`, …).
+    pub payment_token: String,
+    pub shipping_address: ShippingAddress,
+}
+
+/// The placed order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckoutAccepted {
+    pub order_id: OrderId,
+}
+
+/// The cart as the write side knows it: `items[]` (`sku`, `quantity`, `unit_price`), `total`, `wishlist`.
+pub(crate) fn cart_view(cart: &Cart) -> Value {
+    let items: Vec<Value> = cart
+        .lines
+        .iter()
+        .map(|(sku, line)| {
+            json!({
+                "sku": sku,
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "line_total": line.unit_price.times(line.quantity),
+            })
+        })
+        .collect();
+    json!({ "items": items, "total": cart.total(), "wishlist": cart.wishlist })
+}
+
+fn cart_reply() -> commerce_store::Respond<Cart> {
+    Arc::new(|cart: &Cart| Reply::new(StatusCode::OK, Some(cart_view(cart))))
+}
+
+async fn cart_command(
+    state: &CommandState,
+    caller: Caller,
+    context: RequestContext,
+    route: String,
+    body: &impl Serialize,
+    command: CartCommand,
+) -> Result<Reply, ApiError> {
+    let request = CommandRequest::new(context, Some(caller), &route, body);
+    run(
+        state,
+        &state.carts,
+        &caller.account_id.to_string(),
+        command,
+        &request,
+        vec![],
+        cart_reply(),
+    )
+    .await
+}
+
+/// Set a cart line's quantity; 0 removes it (buyers).
+#[utoipa::path(put, path = "/v1/me/cart/items/{sku}", tag = "cart", request_body = SetQuantityRequest, security(("bearer" = [])),
+    params(("sku" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "the cart"),
+        (status = 403, description = "not a buyer", body = commerce_http::problem::Problem),
+        (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem),
+        (status = 412, description = "stale If-Match", body = commerce_http::problem::Problem),
+        (status = 422, description = "invalid quantity or SKU not for sale", body = commerce_http::problem::Problem),
+    ))]
+pub async fn set_quantity(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(sku): ApiPath<Sku>,
+    ApiJson(body): ApiJson<SetQuantityRequest>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    let item = if body.quantity == 0 {
+        None
+    } else {
+        catalog_item(&state, &sku).await?
+    };
+    let route = format!("PUT /v1/me/cart/items/{sku}");
+    cart_command(
+        &state,
+        caller,
+        context,
+        route,
+        &body,
+        CartCommand::SetQuantity {
+            sku,
+            quantity: body.quantity,
+            item,
+        },
+    )
+    .await
+}
+
+/// Remove a cart line (buyers).
+#[utoipa::path(delete, path = "/v1/me/cart/items/{sku}", tag = "cart", security(("bearer" = [])),
+    params(("sku" = String, Path)),
+    responses((status = 200, description = "the cart"), (status = 404, description = "not in the cart", body = commerce_http::problem::Problem)))]
+pub async fn remove_item(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(sku): ApiPath<Sku>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    let route = format!("DELETE /v1/me/cart/items/{sku}");
+    cart_command(
+        &state,
+        caller,
+        context,
+        route,
+        &(),
+        CartCommand::RemoveItem { sku },
+    )
+    .await
+}
+
+/// Move a cart line to the wishlist (buyers).
+#[utoipa::path(post, path = "/v1/me/cart/items/{sku}/move-to-wishlist", tag = "cart", security(("bearer" = [])),
+    params(("sku" = String, Path)),
+    responses((status = 200, description = "the cart and wishlist"), (status = 404, description = "not in the cart", body = commerce_http::problem::Problem)))]
+pub async fn move_to_wishlist(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(sku): ApiPath<Sku>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    let route = format!("POST /v1/me/cart/items/{sku}/move-to-wishlist");
+    cart_command(
+        &state,
+        caller,
+        context,
+        route,
+        &(),
+        CartCommand::MoveToWishlist { sku },
+    )
+    .await
+}
+
+/// Add a SKU to the wishlist (buyers).
+#[utoipa::path(put, path = "/v1/me/wishlist/items/{sku}", tag = "cart", security(("bearer" = [])),
+    params(("sku" = String, Path)),
+    responses((status = 200, description = "the cart and wishlist"), (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem)))]
+pub async fn add_to_wishlist(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(sku): ApiPath<Sku>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    let item = catalog_item(&state, &sku).await?;
+    let route = format!("PUT /v1/me/wishlist/items/{sku}");
+    cart_command(
+        &state,
+        caller,
+        context,
+        route,
+        &(),
+        CartCommand::AddToWishlist { sku, item },
+    )
+    .await
+}
+
+/// Remove a SKU from the wishlist (buyers).
+#[utoipa::path(delete, path = "/v1/me/wishlist/items/{sku}", tag = "cart", security(("bearer" = [])),
+    params(("sku" = String, Path)),
+    responses((status = 200, description = "the cart and wishlist"), (status = 404, description = "not in the wishlist", body = commerce_http::problem::Problem)))]
+pub async fn remove_from_wishlist(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(sku): ApiPath<Sku>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    let route = format!("DELETE /v1/me/wishlist/items/{sku}");
+    cart_command(
+        &state,
+        caller,
+        context,
+        route,
+        &(),
+        CartCommand::RemoveFromWishlist { sku },
+    )
+    .await
+}
+
+/// Close the cart into an order (buyers). The order is `pending` until the checkout saga moves it on.
+#[utoipa::path(post, path = "/v1/me/cart/checkout", tag = "cart", request_body = CheckoutRequest, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key and body return the first response")),
+    responses(
+        (status = 202, description = "order placed; `Location` names it", body = CheckoutAccepted),
+        (status = 403, description = "not a buyer", body = commerce_http::problem::Problem),
+        (status = 409, description = "a line is no longer for sale", body = commerce_http::problem::Problem),
+        (status = 422, description = "empty cart or invalid address", body = commerce_http::problem::Problem),
+    ))]
+pub async fn checkout(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiJson(body): ApiJson<CheckoutRequest>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    let request = CommandRequest::new(context, Some(caller), "POST /v1/me/cart/checkout", &body);
+    if let Some(reply) = request.previous_reply(&state).await? {
+        return Ok(reply);
+    }
+    let shipping_address = body
+        .shipping_address
+        .validated()
+        .map_err(|e| ApiError::unprocessable(e.0))?;
+    let metadata = serde_json::to_value(request.metadata()).map_err(anyhow::Error::from)?;
+    let buyer = caller.account_id.to_string();
+    for _ in 0..CHECKOUT_ATTEMPTS {
+        let mut cart = state.carts.lock(&buyer).await;
+        let loaded = cart.load().await?.clone();
+        if let Some(expected) = request.context.if_match {
+            if expected != loaded.version {
+                return Err(ApiError::precondition_failed(loaded.version));
+            }
+        }
+        let mut catalog = Vec::with_capacity(loaded.state.lines.len());
+        for sku in loaded.state.lines.keys() {
+            catalog.push((sku.clone(), catalog_item(&state, sku).await?));
+        }
+        let order_id = OrderId::new();
+        let checkout = CartCommand::Checkout {
+            order_id,
+            catalog,
+            shipping_address: shipping_address.clone(),
+        };
+        let (cart_state, cart_events) = cart
+            .decide(&loaded, checkout)
+            .await
+            .map_err(|e| e.to_api_error())?;
+        let Some(commerce_domain::cart::CartEvent::CheckedOut { lines, total, .. }) =
+            cart_events.first().cloned()
+        else {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "checkout produced no CheckedOut event"
+            )));
+        };
+        let mut order = state.orders.lock(&order_id.to_string()).await;
+        let order_loaded = order.load().await?.clone();
+        let place = OrderCommand::Place {
+            order_id,
+            buyer_id: caller.account_id,
+            lines,
+            total,
+            payment_token: body.payment_token.clone(),
+            shipping_address: shipping_address.clone(),
+        };
+        let (order_state, order_events) = order
+            .decide(&order_loaded, place)
+            .await
+            .map_err(|e| e.to_api_error())?;
+
+        let mut unit = UnitOfWork::default();
+        let cart_snapshot = cart.stage(&mut unit, &loaded, &cart_state, &cart_events, &metadata)?;
+        let order_snapshot = order.stage(
+            &mut unit,
+            &order_loaded,
+            &order_state,
+            &order_events,
+            &metadata,
+        )?;
+        let mut response = Reply::new(StatusCode::ACCEPTED, Some(json!({ "order_id": order_id })));
+        response.location = Some(format!("/v1/orders/{order_id}"));
+        response.etag = Some(order_events.len() as i64);
+        unit.idempotency = request.idempotency_record(&response);
+        match unit.commit(state.pool()).await {
+            Ok(committed) => {
+                cart.committed(
+                    cart_state,
+                    loaded.version + cart_events.len() as i64,
+                    cart_snapshot,
+                );
+                order.committed(order_state, order_events.len() as i64, order_snapshot);
+                response.position = committed.last_position();
+                metrics::counter!("commerce_commands_total", "aggregate" => "cart", "outcome" => "accepted").increment(1);
+                return Ok(Reply(response));
+            }
+            Err(CommitError::Conflict) => cart.evict(),
+            Err(CommitError::DuplicateRequest) => {
+                return request.previous_reply(&state).await?.ok_or_else(|| {
+                    ApiError::conflict(
+                        "a request with this Idempotency-Key is being processed; retry",
+                    )
+                });
+            }
+            Err(other) => {
+                return Err(command_error::<commerce_domain::cart::CartError>(
+                    CommandError::from(other),
+                ))
+            }
+        }
+    }
+    Err(ApiError::conflict(
+        "too many concurrent changes to this cart; retry",
+    ))
+}

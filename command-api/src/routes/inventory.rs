@@ -1,0 +1,147 @@
+//! Stock: restock and adjust, by the SKU's seller or an admin.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use commerce_domain::inventory::{Inventory, InventoryCommand};
+use commerce_domain::{Role, Sku};
+use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
+use commerce_store::claims;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::pipeline::{run, CommandRequest, Reply};
+use crate::CommandState;
+
+/// Goods arrived.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestockRequest {
+    /// At least 1.
+    pub quantity: i64,
+}
+
+/// A correction of the stock on hand.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustRequest {
+    /// Units to add (positive) or remove (negative); never below what is reserved.
+    pub delta: i64,
+    pub reason: String,
+}
+
+/// A SKU's stock levels.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StockView {
+    pub sku: Sku,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+}
+
+fn stock_view(sku: Sku) -> impl Fn(&Inventory) -> commerce_store::StoredResponse + Send + Sync {
+    move |inventory: &Inventory| {
+        let levels = inventory.levels;
+        Reply::new(
+            StatusCode::OK,
+            Some(
+                json!({ "sku": sku, "on_hand": levels.on_hand, "reserved": levels.reserved, "available": levels.available() }),
+            ),
+        )
+    }
+}
+
+/// The SKU's seller or an admin may change its stock.
+async fn authorize(state: &CommandState, caller: Caller, sku: &Sku) -> Result<(), ApiError> {
+    caller.require(&[Role::Seller, Role::Admin])?;
+    let owner = claims::sku_owner(state.pool(), sku)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("SKU {sku} does not exist")))?;
+    if caller.is_admin() || owner.seller_id == caller.account_id {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "SKU {sku} belongs to another seller"
+        )))
+    }
+}
+
+/// Add units on hand (the SKU's seller, admins).
+#[utoipa::path(post, path = "/v1/inventory/{sku}/restock", tag = "inventory", request_body = RestockRequest, security(("bearer" = [])),
+    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "new levels", body = StockView),
+        (status = 403, description = "another seller's SKU", body = commerce_http::problem::Problem),
+        (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem),
+        (status = 422, description = "quantity below 1", body = commerce_http::problem::Problem),
+    ))]
+pub async fn restock(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(sku): ApiPath<Sku>,
+    ApiJson(body): ApiJson<RestockRequest>,
+) -> Result<Reply, ApiError> {
+    authorize(&state, caller, &sku).await?;
+    let request = CommandRequest::new(
+        context,
+        Some(caller),
+        &format!("POST /v1/inventory/{sku}/restock"),
+        &body,
+    );
+    let command = InventoryCommand::Restock {
+        quantity: body.quantity,
+    };
+    run(
+        &state,
+        &state.inventory,
+        sku.as_str(),
+        command,
+        &request,
+        vec![],
+        Arc::new(stock_view(sku.clone())),
+    )
+    .await
+}
+
+/// Correct the units on hand (the SKU's seller, admins).
+#[utoipa::path(post, path = "/v1/inventory/{sku}/adjust", tag = "inventory", request_body = AdjustRequest, security(("bearer" = [])),
+    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "new levels", body = StockView),
+        (status = 403, description = "another seller's SKU", body = commerce_http::problem::Problem),
+        (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem),
+        (status = 409, description = "would go below reserved", body = commerce_http::problem::Problem),
+        (status = 422, description = "zero delta or no reason", body = commerce_http::problem::Problem),
+    ))]
+pub async fn adjust(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(sku): ApiPath<Sku>,
+    ApiJson(body): ApiJson<AdjustRequest>,
+) -> Result<Reply, ApiError> {
+    authorize(&state, caller, &sku).await?;
+    let request = CommandRequest::new(
+        context,
+        Some(caller),
+        &format!("POST /v1/inventory/{sku}/adjust"),
+        &body,
+    );
+    let command = InventoryCommand::Adjust {
+        delta: body.delta,
+        reason: body.reason,
+    };
+    run(
+        &state,
+        &state.inventory,
+        sku.as_str(),
+        command,
+        &request,
+        vec![],
+        Arc::new(stock_view(sku.clone())),
+    )
+    .await
+}

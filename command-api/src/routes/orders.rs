@@ -1,0 +1,236 @@
+//! Order steps a person takes: cancel, ship, deliver, return.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use commerce_domain::order::{Order, OrderCommand};
+use commerce_domain::{OrderId, Role};
+use commerce_http::extract::OptionalJson;
+use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::pipeline::{run, CommandRequest, Reply};
+use crate::CommandState;
+
+/// Why the buyer cancels.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// How the order travels.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentRequest {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+/// Why the buyer sends the order back.
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Who may act on an order.
+enum Party {
+    /// The buyer who placed it.
+    Owner,
+    /// A seller of one of its lines.
+    Seller,
+}
+
+/// Loads the order and checks the caller is one of `parties` (or an admin). An order the caller
+/// may not see is reported as missing, so its existence does not leak.
+async fn authorize(
+    state: &CommandState,
+    caller: Caller,
+    id: OrderId,
+    parties: &[Party],
+) -> Result<Order, ApiError> {
+    let order = state.orders.load(&id.to_string()).await?.state;
+    let missing = || ApiError::not_found(format!("order {id} does not exist"));
+    if order.status.is_none() {
+        return Err(missing());
+    }
+    let allowed = caller.is_admin()
+        || parties.iter().any(|party| match party {
+            Party::Owner => caller.role == Role::Buyer && order.buyer_id == Some(caller.account_id),
+            Party::Seller => caller.role == Role::Seller && order.has_seller(caller.account_id),
+        });
+    if allowed {
+        return Ok(order);
+    }
+    let involved = order.buyer_id == Some(caller.account_id) || order.has_seller(caller.account_id);
+    Err(if involved {
+        ApiError::forbidden("your role may not take this step on this order")
+    } else {
+        missing()
+    })
+}
+
+fn order_reply() -> commerce_store::Respond<Order> {
+    Arc::new(|order: &Order| {
+        Reply::new(
+            StatusCode::OK,
+            Some(json!({
+                "status": order.status,
+                "cancellation_reason": order.cancellation_reason,
+            })),
+        )
+    })
+}
+
+async fn order_command(
+    state: &CommandState,
+    caller: Caller,
+    context: RequestContext,
+    id: OrderId,
+    route: &str,
+    body: &impl Serialize,
+    command: OrderCommand,
+) -> Result<Reply, ApiError> {
+    let request = CommandRequest::new(
+        context,
+        Some(caller),
+        &format!("POST /v1/orders/{id}/{route}"),
+        body,
+    );
+    let reply = order_reply();
+    let respond: commerce_store::Respond<Order> = Arc::new(move |order: &Order| {
+        let mut response = reply(order);
+        if let Some(body) = response.body.as_mut() {
+            body["order_id"] = json!(id);
+        }
+        response
+    });
+    run(
+        state,
+        &state.orders,
+        &id.to_string(),
+        command,
+        &request,
+        vec![],
+        respond,
+    )
+    .await
+}
+
+/// Cancel an order before it ships (its buyer, admins).
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", request_body(content = CancelRequest, description = "optional"), security(("bearer" = [])),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "cancelled"),
+        (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),
+        (status = 409, description = "already shipped or cancelled", body = commerce_http::problem::Problem),
+    ))]
+pub async fn cancel(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(id): ApiPath<OrderId>,
+    body: OptionalJson<CancelRequest>,
+) -> Result<Reply, ApiError> {
+    authorize(&state, caller, id, &[Party::Owner]).await?;
+    let body = body.0.unwrap_or_default();
+    let reason = body
+        .reason
+        .clone()
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| {
+            if caller.is_admin() {
+                "cancelled by an administrator"
+            } else {
+                "cancelled by the buyer"
+            }
+            .to_owned()
+        });
+    let command = OrderCommand::Cancel {
+        reason,
+        cancelled_by: Some(caller.account_id),
+    };
+    order_command(&state, caller, context, id, "cancel", &body, command).await
+}
+
+/// Hand the order to a carrier (a seller of its lines, admins).
+#[utoipa::path(post, path = "/v1/orders/{id}/shipments", tag = "orders", request_body = ShipmentRequest, security(("bearer" = [])),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "shipped"),
+        (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
+        (status = 409, description = "not confirmed yet, or already shipped", body = commerce_http::problem::Problem),
+    ))]
+pub async fn ship(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(id): ApiPath<OrderId>,
+    ApiJson(body): ApiJson<ShipmentRequest>,
+) -> Result<Reply, ApiError> {
+    authorize(&state, caller, id, &[Party::Seller]).await?;
+    let command = OrderCommand::Ship {
+        carrier: body.carrier.clone(),
+        tracking_number: body.tracking_number.clone(),
+    };
+    order_command(&state, caller, context, id, "shipments", &body, command).await
+}
+
+/// Mark the order delivered (a seller of its lines, admins).
+#[utoipa::path(post, path = "/v1/orders/{id}/delivery", tag = "orders", security(("bearer" = [])),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "delivered"),
+        (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
+        (status = 409, description = "not shipped yet", body = commerce_http::problem::Problem),
+    ))]
+pub async fn deliver(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Reply, ApiError> {
+    authorize(&state, caller, id, &[Party::Seller]).await?;
+    order_command(
+        &state,
+        caller,
+        context,
+        id,
+        "delivery",
+        &(),
+        OrderCommand::Deliver,
+    )
+    .await
+}
+
+/// Send a delivered order back (its buyer); the refund follows.
+#[utoipa::path(post, path = "/v1/orders/{id}/returns", tag = "orders", request_body(content = ReturnRequest, description = "optional"), security(("bearer" = [])),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 200, description = "returned"),
+        (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),
+        (status = 409, description = "not delivered", body = commerce_http::problem::Problem),
+    ))]
+pub async fn return_order(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(id): ApiPath<OrderId>,
+    body: OptionalJson<ReturnRequest>,
+) -> Result<Reply, ApiError> {
+    authorize(&state, caller, id, &[Party::Owner]).await?;
+    if caller.is_admin() {
+        return Err(ApiError::forbidden("only the buyer returns an order"));
+    }
+    let body = body.0.unwrap_or_default();
+    let command = OrderCommand::Return {
+        reason: body.reason.clone().unwrap_or_default(),
+    };
+    order_command(&state, caller, context, id, "returns", &body, command).await
+}

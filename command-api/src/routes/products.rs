@@ -1,0 +1,276 @@
+//! Products: create, change, delist, and bulk import.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use commerce_domain::product::{Product, ProductChanges, ProductCommand, ProductDraft};
+use commerce_domain::{ProductId, Role};
+use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
+use commerce_store::Claim;
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use crate::pipeline::{run, CommandRequest, Reply};
+use crate::CommandState;
+
+/// Most lines one import may hold.
+const MAX_IMPORT_LINES: usize = 1_000;
+
+/// The product as the write side knows it.
+pub(crate) fn product_view(id: ProductId, product: &Product) -> Value {
+    let Some(details) = &product.details else {
+        return json!({ "product_id": id });
+    };
+    json!({
+        "product_id": id,
+        "seller_id": product.seller_id,
+        "sku": details.sku,
+        "name": details.name,
+        "description": details.description,
+        "price": details.price,
+        "category": details.category,
+        "attributes": details.attributes,
+        "variants": details.variants,
+        "listed": product.listed,
+    })
+}
+
+async fn create_product(
+    state: &CommandState,
+    caller: Caller,
+    request: &CommandRequest,
+    draft: ProductDraft,
+) -> Result<Reply, ApiError> {
+    let product_id = ProductId::new();
+    let claims = draft
+        .skus()
+        .map(|sku| Claim::Sku {
+            sku: sku.clone(),
+            product_id,
+            seller_id: caller.account_id,
+        })
+        .collect();
+    let respond = Arc::new(move |product: &Product| {
+        let mut response = Reply::new(StatusCode::CREATED, Some(product_view(product_id, product)));
+        response.location = Some(format!("/v1/products/{product_id}"));
+        response
+    });
+    let command = ProductCommand::Create {
+        seller_id: caller.account_id,
+        draft,
+    };
+    run(
+        state,
+        &state.products,
+        &product_id.to_string(),
+        command,
+        request,
+        claims,
+        respond,
+    )
+    .await
+}
+
+/// Put a product on sale (sellers).
+#[utoipa::path(post, path = "/v1/products", tag = "products", request_body = ProductDraft, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key and body return the first response")),
+    responses(
+        (status = 201, description = "created; body has product_id, sku, name, price, category, attributes, variants"),
+        (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
+        (status = 403, description = "not a seller", body = commerce_http::problem::Problem),
+        (status = 409, description = "a SKU is taken", body = commerce_http::problem::Problem),
+        (status = 422, description = "invalid field", body = commerce_http::problem::Problem),
+    ))]
+pub async fn create(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiJson(draft): ApiJson<ProductDraft>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Seller])?;
+    let request = CommandRequest::new(context, Some(caller), "POST /v1/products", &draft);
+    create_product(&state, caller, &request, draft).await
+}
+
+/// Change a product's fields (its seller).
+#[utoipa::path(patch, path = "/v1/products/{id}", tag = "products", request_body = ProductChanges, security(("bearer" = [])),
+    params(("id" = ProductId, Path), ("If-Match" = Option<String>, Header, description = "the ETag last seen")),
+    responses(
+        (status = 200, description = "changed"),
+        (status = 403, description = "another seller's product", body = commerce_http::problem::Problem),
+        (status = 404, description = "no such product", body = commerce_http::problem::Problem),
+        (status = 412, description = "stale If-Match", body = commerce_http::problem::Problem),
+        (status = 422, description = "invalid field", body = commerce_http::problem::Problem),
+    ))]
+pub async fn update(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(id): ApiPath<ProductId>,
+    ApiJson(changes): ApiJson<ProductChanges>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Seller])?;
+    let request = CommandRequest::new(
+        context,
+        Some(caller),
+        &format!("PATCH /v1/products/{id}"),
+        &changes,
+    );
+    let respond = Arc::new(move |product: &Product| {
+        Reply::new(StatusCode::OK, Some(product_view(id, product)))
+    });
+    let command = ProductCommand::Update {
+        by: caller.account_id,
+        changes,
+    };
+    run(
+        &state,
+        &state.products,
+        &id.to_string(),
+        command,
+        &request,
+        vec![],
+        respond,
+    )
+    .await
+}
+
+/// Take a product off sale (its seller); its history stays.
+#[utoipa::path(delete, path = "/v1/products/{id}", tag = "products", security(("bearer" = [])),
+    params(("id" = ProductId, Path)),
+    responses(
+        (status = 204, description = "delisted"),
+        (status = 403, description = "another seller's product", body = commerce_http::problem::Problem),
+        (status = 404, description = "no such product", body = commerce_http::problem::Problem),
+        (status = 409, description = "already delisted", body = commerce_http::problem::Problem),
+    ))]
+pub async fn delist(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(id): ApiPath<ProductId>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Seller])?;
+    let request = CommandRequest::new(
+        context,
+        Some(caller),
+        &format!("DELETE /v1/products/{id}"),
+        &(),
+    );
+    let respond = Arc::new(|_: &Product| Reply::new(StatusCode::NO_CONTENT, None));
+    run(
+        &state,
+        &state.products,
+        &id.to_string(),
+        ProductCommand::Delist {
+            by: caller.account_id,
+        },
+        &request,
+        vec![],
+        respond,
+    )
+    .await
+}
+
+/// The outcome of one import line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The status the line would have had as its own `POST /v1/products`.
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The outcome of an import.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportReport {
+    pub created: usize,
+    pub failed: usize,
+    pub results: Vec<ImportLine>,
+}
+
+/// Create many products from NDJSON, one product a line (sellers). One bad line does not sink the others.
+#[utoipa::path(post, path = "/v1/products/import", tag = "products", security(("bearer" = [])),
+    request_body(content = String, content_type = "application/x-ndjson", description = "one product (as in POST /v1/products) per line"),
+    responses(
+        (status = 200, description = "per-line results", body = ImportReport),
+        (status = 403, description = "not a seller", body = commerce_http::problem::Problem),
+        (status = 413, description = "body over 1 MiB", body = commerce_http::problem::Problem),
+        (status = 422, description = "too many lines", body = commerce_http::problem::Problem),
+    ))]
+pub async fn import(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    body: Result<String, axum::extract::rejection::StringRejection>,
+) -> Result<axum::Json<ImportReport>, ApiError> {
+    caller.require(&[Role::Seller])?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            commerce_http::extract::too_large()
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    })?;
+    let lines: Vec<(usize, &str)> = body
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty())
+        .collect();
+    if lines.len() > MAX_IMPORT_LINES {
+        return Err(ApiError::unprocessable(format!(
+            "an import holds at most {MAX_IMPORT_LINES} lines"
+        )));
+    }
+    let mut results = Vec::with_capacity(lines.len());
+    for (line, text) in lines {
+        let outcome = match serde_json::from_str::<ProductDraft>(text) {
+            Err(e) => Err(ApiError::unprocessable(format!("line {line}: {e}"))),
+            Ok(draft) => {
+                // Each line is its own command; a key, when sent, is made per line.
+                let mut line_context = context.clone();
+                line_context.idempotency_key = context
+                    .idempotency_key
+                    .as_ref()
+                    .map(|k| format!("{k}#{line}"));
+                let request =
+                    CommandRequest::new(line_context, Some(caller), "POST /v1/products", &draft);
+                match request.previous_reply(&state).await {
+                    Ok(Some(reply)) => Ok(reply),
+                    Ok(None) => create_product(&state, caller, &request, draft).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        results.push(match outcome {
+            Ok(reply) => ImportLine {
+                line,
+                status: reply.0.status,
+                product_id: reply.0.body.and_then(|b| b.get("product_id").cloned()),
+                error: None,
+            },
+            Err(error) => {
+                let status = error.status().as_u16();
+                ImportLine {
+                    line,
+                    status,
+                    product_id: None,
+                    error: Some(error.detail().to_owned()),
+                }
+            }
+        });
+    }
+    let created = results.iter().filter(|r| r.status == 201).count();
+    Ok(axum::Json(ImportReport {
+        created,
+        failed: results.len() - created,
+        results,
+    }))
+}

@@ -1,0 +1,430 @@
+//! Loading and changing aggregates.
+//!
+//! Commands for one aggregate queue behind a per-id lock in this process, and the state they
+//! leave stays in a bounded in-memory cache, so a hot aggregate costs one append per command and
+//! no reload. The append's sequence check stays the arbiter across processes: a conflict evicts
+//! the cached state and the command is decided again on fresh state, a bounded number of times.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use lru::LruCache;
+use sqlx::PgPool;
+use tokio::sync::OwnedMutexGuard;
+
+use crate::unit_of_work::{Append, Snapshot};
+use crate::{
+    Claim, CommandError, CommitError, IdempotencyRecord, Metadata, StoredResponse, UnitOfWork,
+};
+
+/// How often a command is decided again after losing a race to another process.
+const MAX_ATTEMPTS: usize = 8;
+/// Aggregates of one type kept in memory.
+const CACHE_CAPACITY: usize = 10_000;
+/// A snapshot is written once this many events were appended since the last one.
+pub const SNAPSHOT_EVERY: i64 = 100;
+
+/// An aggregate's state at a version.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    pub state: A,
+    /// The sequence of its last event; 0 for an aggregate without events.
+    pub version: i64,
+    snapshot_version: i64,
+}
+
+/// What a command did.
+#[derive(Debug, Clone)]
+pub struct Outcome<A: Aggregate> {
+    pub state: A,
+    pub version: i64,
+    /// The global position of its last event, if it appended any.
+    pub position: Option<i64>,
+    pub events: Vec<A::Event>,
+}
+
+/// Builds the response to remember for an idempotent command from the aggregate's new state.
+pub type Respond<A> = std::sync::Arc<dyn Fn(&A) -> StoredResponse + Send + Sync>;
+
+/// An idempotency key sent with a command.
+pub struct IdempotencyKey<A> {
+    pub scope: String,
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    pub respond: Respond<A>,
+}
+
+/// How to run one command.
+pub struct CommandOptions<A> {
+    pub metadata: Metadata,
+    /// `If-Match`: the version the client saw.
+    pub expected_version: Option<i64>,
+    /// Unique values the command takes, written with its events.
+    pub claims: Vec<Claim>,
+    pub idempotency: Option<IdempotencyKey<A>>,
+}
+
+impl<A> CommandOptions<A> {
+    pub fn new(metadata: Metadata) -> Self {
+        Self {
+            metadata,
+            expected_version: None,
+            claims: Vec::new(),
+            idempotency: None,
+        }
+    }
+}
+
+type Slot<A> = Arc<tokio::sync::Mutex<Option<Loaded<A>>>>;
+
+/// Loads, caches and changes the aggregates of one type.
+pub struct Repository<A: Aggregate> {
+    pool: PgPool,
+    slots: Mutex<LruCache<String, Slot<A>>>,
+}
+
+/// One aggregate, held exclusively in this process until dropped.
+pub struct Locked<'r, A: Aggregate> {
+    repository: &'r Repository<A>,
+    id: String,
+    slot: OwnedMutexGuard<Option<Loaded<A>>>,
+    from_cache: bool,
+}
+
+impl<A> Repository<A>
+where
+    A: Aggregate<Services = ()> + Clone + 'static,
+{
+    pub fn new(pool: PgPool) -> Self {
+        let capacity = NonZeroUsize::new(CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            pool,
+            slots: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Takes the aggregate's in-process lock.
+    pub async fn lock(&self, id: &str) -> Locked<'_, A> {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            slots.get_or_insert_ref(id, Default::default).clone()
+        };
+        let slot = slot.lock_owned().await;
+        let from_cache = slot.is_some();
+        Locked {
+            repository: self,
+            id: id.to_owned(),
+            slot,
+            from_cache,
+        }
+    }
+
+    /// The aggregate's current state (from the cache when it holds it).
+    pub async fn load(&self, id: &str) -> anyhow::Result<Loaded<A>> {
+        let mut locked = self.lock(id).await;
+        Ok(locked.load().await?.clone())
+    }
+
+    /// Decides `command` on the aggregate and commits its events, retrying on conflicts.
+    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id), err(level = "debug"))]
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        options: CommandOptions<A>,
+    ) -> Result<Outcome<A>, CommandError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let result = self.execute_with_retries(id, command, options).await;
+        let outcome = match &result {
+            Ok(_) => "accepted",
+            Err(
+                CommandError::Rejected(_)
+                | CommandError::VersionMismatch { .. }
+                | CommandError::ClaimTaken(_),
+            ) => "rejected",
+            Err(CommandError::Conflict) => "conflict",
+            Err(CommandError::DuplicateRequest) => "duplicate",
+            Err(CommandError::Infrastructure(_)) => "error",
+        };
+        metrics::counter!("commerce_commands_total", "aggregate" => A::TYPE, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn execute_with_retries(
+        &self,
+        id: &str,
+        command: A::Command,
+        options: CommandOptions<A>,
+    ) -> Result<Outcome<A>, CommandError<A::Error>>
+    where
+        A::Command: Clone,
+    {
+        let metadata = serde_json::to_value(&options.metadata)
+            .context("serialising metadata")
+            .map_err(CommandError::Infrastructure)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let mut locked = self.lock(id).await;
+            let loaded = locked
+                .load()
+                .await
+                .map_err(CommandError::Infrastructure)?
+                .clone();
+            if let Some(expected) = options.expected_version {
+                if expected != loaded.version {
+                    if locked
+                        .is_stale()
+                        .await
+                        .map_err(CommandError::Infrastructure)?
+                    {
+                        locked.evict();
+                        continue;
+                    }
+                    return Err(CommandError::VersionMismatch {
+                        current: loaded.version,
+                    });
+                }
+            }
+            let decided = locked.decide(&loaded, command.clone()).await;
+            let (state, events) = match decided {
+                Ok(decided) => decided,
+                Err(rejection) => {
+                    // A refusal decided on another process's old news is decided again.
+                    if locked
+                        .is_stale()
+                        .await
+                        .map_err(CommandError::Infrastructure)?
+                    {
+                        locked.evict();
+                        continue;
+                    }
+                    return Err(CommandError::Rejected(rejection));
+                }
+            };
+            if events.is_empty() && options.idempotency.is_none() {
+                if locked
+                    .is_stale()
+                    .await
+                    .map_err(CommandError::Infrastructure)?
+                {
+                    locked.evict();
+                    continue;
+                }
+                return Ok(Outcome {
+                    state,
+                    version: loaded.version,
+                    position: None,
+                    events,
+                });
+            }
+            let version = loaded.version + events.len() as i64;
+            let mut unit = UnitOfWork {
+                claims: options.claims.clone(),
+                ..Default::default()
+            };
+            let snapshot_due = locked
+                .stage(&mut unit, &loaded, &state, &events, &metadata)
+                .map_err(CommandError::Infrastructure)?;
+            if let Some(key) = &options.idempotency {
+                let mut response = (key.respond)(&state);
+                response.etag.get_or_insert(version);
+                unit.idempotency = Some(IdempotencyRecord {
+                    scope: key.scope.clone(),
+                    key: key.key.clone(),
+                    request_hash: key.request_hash.clone(),
+                    response,
+                });
+            }
+            match unit.commit(&self.pool).await {
+                Ok(committed) => {
+                    let position = committed.last_position();
+                    locked.committed(state.clone(), version, snapshot_due);
+                    return Ok(Outcome {
+                        state,
+                        version,
+                        position,
+                        events,
+                    });
+                }
+                Err(CommitError::Conflict) => locked.evict(),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+}
+
+impl<A> Locked<'_, A>
+where
+    A: Aggregate<Services = ()> + Clone + 'static,
+{
+    /// The state: the cached one, or the latest snapshot plus the events after it.
+    pub async fn load(&mut self) -> anyhow::Result<&Loaded<A>> {
+        if self.slot.is_none() {
+            let loaded = load_from_store::<A>(&self.repository.pool, &self.id).await?;
+            *self.slot = Some(loaded);
+        }
+        self.slot.as_ref().context("the aggregate was just loaded")
+    }
+
+    /// Runs the command on a copy of `loaded`: the new state and the events, or the refusal.
+    pub async fn decide(
+        &self,
+        loaded: &Loaded<A>,
+        command: A::Command,
+    ) -> Result<(A, Vec<A::Event>), A::Error> {
+        let mut state = loaded.state.clone();
+        let sink = EventSink::default();
+        state.handle(command, &(), &sink).await?;
+        Ok((state, sink.collect().await))
+    }
+
+    /// Adds the events (and a snapshot when one is due) to `unit`; returns whether a snapshot was staged.
+    pub fn stage(
+        &self,
+        unit: &mut UnitOfWork,
+        loaded: &Loaded<A>,
+        state: &A,
+        events: &[A::Event],
+        metadata: &serde_json::Value,
+    ) -> anyhow::Result<bool> {
+        let serialized = events
+            .iter()
+            .map(|e| Ok((e.event_type(), e.event_version(), serde_json::to_value(e)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .context("serialising events")?;
+        unit.appends.push(Append {
+            aggregate_type: A::TYPE,
+            aggregate_id: self.id.clone(),
+            expected_version: loaded.version,
+            events: serialized,
+            metadata: metadata.clone(),
+        });
+        let version = loaded.version + events.len() as i64;
+        let due = version - loaded.snapshot_version >= SNAPSHOT_EVERY;
+        if due {
+            unit.snapshots.push(Snapshot {
+                aggregate_type: A::TYPE,
+                aggregate_id: self.id.clone(),
+                version,
+                state: serde_json::to_value(state).context("serialising a snapshot")?,
+            });
+        }
+        Ok(due)
+    }
+
+    /// Remembers the state a committed unit of work left.
+    pub fn committed(&mut self, state: A, version: i64, snapshot_written: bool) {
+        let snapshot_version = match (&*self.slot, snapshot_written) {
+            (_, true) => version,
+            (Some(previous), false) => previous.snapshot_version,
+            (None, false) => 0,
+        };
+        *self.slot = Some(Loaded {
+            state,
+            version,
+            snapshot_version,
+        });
+    }
+
+    /// Forgets the cached state; the next load reads the store.
+    pub fn evict(&mut self) {
+        *self.slot = None;
+        self.from_cache = false;
+    }
+
+    /// Whether another process appended since the cached state was loaded.
+    pub async fn is_stale(&self) -> anyhow::Result<bool> {
+        let Some(loaded) = self.slot.as_ref().filter(|_| self.from_cache) else {
+            return Ok(false);
+        };
+        let latest: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(max(sequence), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(A::TYPE)
+        .bind(&self.id)
+        .fetch_one(&self.repository.pool)
+        .await
+        .context("checking the stream's version")?;
+        Ok(latest != loaded.version)
+    }
+}
+
+/// Folds the latest snapshot and the events after it. A snapshot that no longer deserialises
+/// (the state's shape changed) is ignored and the whole stream replayed.
+pub async fn load_from_store<A>(pool: &PgPool, id: &str) -> anyhow::Result<Loaded<A>>
+where
+    A: Aggregate + Clone,
+{
+    let snapshot: Option<(i64, serde_json::Value)> =
+        sqlx::query_as("SELECT last_sequence, payload FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2")
+            .bind(A::TYPE)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .context("reading the snapshot")?;
+    let (mut state, mut version) = match snapshot {
+        Some((version, payload)) => match serde_json::from_value::<A>(payload) {
+            Ok(state) => (state, version),
+            Err(error) => {
+                tracing::warn!(aggregate = A::TYPE, %id, %error, "ignoring a snapshot that no longer deserialises");
+                (A::default(), 0)
+            }
+        },
+        None => (A::default(), 0),
+    };
+    let snapshot_version = version;
+    let events: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
+    )
+    .bind(A::TYPE)
+    .bind(id)
+    .bind(version)
+    .fetch_all(pool)
+    .await
+    .context("reading the events")?;
+    for (sequence, payload) in events {
+        let event: A::Event = serde_json::from_value(payload)
+            .with_context(|| format!("decoding {} {id} event {sequence}", A::TYPE))?;
+        state.apply(event);
+        version = sequence;
+    }
+    Ok(Loaded {
+        state,
+        version,
+        snapshot_version,
+    })
+}
+
+/// Folds every event of the stream from the start, ignoring snapshots.
+pub async fn replay_from_events<A>(pool: &PgPool, id: &str) -> anyhow::Result<(A, i64)>
+where
+    A: Aggregate,
+{
+    let events: Vec<(i64, serde_json::Value)> =
+        sqlx::query_as("SELECT sequence, payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence")
+            .bind(A::TYPE)
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .context("reading the events")?;
+    let mut state = A::default();
+    let mut version = 0;
+    for (sequence, payload) in events {
+        state.apply(serde_json::from_value(payload).context("decoding an event")?);
+        version = sequence;
+    }
+    Ok((state, version))
+}
