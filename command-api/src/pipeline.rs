@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use commerce_http::{ApiError, Caller, RequestContext};
 use commerce_store::idempotency::{self, PreviousRequest};
 use commerce_store::{
-    Claim, CommandError, CommandOptions, IdempotencyKey, IdempotencyRecord, Metadata, Repository,
-    Respond, StoredResponse,
+    Claim, CommandOptions, IdempotencyKey, IdempotencyRecord, Metadata, Repository, Respond,
+    StoredResponse,
 };
 use cqrs_es::Aggregate;
 use serde::Serialize;
@@ -24,7 +24,8 @@ pub(crate) const EVENT_POSITION: &str = "x-event-position";
 pub struct Reply(pub StoredResponse);
 
 impl Reply {
-    pub fn new(status: StatusCode, body: Option<serde_json::Value>) -> StoredResponse {
+    /// A response to send and remember; the pipeline adds its ETag and position.
+    pub fn stored(status: StatusCode, body: Option<serde_json::Value>) -> StoredResponse {
         StoredResponse {
             status: status.as_u16(),
             body,
@@ -181,11 +182,13 @@ where
             response.position = outcome.position.or(response.position);
             Ok(Reply(response))
         }
-        Err(CommandError::DuplicateRequest) => {
-            request.previous_reply(state).await?.ok_or_else(|| {
-                ApiError::conflict("a request with this Idempotency-Key is being processed; retry")
-            })
+        Err(error) => {
+            // A concurrent request with the same key may have won, and changed the state this one
+            // was refused on: its response is the answer.
+            if let Some(reply) = request.previous_reply(state).await? {
+                return Ok(reply);
+            }
+            Err(command_error(error))
         }
-        Err(error) => Err(command_error(error)),
     }
 }

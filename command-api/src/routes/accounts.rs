@@ -108,7 +108,7 @@ async fn register_account(
         password_hash,
     };
     let respond = Arc::new(move |_: &Account| {
-        let mut response = Reply::new(
+        let mut response = Reply::stored(
             StatusCode::CREATED,
             Some(json!({ "account_id": account_id })),
         );

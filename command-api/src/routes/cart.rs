@@ -63,7 +63,7 @@ pub(crate) fn cart_view(cart: &Cart) -> Value {
 }
 
 fn cart_reply() -> commerce_store::Respond<Cart> {
-    Arc::new(|cart: &Cart| Reply::new(StatusCode::OK, Some(cart_view(cart))))
+    Arc::new(|cart: &Cart| Reply::stored(StatusCode::OK, Some(cart_view(cart))))
 }
 
 async fn cart_command(
@@ -245,7 +245,13 @@ pub async fn checkout(
         .map_err(|e| ApiError::unprocessable(e.0))?;
     let metadata = serde_json::to_value(request.metadata()).map_err(anyhow::Error::from)?;
     let buyer = caller.account_id.to_string();
-    for _ in 0..CHECKOUT_ATTEMPTS {
+    for attempt in 0..CHECKOUT_ATTEMPTS {
+        // After a lost race, the winner may have been this same request sent twice.
+        if attempt > 0 {
+            if let Some(reply) = request.previous_reply(&state).await? {
+                return Ok(reply);
+            }
+        }
         let mut cart = state.carts.lock(&buyer).await;
         let loaded = cart.load().await?.clone();
         if let Some(expected) = request.context.if_match {
@@ -263,10 +269,17 @@ pub async fn checkout(
             catalog,
             shipping_address: shipping_address.clone(),
         };
-        let (cart_state, cart_events) = cart
-            .decide(&loaded, checkout)
-            .await
-            .map_err(|e| e.to_api_error())?;
+        let (cart_state, cart_events) = match cart.decide(&loaded, checkout).await {
+            Ok(decided) => decided,
+            Err(refusal) => {
+                // The same request, sent twice, may have emptied the cart a moment ago.
+                drop(cart);
+                return match request.previous_reply(&state).await? {
+                    Some(reply) => Ok(reply),
+                    None => Err(refusal.to_api_error()),
+                };
+            }
+        };
         let Some(commerce_domain::cart::CartEvent::CheckedOut { lines, total, .. }) =
             cart_events.first().cloned()
         else {
@@ -298,7 +311,7 @@ pub async fn checkout(
             &order_events,
             &metadata,
         )?;
-        let mut response = Reply::new(StatusCode::ACCEPTED, Some(json!({ "order_id": order_id })));
+        let mut response = Reply::stored(StatusCode::ACCEPTED, Some(json!({ "order_id": order_id })));
         response.location = Some(format!("/v1/orders/{order_id}"));
         response.etag = Some(order_events.len() as i64);
         unit.idempotency = request.idempotency_record(&response);

@@ -44,7 +44,7 @@ pub struct StockView {
 fn stock_view(sku: Sku) -> impl Fn(&Inventory) -> commerce_store::StoredResponse + Send + Sync {
     move |inventory: &Inventory| {
         let levels = inventory.levels;
-        Reply::new(
+        Reply::stored(
             StatusCode::OK,
             Some(
                 json!({ "sku": sku, "on_hand": levels.on_hand, "reserved": levels.reserved, "available": levels.available() }),

@@ -78,7 +78,7 @@ async fn authorize(
 
 fn order_reply() -> commerce_store::Respond<Order> {
     Arc::new(|order: &Order| {
-        Reply::new(
+        Reply::stored(
             StatusCode::OK,
             Some(json!({
                 "status": order.status,

@@ -53,7 +53,7 @@ async fn create_product(
         })
         .collect();
     let respond = Arc::new(move |product: &Product| {
-        let mut response = Reply::new(StatusCode::CREATED, Some(product_view(product_id, product)));
+        let mut response = Reply::stored(StatusCode::CREATED, Some(product_view(product_id, product)));
         response.location = Some(format!("/v1/products/{product_id}"));
         response
     });
@@ -119,7 +119,7 @@ pub async fn update(
         &changes,
     );
     let respond = Arc::new(move |product: &Product| {
-        Reply::new(StatusCode::OK, Some(product_view(id, product)))
+        Reply::stored(StatusCode::OK, Some(product_view(id, product)))
     });
     let command = ProductCommand::Update {
         by: caller.account_id,
@@ -159,7 +159,7 @@ pub async fn delist(
         &format!("DELETE /v1/products/{id}"),
         &(),
     );
-    let respond = Arc::new(|_: &Product| Reply::new(StatusCode::NO_CONTENT, None));
+    let respond = Arc::new(|_: &Product| Reply::stored(StatusCode::NO_CONTENT, None));
     run(
         &state,
         &state.products,

@@ -1,0 +1,108 @@
+//! The event store itself: append-only, snapshots that equal replays, notifications, metadata.
+
+use commerce_domain::inventory::{Inventory, InventoryCommand};
+use commerce_store::repository::{
+    load_from_store, replay_from_events, CommandOptions, SNAPSHOT_EVERY,
+};
+use commerce_store::{Metadata, Repository};
+use serde_json::{json, Value};
+use sqlx::postgres::PgListener;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_events_table_refuses_update_and_delete() {
+    let app = spawn_app().await;
+    app.account("buyer").await;
+    let update = sqlx::query("UPDATE events SET payload = '{}'::jsonb")
+        .execute(&app.pool)
+        .await;
+    assert!(update.unwrap_err().to_string().contains("append-only"));
+    let delete = sqlx::query("DELETE FROM events").execute(&app.pool).await;
+    assert!(delete.unwrap_err().to_string().contains("append-only"));
+    let truncate = sqlx::query("TRUNCATE events").execute(&app.pool).await;
+    assert!(truncate.is_err());
+    assert!(app.event_count().await > 0);
+}
+
+#[tokio::test]
+async fn a_snapshotted_aggregate_equals_a_replayed_one() {
+    let app = spawn_app().await;
+    let repository: Repository<Inventory> = Repository::new(app.pool.clone());
+    let commands = 2 * SNAPSHOT_EVERY + 7;
+    for i in 0..commands {
+        let command = if i % 3 == 2 {
+            InventoryCommand::Adjust {
+                delta: -1,
+                reason: "sample".into(),
+            }
+        } else {
+            InventoryCommand::Restock { quantity: 2 }
+        };
+        repository
+            .execute("SNAP", command, CommandOptions::new(Metadata::new(None)))
+            .await
+            .unwrap();
+    }
+    let (snapshot_version,): (i64,) = sqlx::query_as("SELECT last_sequence FROM snapshots WHERE aggregate_type = 'inventory' AND aggregate_id = 'SNAP'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(snapshot_version, 2 * SNAPSHOT_EVERY);
+
+    let from_snapshot = load_from_store::<Inventory>(&app.pool, "SNAP")
+        .await
+        .unwrap();
+    let (replayed, version) = replay_from_events::<Inventory>(&app.pool, "SNAP")
+        .await
+        .unwrap();
+    assert_eq!(from_snapshot.version, commands);
+    assert_eq!(version, commands);
+    assert_eq!(from_snapshot.state, replayed);
+    let restocks = commands - commands / 3;
+    assert_eq!(replayed.levels.on_hand, 2 * restocks - commands / 3);
+}
+
+#[tokio::test]
+async fn an_append_notifies_listeners() {
+    let app = spawn_app().await;
+    let mut listener = PgListener::connect_with(&app.pool).await.unwrap();
+    listener.listen("events_appended").await.unwrap();
+    app.account("buyer").await;
+    let notification =
+        tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv()).await;
+    assert!(notification.is_ok(), "no notification within 5 s");
+}
+
+#[tokio::test]
+async fn events_carry_version_and_metadata_from_the_request() {
+    let app = spawn_app().await;
+    let (seller_id, seller) = app.account("seller").await;
+    let request_id = uuid::Uuid::now_v7();
+    let response = app
+        .client
+        .post(format!("{}/v1/products", app.address))
+        .bearer_auth(&seller)
+        .header("x-request-id", request_id.to_string())
+        .header("idempotency-key", "create-tee")
+        .json(&json!({"sku": "TEE", "name": "Tee", "price": {"amount": 1, "currency": "EUR"}, "category": "c"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["x-request-id"],
+        request_id.to_string().as_str()
+    );
+    let (version, metadata, tx_id_set): (String, Value, bool) = sqlx::query_as(
+        "SELECT event_version, metadata, tx_id IS NOT NULL FROM events WHERE event_type = 'ProductCreated'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(version, "1.0");
+    assert!(tx_id_set);
+    assert_eq!(metadata["correlation_id"], request_id.to_string());
+    assert_eq!(metadata["causation_id"], request_id.to_string());
+    assert_eq!(metadata["actor"], seller_id.to_string());
+    assert_eq!(metadata["idempotency_key"], "create-tee");
+}

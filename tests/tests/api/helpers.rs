@@ -1,0 +1,294 @@
+//! `spawn_app()`: an engine of its own for each test, and a client that speaks its API.
+
+use std::str::FromStr;
+
+use commerce::{Application, Config};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The development secret the engine signs with when none is configured.
+pub const DEV_SECRET: &[u8] = b"commerce-development-secret-do-not-use-in-production";
+
+fn base_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/commerce".into())
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (without_query, query) = url
+        .split_once('?')
+        .map_or((url, None), |(u, q)| (u, Some(q)));
+    let prefix = &without_query[..without_query.rfind('/').expect("a database URL has a path")];
+    match query {
+        Some(query) => format!("{prefix}/{name}?{query}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+/// A running engine, its database and an HTTP client. Dropping it stops the engine and drops
+/// the database.
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    database: String,
+    shutdown: CancellationToken,
+    owns_database: bool,
+}
+
+fn config(database_url: &str) -> Config {
+    let mut config = Config::defaults();
+    config.database_url = database_url.to_owned();
+    config.nats_url = std::env::var("NATS_URL").unwrap_or(config.nats_url);
+    config.namespace = format!("test_{}", Uuid::new_v4().simple());
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.admin_email = Some(ADMIN_EMAIL.into());
+    config.admin_password = Some(ADMIN_PASSWORD.into());
+    config.db_pool_size = 10;
+    config
+}
+
+async fn start(config: Config, database: String, owns_database: bool) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        commerce::telemetry::init_logging();
+    }
+    let database_url = config.database_url.clone();
+    let app = Application::build(config).await.expect("the engine starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool().clone();
+    let shutdown = app.shutdown_token();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        pool,
+        client: reqwest::Client::new(),
+        database_url,
+        database,
+        shutdown,
+        owns_database,
+    }
+}
+
+/// An engine on a fresh database with a random name.
+pub async fn spawn_app() -> TestApp {
+    let database = format!("commerce_test_{}", Uuid::new_v4().simple());
+    let url = with_database(&base_database_url(), &database);
+    start(config(&url), database, true).await
+}
+
+impl TestApp {
+    /// A second engine process on the same database, as another replica would be.
+    pub async fn spawn_replica(&self) -> TestApp {
+        start(config(&self.database_url), self.database.clone(), false).await
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("the request is sent")
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::PUT, path, token, Some(body)).await
+    }
+
+    /// Registers an account with a fresh e-mail and signs in: `(account_id, token)`.
+    pub async fn account(&self, role: &str) -> (Uuid, String) {
+        let email = format!("{role}-{}@example.com", Uuid::new_v4().simple());
+        let response = self
+            .post(
+                "/v1/accounts",
+                None,
+                json!({"email": email, "password": PASSWORD, "name": "Test", "role": role}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let id: Uuid = response.json::<Value>().await.unwrap()["account_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (id, self.token(&email, PASSWORD).await)
+    }
+
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let response = self
+            .post(
+                "/v1/auth/token",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "signing in as {email}");
+        response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.token(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates a product selling `sku` at `price` EUR cents and stocks it: its product id.
+    pub async fn product(&self, seller: &str, sku: &str, price: i64, stock: i64) -> Uuid {
+        let response = self
+            .post(
+                "/v1/products",
+                Some(seller),
+                json!({"sku": sku, "name": format!("Product {sku}"), "description": "A test product",
+                       "price": {"amount": price, "currency": "EUR"}, "category": "test/things",
+                       "attributes": {"colour": "red"}}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let id = response.json::<Value>().await.unwrap()["product_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if stock > 0 {
+            let response = self
+                .post(
+                    &format!("/v1/inventory/{sku}/restock"),
+                    Some(seller),
+                    json!({"quantity": stock}),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        id
+    }
+
+    /// Puts `quantity` of `sku` in the buyer's cart.
+    pub async fn add_to_cart(&self, buyer: &str, sku: &str, quantity: u32) {
+        let response = self
+            .put(
+                &format!("/v1/me/cart/items/{sku}"),
+                Some(buyer),
+                json!({"quantity": quantity}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// Checks the buyer's cart out: the order id.
+    pub async fn checkout(&self, buyer: &str) -> Uuid {
+        let response = self
+            .post("/v1/me/cart/checkout", Some(buyer), checkout_body())
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        response.json::<Value>().await.unwrap()["order_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// How many events the store holds.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The event types of one stream, in order.
+    pub async fn stream(&self, aggregate_type: &str, id: &str) -> Vec<String> {
+        sqlx::query_scalar("SELECT event_type FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence")
+            .bind(aggregate_type)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+pub fn checkout_body() -> Value {
+    json!({"payment_token": "tok_ok", "shipping_address": {
+        "name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London", "postal_code": "SW1Y 4JH", "country": "GB"}})
+}
+
+/// Asserts a problem+json response with `status`.
+pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    for field in ["type", "title", "status", "detail"] {
+        assert!(
+            body.get(field).is_some(),
+            "problem without `{field}`: {body}"
+        );
+    }
+    assert_eq!(body["status"], status.as_u16());
+    body
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if !self.owns_database {
+            return;
+        }
+        let database = self.database.clone();
+        let url = base_database_url();
+        // Drop the database from a thread of its own: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(options) = PgConnectOptions::from_str(&url) else {
+                    return;
+                };
+                let Ok(mut connection) = options.database("postgres").connect().await else {
+                    return;
+                };
+                let _ = connection
+                    .execute(
+                        format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str(),
+                    )
+                    .await;
+                let _ = connection.close().await;
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests of the HTTP API against real Postgres (and NATS for readiness).
+//! Every test starts its own engine on port 0 with its own database and namespace.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod accounts;
+mod bad_input;
+mod cart;
+mod concurrency;
+mod event_store;
+mod idempotency;
+mod inventory;
+mod ops;
+mod orders;
+mod products;
