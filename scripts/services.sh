@@ -120,10 +120,16 @@ pg_up() {
     if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v pg_isready >/dev/null 2>&1; then
         apt_install postgresql
         did="installed and started"
-        # The Debian package may start its own system cluster; if that now answers, use it.
+        # The Debian package may start its own cluster, which asks for passwords over TCP. Stop
+        # it: ours, under .data with trust auth for local connections, takes the port instead.
         if pg_answers "$host" "$port"; then
-            log "postgres: installed; system cluster answers at $host:$port (not managed by this script)"
-            return 0
+            log "postgres: stopping the system cluster the package started, to run ours under .data"
+            if command -v pg_ctlcluster >/dev/null 2>&1; then
+                for version in $(ls /etc/postgresql 2>/dev/null); do
+                    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main stop >/dev/null 2>&1 || true
+                done
+            fi
+            as_root service postgresql stop >/dev/null 2>&1 || true
         fi
     fi
 
