@@ -6,6 +6,7 @@ use commerce_domain::cart::CartError;
 use commerce_domain::inventory::InventoryError;
 use commerce_domain::order::OrderError;
 use commerce_domain::product::ProductError;
+use commerce_domain::review::ReviewError;
 use commerce_http::ApiError;
 use commerce_store::CommandError;
 
@@ -66,6 +67,16 @@ impl Refusal for AccountError {
     fn to_api_error(&self) -> ApiError {
         match self {
             AccountError::AlreadyRegistered => ApiError::conflict(self.to_string()),
+            _ => ApiError::unprocessable(self.to_string()),
+        }
+    }
+}
+
+impl Refusal for ReviewError {
+    fn to_api_error(&self) -> ApiError {
+        match self {
+            ReviewError::AlreadyReviewed => ApiError::conflict(self.to_string()),
+            ReviewError::NotDelivered => ApiError::forbidden(self.to_string()),
             _ => ApiError::unprocessable(self.to_string()),
         }
     }

@@ -6,6 +6,7 @@ use commerce_domain::cart::Cart;
 use commerce_domain::inventory::Inventory;
 use commerce_domain::order::Order;
 use commerce_domain::product::Product;
+use commerce_domain::review::Review;
 use commerce_http::JwtKeys;
 use commerce_store::Repository;
 use sqlx::PgPool;
@@ -25,6 +26,7 @@ pub struct Inner {
     pub inventory: Repository<Inventory>,
     pub carts: Repository<Cart>,
     pub orders: Repository<Order>,
+    pub reviews: Repository<Review>,
 }
 
 impl CommandState {
@@ -36,6 +38,7 @@ impl CommandState {
                 inventory: Repository::new(pool.clone()),
                 carts: Repository::new(pool.clone()),
                 orders: Repository::new(pool.clone()),
+                reviews: Repository::new(pool.clone()),
                 pool,
                 jwt,
             }),

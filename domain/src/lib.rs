@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod order;
 pub mod payment;
 pub mod product;
+pub mod review;
 pub mod values;
 
 pub use values::{

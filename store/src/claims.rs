@@ -1,22 +1,28 @@
-//! Claims: unique e-mails and SKUs, kept in their own tables beside the events.
+//! Claims: rows a command writes beside its events, in the same transaction: unique e-mails and
+//! SKUs, and the delivered purchases that entitle a buyer to review.
 
 use std::fmt;
 
 use anyhow::Context;
-use commerce_domain::{AccountId, Email, ProductId, Sku};
+use commerce_domain::{AccountId, Email, OrderId, ProductId, Sku};
 use sqlx::{PgPool, Postgres, Transaction};
 
-/// A unique value an aggregate takes, written in the same transaction as its events.
+/// A row written in the same transaction as a command's events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    Email {
-        email: Email,
-        account_id: AccountId,
-    },
+    /// A unique e-mail address.
+    Email { email: Email, account_id: AccountId },
+    /// A unique SKU and who sells it.
     Sku {
         sku: Sku,
         product_id: ProductId,
         seller_id: AccountId,
+    },
+    /// A buyer received a product; never taken by anyone else.
+    DeliveredPurchase {
+        buyer_id: AccountId,
+        product_id: ProductId,
+        order_id: OrderId,
     },
 }
 
@@ -25,6 +31,9 @@ impl fmt::Display for Claim {
         match self {
             Claim::Email { email, .. } => write!(f, "e-mail {}", email.as_str()),
             Claim::Sku { sku, .. } => write!(f, "SKU {sku}"),
+            Claim::DeliveredPurchase { product_id, .. } => {
+                write!(f, "the purchase of product {product_id}")
+            }
         }
     }
 }
@@ -48,6 +57,19 @@ impl Claim {
             .bind(seller_id.0)
             .execute(&mut **tx)
             .await,
+            Claim::DeliveredPurchase { buyer_id, product_id, order_id } => {
+                sqlx::query(
+                    "INSERT INTO delivered_purchases (buyer_id, product_id, order_id) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(buyer_id.0)
+                .bind(product_id.0)
+                .bind(order_id.0)
+                .execute(&mut **tx)
+                .await
+                .with_context(|| format!("recording {self}"))?;
+                return Ok(true);
+            }
         }
         .with_context(|| format!("claiming {self}"))?;
         Ok(inserted.rows_affected() == 1)
@@ -84,4 +106,20 @@ pub async fn account_by_email(pool: &PgPool, email: &Email) -> anyhow::Result<Op
             .await
             .context("looking up an e-mail claim")?;
     Ok(row.map(AccountId))
+}
+
+/// Whether `buyer` has a delivered order of `product`.
+pub async fn has_delivered_purchase(
+    pool: &PgPool,
+    buyer: AccountId,
+    product: ProductId,
+) -> anyhow::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM delivered_purchases WHERE buyer_id = $1 AND product_id = $2)",
+    )
+    .bind(buyer.0)
+    .bind(product.0)
+    .fetch_one(pool)
+    .await
+    .context("looking up delivered purchases")
 }

@@ -311,7 +311,8 @@ pub async fn checkout(
             &order_events,
             &metadata,
         )?;
-        let mut response = Reply::stored(StatusCode::ACCEPTED, Some(json!({ "order_id": order_id })));
+        let mut response =
+            Reply::stored(StatusCode::ACCEPTED, Some(json!({ "order_id": order_id })));
         response.location = Some(format!("/v1/orders/{order_id}"));
         response.etag = Some(order_events.len() as i64);
         unit.idempotency = request.idempotency_record(&response);

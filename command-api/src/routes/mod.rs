@@ -5,6 +5,7 @@ pub mod cart;
 pub mod inventory;
 pub mod orders;
 pub mod products;
+pub mod reviews;
 
 use axum::routing::{patch, post, put};
 use axum::Router;
@@ -24,6 +25,7 @@ pub fn router(state: CommandState) -> Router {
             "/v1/products/{id}",
             patch(products::update).delete(products::delist),
         )
+        .route("/v1/products/{id}/reviews", post(reviews::write))
         .route("/v1/inventory/{sku}/restock", post(inventory::restock))
         .route("/v1/inventory/{sku}/adjust", post(inventory::adjust))
         .route(
@@ -69,7 +71,7 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     paths(
         accounts::register, accounts::token,
-        products::create, products::update, products::delist, products::import,
+        products::create, products::update, products::delist, products::import, reviews::write,
         inventory::restock, inventory::adjust,
         cart::set_quantity, cart::remove_item, cart::move_to_wishlist, cart::add_to_wishlist,
         cart::remove_from_wishlist, cart::checkout,

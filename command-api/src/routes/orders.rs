@@ -8,6 +8,7 @@ use commerce_domain::order::{Order, OrderCommand};
 use commerce_domain::{OrderId, Role};
 use commerce_http::extract::OptionalJson;
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
+use commerce_store::Claim;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -76,40 +77,39 @@ async fn authorize(
     })
 }
 
-fn order_reply() -> commerce_store::Respond<Order> {
-    Arc::new(|order: &Order| {
-        Reply::stored(
-            StatusCode::OK,
-            Some(json!({
-                "status": order.status,
-                "cancellation_reason": order.cancellation_reason,
-            })),
-        )
-    })
-}
-
-async fn order_command(
-    state: &CommandState,
-    caller: Caller,
+/// The command request for step `route` of order `id`.
+fn order_request(
     context: RequestContext,
+    caller: Caller,
     id: OrderId,
     route: &str,
     body: &impl Serialize,
-    command: OrderCommand,
-) -> Result<Reply, ApiError> {
-    let request = CommandRequest::new(
+) -> CommandRequest {
+    CommandRequest::new(
         context,
         Some(caller),
         &format!("POST /v1/orders/{id}/{route}"),
         body,
-    );
-    let reply = order_reply();
+    )
+}
+
+/// Runs `command` on order `id`, answering with its status.
+async fn order_command(
+    state: &CommandState,
+    request: CommandRequest,
+    id: OrderId,
+    command: OrderCommand,
+    claims: Vec<Claim>,
+) -> Result<Reply, ApiError> {
     let respond: commerce_store::Respond<Order> = Arc::new(move |order: &Order| {
-        let mut response = reply(order);
-        if let Some(body) = response.body.as_mut() {
-            body["order_id"] = json!(id);
-        }
-        response
+        Reply::stored(
+            StatusCode::OK,
+            Some(json!({
+                "order_id": id,
+                "status": order.status,
+                "cancellation_reason": order.cancellation_reason,
+            })),
+        )
     });
     run(
         state,
@@ -117,7 +117,7 @@ async fn order_command(
         &id.to_string(),
         command,
         &request,
-        vec![],
+        claims,
         respond,
     )
     .await
@@ -156,7 +156,14 @@ pub async fn cancel(
         reason,
         cancelled_by: Some(caller.account_id),
     };
-    order_command(&state, caller, context, id, "cancel", &body, command).await
+    order_command(
+        &state,
+        order_request(context, caller, id, "cancel", &body),
+        id,
+        command,
+        vec![],
+    )
+    .await
 }
 
 /// Hand the order to a carrier (a seller of its lines, admins).
@@ -179,7 +186,14 @@ pub async fn ship(
         carrier: body.carrier.clone(),
         tracking_number: body.tracking_number.clone(),
     };
-    order_command(&state, caller, context, id, "shipments", &body, command).await
+    order_command(
+        &state,
+        order_request(context, caller, id, "shipments", &body),
+        id,
+        command,
+        vec![],
+    )
+    .await
 }
 
 /// Mark the order delivered (a seller of its lines, admins).
@@ -196,15 +210,26 @@ pub async fn deliver(
     context: RequestContext,
     ApiPath(id): ApiPath<OrderId>,
 ) -> Result<Reply, ApiError> {
-    authorize(&state, caller, id, &[Party::Seller]).await?;
+    let order = authorize(&state, caller, id, &[Party::Seller]).await?;
+    // Recorded with the delivery, so the buyer may review what they received.
+    let purchases = match order.buyer_id {
+        Some(buyer_id) => order
+            .lines
+            .iter()
+            .map(|line| Claim::DeliveredPurchase {
+                buyer_id,
+                product_id: line.product_id,
+                order_id: id,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     order_command(
         &state,
-        caller,
-        context,
+        order_request(context, caller, id, "delivery", &()),
         id,
-        "delivery",
-        &(),
         OrderCommand::Deliver,
+        purchases,
     )
     .await
 }
@@ -232,5 +257,12 @@ pub async fn return_order(
     let command = OrderCommand::Return {
         reason: body.reason.clone().unwrap_or_default(),
     };
-    order_command(&state, caller, context, id, "returns", &body, command).await
+    order_command(
+        &state,
+        order_request(context, caller, id, "returns", &body),
+        id,
+        command,
+        vec![],
+    )
+    .await
 }

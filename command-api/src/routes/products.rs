@@ -53,7 +53,8 @@ async fn create_product(
         })
         .collect();
     let respond = Arc::new(move |product: &Product| {
-        let mut response = Reply::stored(StatusCode::CREATED, Some(product_view(product_id, product)));
+        let mut response =
+            Reply::stored(StatusCode::CREATED, Some(product_view(product_id, product)));
         response.location = Some(format!("/v1/products/{product_id}"));
         response
     });

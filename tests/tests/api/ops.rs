@@ -74,6 +74,7 @@ async fn the_openapi_document_covers_every_command_route() {
         ("/v1/products/{id}", "patch"),
         ("/v1/products/{id}", "delete"),
         ("/v1/products/import", "post"),
+        ("/v1/products/{id}/reviews", "post"),
         ("/v1/inventory/{sku}/restock", "post"),
         ("/v1/inventory/{sku}/adjust", "post"),
         ("/v1/me/cart/items/{sku}", "put"),

@@ -203,3 +203,56 @@ async fn an_unknown_order_is_404() {
         .await;
     assert_problem(response, StatusCode::NOT_FOUND).await;
 }
+
+#[tokio::test]
+async fn a_buyer_reviews_a_delivered_product_once() {
+    let app = spawn_app().await;
+    let (seller, buyer, order_id) = placed_order(&app).await;
+    let product_id: String =
+        sqlx::query_scalar("SELECT product_id::text FROM sku_claims WHERE sku = 'MUG'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let path = format!("/v1/products/{product_id}/reviews");
+    let review = json!({"rating": 5, "title": "Keeps coffee hot", "body": "Sturdy."});
+
+    // Not delivered yet: refused, nothing appended.
+    let before = app.event_count().await;
+    assert_problem(
+        app.post(&path, Some(&buyer), review.clone()).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(app.event_count().await, before);
+
+    confirm(&app, order_id).await;
+    app.post(
+        &format!("/v1/orders/{order_id}/shipments"),
+        Some(&seller),
+        json!({"carrier": "DHL", "tracking_number": "1"}),
+    )
+    .await;
+    app.request(
+        Method::POST,
+        &format!("/v1/orders/{order_id}/delivery"),
+        Some(&seller),
+        None,
+    )
+    .await;
+
+    let response = app.post(&path, Some(&buyer), review.clone()).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.json::<Value>().await.unwrap()["rating"], 5);
+    assert_problem(
+        app.post(&path, Some(&buyer), review.clone()).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    let bad = json!({"rating": 6, "title": "x"});
+    let (_, other) = app.account("buyer").await;
+    assert_problem(
+        app.post(&path, Some(&other), bad).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+}

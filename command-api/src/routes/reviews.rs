@@ -1,0 +1,89 @@
+//! Reviews: a buyer with a delivered order of a product reviews it, once.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use commerce_domain::review::{review_id, Review, ReviewCommand};
+use commerce_domain::{ProductId, Role};
+use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
+use commerce_store::claims;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::pipeline::{run, CommandRequest, Reply};
+use crate::CommandState;
+
+/// A review.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// 1 to 5.
+    pub rating: u8,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// Review a product (a buyer whose order of it was delivered; once).
+#[utoipa::path(post, path = "/v1/products/{id}/reviews", tag = "products", request_body = ReviewRequest, security(("bearer" = [])),
+    params(("id" = ProductId, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, description = "reviewed"),
+        (status = 403, description = "no delivered order of this product", body = commerce_http::problem::Problem),
+        (status = 404, description = "no such product", body = commerce_http::problem::Problem),
+        (status = 409, description = "already reviewed", body = commerce_http::problem::Problem),
+        (status = 422, description = "rating not 1 to 5, or empty title", body = commerce_http::problem::Problem),
+    ))]
+pub async fn write(
+    State(state): State<CommandState>,
+    caller: Caller,
+    context: RequestContext,
+    ApiPath(product_id): ApiPath<ProductId>,
+    ApiJson(body): ApiJson<ReviewRequest>,
+) -> Result<Reply, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    let product = state.products.load(&product_id.to_string()).await?;
+    if product.state.seller_id.is_none() {
+        return Err(ApiError::not_found(format!(
+            "product {product_id} does not exist"
+        )));
+    }
+    let delivered =
+        claims::has_delivered_purchase(state.pool(), caller.account_id, product_id).await?;
+    let request = CommandRequest::new(
+        context,
+        Some(caller),
+        &format!("POST /v1/products/{product_id}/reviews"),
+        &body,
+    );
+    let buyer_id = caller.account_id;
+    let id = review_id(product_id, buyer_id);
+    let respond = Arc::new(move |review: &Review| {
+        Reply::stored(
+            StatusCode::CREATED,
+            Some(
+                json!({ "product_id": product_id, "buyer_id": buyer_id, "rating": review.rating }),
+            ),
+        )
+    });
+    let command = ReviewCommand::Write {
+        product_id,
+        buyer_id,
+        delivered,
+        rating: body.rating,
+        title: body.title,
+        body: body.body,
+    };
+    run(
+        &state,
+        &state.reviews,
+        &id,
+        command,
+        &request,
+        vec![],
+        respond,
+    )
+    .await
+}

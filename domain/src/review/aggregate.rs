@@ -1,0 +1,177 @@
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use crate::{AccountId, ProductId};
+
+/// Commands on a review.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReviewCommand {
+    /// Write the review. `delivered` says whether the buyer has a delivered order of the
+    /// product, resolved by the caller.
+    Write {
+        product_id: ProductId,
+        buyer_id: AccountId,
+        delivered: bool,
+        rating: u8,
+        title: String,
+        body: String,
+    },
+}
+
+/// What happened to a review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ReviewEvent {
+    /// The buyer reviewed the product.
+    ReviewWritten {
+        product_id: ProductId,
+        buyer_id: AccountId,
+        rating: u8,
+        title: String,
+        body: String,
+    },
+}
+
+crate::domain_event!(ReviewEvent { ReviewWritten });
+
+/// Why a review was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    #[error("you have already reviewed this product")]
+    AlreadyReviewed,
+    #[error("only a buyer whose order of this product was delivered may review it")]
+    NotDelivered,
+    #[error("rating must be 1 to 5")]
+    InvalidRating,
+    #[error("title must be 1 to 200 characters and body at most 5000")]
+    InvalidText,
+}
+
+/// A written review.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Review {
+    pub written: bool,
+    pub rating: u8,
+}
+
+impl Aggregate for Review {
+    const TYPE: &'static str = "review";
+    type Command = ReviewCommand;
+    type Event = ReviewEvent;
+    type Error = ReviewError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: ReviewCommand,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), ReviewError> {
+        let ReviewCommand::Write {
+            product_id,
+            buyer_id,
+            delivered,
+            rating,
+            title,
+            body,
+        } = command;
+        if self.written {
+            return Err(ReviewError::AlreadyReviewed);
+        }
+        if !delivered {
+            return Err(ReviewError::NotDelivered);
+        }
+        if !(1..=5).contains(&rating) {
+            return Err(ReviewError::InvalidRating);
+        }
+        let title = title.trim().to_owned();
+        let body = body.trim().to_owned();
+        if title.is_empty() || title.chars().count() > 200 || body.chars().count() > 5000 {
+            return Err(ReviewError::InvalidText);
+        }
+        sink.write(
+            ReviewEvent::ReviewWritten {
+                product_id,
+                buyer_id,
+                rating,
+                title,
+                body,
+            },
+            self,
+        )
+        .await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: ReviewEvent) {
+        let ReviewEvent::ReviewWritten { rating, .. } = event;
+        self.written = true;
+        self.rating = rating;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+
+    type ReviewTest = TestFramework<Review>;
+
+    fn write(delivered: bool, rating: u8) -> ReviewCommand {
+        ReviewCommand::Write {
+            product_id: ProductId(uuid::Uuid::from_u128(1)),
+            buyer_id: AccountId(uuid::Uuid::from_u128(2)),
+            delivered,
+            rating,
+            title: " Great ".into(),
+            body: "Would buy again".into(),
+        }
+    }
+
+    fn written() -> ReviewEvent {
+        ReviewEvent::ReviewWritten {
+            product_id: ProductId(uuid::Uuid::from_u128(1)),
+            buyer_id: AccountId(uuid::Uuid::from_u128(2)),
+            rating: 5,
+            title: "Great".into(),
+            body: "Would buy again".into(),
+        }
+    }
+
+    #[test]
+    fn a_buyer_with_a_delivered_order_reviews() {
+        ReviewTest::with(())
+            .given_no_previous_events()
+            .when(write(true, 5))
+            .then_expect_events(vec![written()]);
+    }
+
+    #[test]
+    fn only_after_delivery() {
+        ReviewTest::with(())
+            .given_no_previous_events()
+            .when(write(false, 5))
+            .then_expect_error(ReviewError::NotDelivered);
+    }
+
+    #[test]
+    fn one_review_per_buyer_and_product() {
+        ReviewTest::with(())
+            .given(vec![written()])
+            .when(write(true, 4))
+            .then_expect_error(ReviewError::AlreadyReviewed);
+    }
+
+    #[test]
+    fn a_rating_is_one_to_five() {
+        ReviewTest::with(())
+            .given_no_previous_events()
+            .when(write(true, 0))
+            .then_expect_error(ReviewError::InvalidRating);
+        ReviewTest::with(())
+            .given_no_previous_events()
+            .when(write(true, 6))
+            .then_expect_error(ReviewError::InvalidRating);
+    }
+}
