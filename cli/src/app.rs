@@ -1,4 +1,5 @@
-//! The all-in-one engine: the command API and the operational routes on one port.
+//! The engine's deployables: the all-in-one process, or one role each (command API, query API,
+//! projections with the relay). Every role serves health, metrics and docs on its port.
 
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use axum::response::IntoResponse;
 use axum::Router;
 use commerce_command_api::CommandState;
 use commerce_http::{ApiError, JwtKeys};
+use commerce_projections::{read_models, run_projections, Namespace, Relay};
+use commerce_query_api::QueryState;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +29,33 @@ use crate::telemetry::metrics_handle;
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// What one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Everything: both APIs, the relay and the projections.
+    All,
+    /// The command routes only.
+    CommandApi,
+    /// The read routes only.
+    QueryApi,
+    /// The relay and the projection workers (HTTP serves only health and metrics).
+    Projections,
+}
+
+impl Role {
+    fn commands(self) -> bool {
+        matches!(self, Role::All | Role::CommandApi)
+    }
+
+    fn queries(self) -> bool {
+        matches!(self, Role::All | Role::QueryApi)
+    }
+
+    fn background(self) -> bool {
+        matches!(self, Role::All | Role::Projections)
+    }
+}
+
 /// A running engine, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
@@ -33,6 +63,7 @@ pub struct Application {
     port: u16,
     shutdown: CancellationToken,
     pool: PgPool,
+    background: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 #[derive(Clone, Copy)]
@@ -49,8 +80,14 @@ impl MakeRequestId for MakeRequestUuidV7 {
 }
 
 impl Application {
-    /// Connects, migrates, creates the admin account when configured, and binds the port.
+    /// The all-in-one engine.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_role(config, Role::All).await
+    }
+
+    /// Connects, migrates, creates the admin account when configured, starts the relay and the
+    /// projections when the role runs them, and binds the port.
+    pub async fn build_role(config: Config, role: Role) -> anyhow::Result<Self> {
         metrics_handle();
         commerce_store::db::create_database_if_missing(&config.database_url).await?;
         let pool = commerce_store::db::connect(&config.database_url, config.db_pool_size).await?;
@@ -61,15 +98,38 @@ impl Application {
             .await
             .context("configuring the NATS client")?;
 
+        let namespace = Namespace::parse(&config.namespace).context("COMMERCE_NAMESPACE")?;
+        let shutdown = CancellationToken::new();
+
         let jwt = JwtKeys::new(config.jwt_secret()?.as_bytes(), config.token_ttl_seconds);
-        let commands = CommandState::new(pool.clone(), jwt);
-        if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
-            commerce_command_api::ensure_admin(&commands, email, password).await?;
+        let mut router = Router::new();
+        if role.commands() {
+            let commands = CommandState::new(pool.clone(), jwt.clone());
+            if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
+                commerce_command_api::ensure_admin(&commands, email, password).await?;
+            }
+            router = router.merge(commerce_command_api::router(commands));
+        }
+        if role.queries() {
+            let queries = QueryState::new(pool.clone(), jwt, config.min_position_wait);
+            router = router.merge(commerce_query_api::router(queries));
+        }
+        let mut background = Vec::new();
+        if role.background() {
+            let jetstream = async_nats::jetstream::new(nats.clone());
+            let relay = Relay::new(pool.clone(), jetstream.clone(), namespace.clone());
+            background.push(tokio::spawn(relay.run(shutdown.clone())));
+            background.push(tokio::spawn(run_projections(
+                pool.clone(),
+                jetstream,
+                namespace,
+                read_models::all(),
+                shutdown.clone(),
+            )));
         }
 
         let request_id = HeaderName::from_static(commerce_http::request::REQUEST_ID);
-        let router = Router::new()
-            .merge(commerce_command_api::router(commands))
+        let router = router
             .merge(ops::router(Dependencies { pool: pool.clone(), nats }))
             .fallback(|| async { ApiError::not_found("no such route").into_response() })
             .layer(axum::middleware::from_fn(commerce_http::telemetry::record_request_metrics))
@@ -91,8 +151,9 @@ impl Application {
             listener,
             router,
             port,
-            shutdown: CancellationToken::new(),
+            shutdown,
             pool,
+            background,
         })
     }
 
@@ -122,6 +183,16 @@ impl Application {
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .context("serving HTTP")?;
+        self.shutdown.cancel();
+        for task in self.background {
+            match task.await {
+                Ok(Err(error)) => {
+                    tracing::error!(error = format!("{error:#}"), "a background task failed")
+                }
+                Err(error) => tracing::error!(%error, "a background task panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
         self.pool.close().await;
         Ok(())
     }

@@ -47,6 +47,9 @@ pub struct Config {
     /// How long a bearer token lives, in seconds.
     #[arg(long, env = "COMMERCE_TOKEN_TTL", default_value_t = 3600)]
     pub token_ttl_seconds: i64,
+    /// The longest a read with `X-Min-Position` waits for the read models.
+    #[arg(long, env = "COMMERCE_MIN_POSITION_WAIT", default_value = "5s", value_parser = parse_duration)]
+    pub min_position_wait: Duration,
     /// Postgres connections in the pool.
     #[arg(long, env = "COMMERCE_DB_POOL", default_value_t = 32)]
     pub db_pool_size: u32,
@@ -67,6 +70,7 @@ impl Config {
             payment_gateway_url: None,
             payment_timeout: Duration::from_secs(30),
             token_ttl_seconds: 3600,
+            min_position_wait: Duration::from_secs(5),
             db_pool_size: 32,
         }
     }

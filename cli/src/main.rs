@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use commerce::app::{shutdown_signal, GRACE};
+use commerce::app::{shutdown_signal, Role, GRACE};
 use commerce::{demo, telemetry, Application, Config};
 
 #[derive(Parser)]
@@ -14,8 +14,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the whole engine on one port (creates and migrates the database first).
+    /// Serve the engine on one port (creates and migrates the database first): every role by
+    /// default, or one of them.
     Serve {
+        #[arg(value_enum, default_value = "all")]
+        role: Role,
         /// Load a small demo catalog (idempotent).
         #[arg(long)]
         demo_catalog: bool,
@@ -41,11 +44,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve {
+            role,
             demo_catalog,
             config,
         } => {
-            let app = Application::build(config).await?;
-            if demo_catalog {
+            let app = Application::build_role(config, role).await?;
+            if demo_catalog && role == Role::All {
                 demo::load(&app.router())
                     .await
                     .context("loading the demo catalog")?;

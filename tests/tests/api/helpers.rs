@@ -34,8 +34,8 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// A running engine, its database and an HTTP client. Dropping it stops the engine and drops
-/// the database.
+/// A running engine, its database and an HTTP client. Dropping it stops the engine; dropping
+/// the first one also drops the database and the namespace's stream.
 pub struct TestApp {
     pub address: String,
     pub pool: PgPool,
@@ -44,6 +44,8 @@ pub struct TestApp {
     database: String,
     shutdown: CancellationToken,
     owns_database: bool,
+    namespace: String,
+    nats_url: String,
 }
 
 fn config(database_url: &str) -> Config {
@@ -63,6 +65,7 @@ async fn start(config: Config, database: String, owns_database: bool) -> TestApp
         commerce::telemetry::init_logging();
     }
     let database_url = config.database_url.clone();
+    let (namespace, nats_url) = (config.namespace.clone(), config.nats_url.clone());
     let app = Application::build(config).await.expect("the engine starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let pool = app.pool().clone();
@@ -76,6 +79,8 @@ async fn start(config: Config, database: String, owns_database: bool) -> TestApp
         database,
         shutdown,
         owns_database,
+        namespace,
+        nats_url,
     }
 }
 
@@ -89,7 +94,9 @@ pub async fn spawn_app() -> TestApp {
 impl TestApp {
     /// A second engine process on the same database, as another replica would be.
     pub async fn spawn_replica(&self) -> TestApp {
-        start(config(&self.database_url), self.database.clone(), false).await
+        let mut config = config(&self.database_url);
+        config.namespace = self.namespace.clone();
+        start(config, self.database.clone(), false).await
     }
 
     pub async fn request(
@@ -264,9 +271,12 @@ impl Drop for TestApp {
         if !self.owns_database {
             return;
         }
+        let stream =
+            commerce_projections::Namespace::parse(&self.namespace).map(|n| n.stream_name());
+        let nats_url = self.nats_url.clone();
         let database = self.database.clone();
         let url = base_database_url();
-        // Drop the database from a thread of its own: Drop cannot await.
+        // Clean up from a thread of its own: Drop cannot await.
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -275,17 +285,19 @@ impl Drop for TestApp {
                 return;
             };
             runtime.block_on(async move {
+                if let (Ok(stream), Ok(client)) = (stream, async_nats::connect(&nats_url).await) {
+                    let _ = async_nats::jetstream::new(client)
+                        .delete_stream(&stream)
+                        .await;
+                }
                 let Ok(options) = PgConnectOptions::from_str(&url) else {
                     return;
                 };
                 let Ok(mut connection) = options.database("postgres").connect().await else {
                     return;
                 };
-                let _ = connection
-                    .execute(
-                        format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str(),
-                    )
-                    .await;
+                let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
+                let _ = connection.execute(drop.as_str()).await;
                 let _ = connection.close().await;
             });
         })

@@ -15,3 +15,5 @@ mod inventory;
 mod ops;
 mod orders;
 mod products;
+mod reads;
+mod search;

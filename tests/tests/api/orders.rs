@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::helpers::{assert_problem, spawn_app, TestApp};
 
 /// Takes an order to `confirmed` as the checkout saga will, from another process's point of view.
-async fn confirm(app: &TestApp, order_id: Uuid) {
+pub async fn confirm(app: &TestApp, order_id: Uuid) {
     let orders: Repository<Order> = Repository::new(app.pool.clone());
     for command in [
         OrderCommand::RecordInventoryReserved,

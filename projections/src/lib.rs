@@ -1,0 +1,40 @@
+//! The read side's plumbing: events leave the event store through the **relay** and reach the
+//! read models through the **projection runtime**.
+//!
+//! ```text
+//! Postgres `events` ──relay──▶ JetStream `<NS>_EVENTS` ──durable consumer per projection──▶ read models
+//!   (commit order, gap-safe)     `<ns>.events.<type>.<id>`    (batched, deduplicated, gaps healed)
+//! ```
+//!
+//! - [`relay`]: [`Relay`] publishes every event in commit order, exactly one active instance
+//!   per namespace (advisory lock; standbys take over), checkpointing after JetStream acked.
+//! - [`runtime`]: the [`Projection`] trait a read model implements, and
+//!   [`ProjectionRuntime`] which runs one worker per projection. Its module documentation
+//!   explains the watermark that read-your-writes relies on.
+//! - [`positions`]: [`wait_for_position`] for `X-Min-Position`, and the projections' progress.
+//! - [`dead_letters`]: events a projection parked, for operators to list and retry.
+//! - [`replay`]: [`apply_from_store`], applying events straight from the event store.
+//! - [`envelope`]: [`StoredEvent`] and how it travels as a NATS message.
+//! - [`namespace`] and [`stream`]: names and the stream's configuration.
+//!
+//! Tables (migration `20261122000003`): `relay_checkpoint`, `projection_positions`,
+//! `projection_sequences`, `dead_letters`.
+
+pub mod dead_letters;
+pub mod envelope;
+pub mod namespace;
+pub mod positions;
+pub mod read_models;
+pub mod relay;
+pub mod replay;
+pub mod runtime;
+pub mod stream;
+
+pub use envelope::StoredEvent;
+pub use namespace::Namespace;
+pub use positions::wait_for_position;
+pub use relay::{Relay, RelayConfig, RelayStatus};
+pub use replay::apply_from_store;
+pub use runtime::{
+    run_projections, Projection, ProjectionConfig, ProjectionRuntime, SharedProjection,
+};

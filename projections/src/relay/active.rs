@@ -1,0 +1,222 @@
+//! The relay while it holds the namespace's lock: read a batch in commit order, publish it,
+//! checkpoint it.
+
+use anyhow::Context;
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::checkpoint::{self, Checkpoint};
+use super::RelayStatus;
+use crate::{Namespace, StoredEvent};
+
+/// An event with the id of the transaction that wrote it.
+#[derive(sqlx::FromRow)]
+struct Row {
+    tx_id: i64,
+    #[sqlx(flatten)]
+    event: StoredEvent,
+}
+
+/// What one [`ActiveRelay::publish_next`] published; not yet checkpointed.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// How many events were published.
+    pub events: usize,
+    /// The batch was full: more events may be publishable right away.
+    pub full: bool,
+    /// When the oldest event still waiting behind the horizon (an open older transaction) was
+    /// recorded, if one is; the relay looks again soon instead of waiting for a notification.
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// When the first event of this batch was recorded.
+    pub first_recorded_at: Option<DateTime<Utc>>,
+    /// The checkpoint once this batch is stored.
+    pub checkpoint: Checkpoint,
+}
+
+/// The active relay of a namespace: it holds the namespace's advisory lock on its own
+/// connection, and runs every query on that connection, so it can only read and checkpoint while
+/// it still holds the lock. Dropping it closes the connection and frees the lock.
+pub struct ActiveRelay {
+    pub(super) conn: PgConnection,
+    pub(super) jetstream: jetstream::Context,
+    pub(super) namespace: Namespace,
+    pub(super) batch_size: usize,
+    pub(super) checkpoint: Checkpoint,
+    pub(super) status: RelayStatus,
+    pub(super) lock_key: i64,
+}
+
+impl ActiveRelay {
+    /// Loads the checkpoint; if the stream holds fewer messages than the checkpoint says were
+    /// published (it was recreated, or lost its unsynced tail), starts over from the beginning.
+    pub(super) async fn start(mut self) -> anyhow::Result<Self> {
+        self.checkpoint = checkpoint::load(&mut self.conn, &self.namespace).await?;
+        let stream = self
+            .jetstream
+            .get_stream(self.namespace.stream_name())
+            .await
+            .context("looking up the stream")?;
+        let last_sequence = stream.cached_info().state.last_sequence;
+        if last_sequence < self.checkpoint.stream_sequence {
+            tracing::warn!(
+                namespace = %self.namespace,
+                stream_last_sequence = last_sequence,
+                checkpoint_stream_sequence = self.checkpoint.stream_sequence,
+                "the stream lost messages the relay had published: republishing everything"
+            );
+            checkpoint::reset(&mut self.conn, &self.namespace).await?;
+            self.checkpoint = Checkpoint::default();
+        }
+        Ok(self)
+    }
+
+    /// The last stored checkpoint.
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.checkpoint
+    }
+
+    /// Publishes the next batch of events in commit order and waits for JetStream to
+    /// acknowledge every one of them. Does **not** store the checkpoint: call
+    /// [`store_checkpoint`](Self::store_checkpoint) with the result. A relay that dies in
+    /// between republishes the batch, which JetStream deduplicates by `Nats-Msg-Id`.
+    ///
+    /// Only events of transactions older than every running transaction are read
+    /// (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`), ordered by `(tx_id, position)`: an
+    /// event whose position was handed out before a later one committed is never skipped.
+    #[tracing::instrument(skip_all, fields(namespace = %self.namespace, events), err)]
+    pub async fn publish_next(&mut self) -> anyhow::Result<Published> {
+        let horizon: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(&mut self.conn)
+                .await
+                .context("reading the commit horizon")?;
+        let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence, position, \
+                    event_type, event_version, payload, metadata, recorded_at \
+             FROM events \
+             WHERE tx_id < $1::text::xid8 AND (tx_id, position) > ($2::text::xid8, $3) \
+             ORDER BY tx_id, position \
+             LIMIT $4",
+        )
+        .bind(horizon)
+        .bind(self.checkpoint.tx_id)
+        .bind(self.checkpoint.position)
+        .bind(limit)
+        .fetch_all(&mut self.conn)
+        .await
+        .context("reading events to publish")?;
+        tracing::Span::current().record("events", rows.len());
+
+        let mut acks = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let message = row.event.to_message(&self.namespace)?;
+            let ack = self
+                .jetstream
+                .publish_with_headers(message.subject, message.headers, message.payload)
+                .await
+                .context("publishing an event")?;
+            acks.push(ack);
+        }
+        let mut stream_sequence = self.checkpoint.stream_sequence;
+        let mut unknown_sequence = false;
+        for ack in acks {
+            let ack = ack
+                .await
+                .context("waiting for JetStream to store an event")?;
+            unknown_sequence |= ack.sequence == 0;
+            stream_sequence = stream_sequence.max(ack.sequence);
+        }
+        if unknown_sequence {
+            // A duplicate acknowledged without its sequence: the stream's end bounds it.
+            let mut stream = self
+                .jetstream
+                .get_stream(self.namespace.stream_name())
+                .await
+                .context("looking up the stream")?;
+            let info = stream.info().await.context("reading the stream's state")?;
+            stream_sequence = stream_sequence.max(info.state.last_sequence);
+        }
+
+        let full = rows.len() >= self.batch_size;
+        let mut next = self.checkpoint;
+        next.stream_sequence = stream_sequence;
+        if let Some(last) = rows.last() {
+            next.tx_id = last.tx_id;
+            next.position = last.event.position;
+        }
+        next.published_position = rows
+            .iter()
+            .map(|row| row.event.position)
+            .fold(next.published_position, i64::max);
+        // A full batch may have stopped inside a transaction: only the ones before it are
+        // complete. Otherwise every transaction below the horizon has been published.
+        let batch_horizon = match rows.last() {
+            Some(last) if full => last.tx_id,
+            _ => horizon,
+        };
+        next.horizon = next.horizon.max(batch_horizon);
+
+        let waiting_since = if full {
+            None
+        } else {
+            sqlx::query_scalar(
+                "SELECT recorded_at FROM events WHERE (tx_id, position) > ($1::text::xid8, $2) \
+                 ORDER BY tx_id, position LIMIT 1",
+            )
+            .bind(next.tx_id)
+            .bind(next.position)
+            .fetch_optional(&mut self.conn)
+            .await
+            .context("looking for events behind the horizon")?
+        };
+
+        Ok(Published {
+            events: rows.len(),
+            full,
+            waiting_since,
+            first_recorded_at: rows.first().map(|row| row.event.recorded_at),
+            checkpoint: next,
+        })
+    }
+
+    /// Stores the checkpoint after `published` (when it moved) and records the metrics.
+    pub async fn store_checkpoint(&mut self, published: &Published) -> anyhow::Result<()> {
+        if published.checkpoint != self.checkpoint {
+            checkpoint::store(&mut self.conn, &self.namespace, &published.checkpoint).await?;
+            self.checkpoint = published.checkpoint;
+        }
+        let events = u64::try_from(published.events).unwrap_or_default();
+        self.status.add_published(events);
+        let namespace = self.namespace.to_string();
+        metrics::counter!("commerce_relay_events_published_total", "namespace" => namespace.clone())
+            .increment(events);
+        let oldest_unpublished = if published.full {
+            published.first_recorded_at
+        } else {
+            published.waiting_since
+        };
+        let lag = oldest_unpublished.map_or(0.0, |at| {
+            (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        metrics::gauge!("commerce_relay_lag_seconds", "namespace" => namespace).set(lag);
+        Ok(())
+    }
+
+    /// Frees the lock (dropping the relay frees it too, when its connection closes).
+    pub async fn release(mut self) -> anyhow::Result<()> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.lock_key)
+            .execute(&mut self.conn)
+            .await
+            .context("releasing the relay lock")?;
+        Ok(())
+    }
+}
+
+impl Drop for ActiveRelay {
+    fn drop(&mut self) {
+        self.status.set_active(&self.namespace, false);
+    }
+}

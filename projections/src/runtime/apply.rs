@@ -1,0 +1,320 @@
+//! Applying a batch of events in one transaction, with the per-aggregate bookkeeping that makes
+//! redelivery, reordering and lost messages harmless.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use super::ErasedProjection;
+use crate::StoredEvent;
+
+/// What applying a batch did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct BatchReport {
+    /// Events applied (healed ones included).
+    pub applied: u64,
+    /// Of those, events read from the store to fill a gap.
+    pub healed: u64,
+    /// Events at or below their aggregate's last applied sequence.
+    pub duplicates: u64,
+    /// Events that kept failing and were parked.
+    pub parked: u64,
+    /// The highest position applied or parked.
+    pub max_position: Option<i64>,
+    /// `recorded_at` of the last event applied or parked.
+    pub last_recorded_at: Option<DateTime<Utc>>,
+}
+
+impl BatchReport {
+    fn handled(&mut self, event: &StoredEvent) {
+        self.max_position = Some(
+            self.max_position
+                .map_or(event.position, |p| p.max(event.position)),
+        );
+        self.last_recorded_at = Some(event.recorded_at);
+    }
+}
+
+/// How failures of `apply` are handled.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// No savepoints: the first failure abandons the whole attempt.
+    Optimistic,
+    /// A savepoint per event, `max_attempts` tries, then park.
+    Isolated { max_attempts: u32 },
+}
+
+/// Applies `events` (in the given order) in one transaction with the bookkeeping, trying the
+/// cheap way first. An error means the batch did not commit (an infrastructure failure).
+#[tracing::instrument(skip_all, fields(projection = projection.erased_name(), events = events.len()), err)]
+pub(crate) async fn apply_batch(
+    pool: &PgPool,
+    projection: &dyn ErasedProjection,
+    events: &[StoredEvent],
+    max_attempts: u32,
+) -> anyhow::Result<BatchReport> {
+    if let Some(report) = apply_in_transaction(pool, projection, events, Mode::Optimistic).await? {
+        return Ok(report);
+    }
+    let isolated = Mode::Isolated {
+        max_attempts: max_attempts.max(1),
+    };
+    apply_in_transaction(pool, projection, events, isolated)
+        .await?
+        .context("a batch failed although every event was isolated")
+}
+
+/// `None` when an event failed in [`Mode::Optimistic`] (nothing was committed).
+async fn apply_in_transaction(
+    pool: &PgPool,
+    projection: &dyn ErasedProjection,
+    events: &[StoredEvent],
+    mode: Mode,
+) -> anyhow::Result<Option<BatchReport>> {
+    let name = projection.erased_name();
+    let mut tx = pool.begin().await.context("beginning a projection batch")?;
+    let applied_before = lock_sequences(&mut tx, name, events).await?;
+    let mut last_applied = applied_before.clone();
+    let mut report = BatchReport::default();
+    for event in events {
+        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+        let last = last_applied.get(&key).copied().unwrap_or(0);
+        if event.sequence <= last {
+            report.duplicates += 1;
+            continue;
+        }
+        if event.sequence > last + 1 {
+            let missing = load_missing(&mut tx, event, last).await?;
+            for earlier in &missing {
+                if !apply_one(&mut tx, projection, earlier, mode, &mut report).await? {
+                    return Ok(None);
+                }
+                report.healed += 1;
+            }
+        }
+        if !apply_one(&mut tx, projection, event, mode, &mut report).await? {
+            return Ok(None);
+        }
+        last_applied.insert(key, event.sequence);
+    }
+    let changed: Vec<_> = last_applied
+        .iter()
+        .filter(|(key, sequence)| applied_before.get(*key) != Some(sequence))
+        .collect();
+    store_sequences(&mut tx, name, &changed).await?;
+    if report.max_position.is_some() {
+        record_progress(&mut tx, name, &report).await?;
+    }
+    tx.commit().await.context("committing a projection batch")?;
+    Ok(Some(report))
+}
+
+/// Applies one event; `false` when it failed in [`Mode::Optimistic`].
+async fn apply_one(
+    conn: &mut PgConnection,
+    projection: &dyn ErasedProjection,
+    event: &StoredEvent,
+    mode: Mode,
+    report: &mut BatchReport,
+) -> anyhow::Result<bool> {
+    match mode {
+        Mode::Optimistic => {
+            if let Err(error) = projection.erased_apply(conn, event).await {
+                tracing::debug!(
+                    projection = projection.erased_name(),
+                    aggregate_type = %event.aggregate_type,
+                    aggregate_id = %event.aggregate_id,
+                    sequence = event.sequence,
+                    error = format!("{error:#}"),
+                    "an event failed: applying the batch again, one savepoint per event"
+                );
+                return Ok(false);
+            }
+            report.applied += 1;
+        }
+        Mode::Isolated { max_attempts } => {
+            let mut failure = None;
+            for _ in 0..max_attempts {
+                let mut savepoint = conn.begin().await.context("setting a savepoint")?;
+                match projection.erased_apply(&mut savepoint, event).await {
+                    Ok(()) => {
+                        savepoint.commit().await.context("releasing a savepoint")?;
+                        failure = None;
+                        break;
+                    }
+                    Err(error) => {
+                        // A connection that cannot even roll back is an infrastructure
+                        // failure: the whole batch fails instead of parking the event.
+                        savepoint
+                            .rollback()
+                            .await
+                            .context("rolling back to a savepoint")?;
+                        failure = Some(error);
+                    }
+                }
+            }
+            match failure {
+                None => report.applied += 1,
+                Some(error) => {
+                    tracing::warn!(
+                        projection = projection.erased_name(),
+                        aggregate_type = %event.aggregate_type,
+                        aggregate_id = %event.aggregate_id,
+                        sequence = event.sequence,
+                        position = event.position,
+                        error = format!("{error:#}"),
+                        "an event kept failing: parked in dead_letters"
+                    );
+                    crate::dead_letters::park(
+                        conn,
+                        projection.erased_name(),
+                        event,
+                        &error,
+                        max_attempts,
+                    )
+                    .await?;
+                    report.parked += 1;
+                }
+            }
+        }
+    }
+    report.handled(event);
+    Ok(true)
+}
+
+/// Locks (creating them at 0) the bookkeeping rows of the batch's aggregates, in a stable
+/// order so that two workers sharing a consumer cannot deadlock, and returns their values.
+async fn lock_sequences(
+    conn: &mut PgConnection,
+    projection: &str,
+    events: &[StoredEvent],
+) -> anyhow::Result<HashMap<(String, String), i64>> {
+    let mut keys: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.aggregate_type.as_str(), e.aggregate_id.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let (types, ids): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "INSERT INTO projection_sequences (projection, aggregate_type, aggregate_id, last_sequence) \
+         SELECT $1, t, i, 0 FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS k(t, i, n) ORDER BY n \
+         ON CONFLICT (projection, aggregate_type, aggregate_id) \
+         DO UPDATE SET last_sequence = projection_sequences.last_sequence \
+         RETURNING aggregate_type, aggregate_id, last_sequence",
+    )
+    .bind(projection)
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .context("locking the per-aggregate sequences")?;
+    Ok(rows
+        .into_iter()
+        .map(|(aggregate_type, aggregate_id, sequence)| ((aggregate_type, aggregate_id), sequence))
+        .collect())
+}
+
+async fn store_sequences(
+    conn: &mut PgConnection,
+    projection: &str,
+    changed: &[(&(String, String), &i64)],
+) -> anyhow::Result<()> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<&str> = changed.iter().map(|((t, _), _)| t.as_str()).collect();
+    let ids: Vec<&str> = changed.iter().map(|((_, i), _)| i.as_str()).collect();
+    let sequences: Vec<i64> = changed.iter().map(|(_, s)| **s).collect();
+    sqlx::query(
+        "UPDATE projection_sequences p SET last_sequence = u.s \
+         FROM UNNEST($2::text[], $3::text[], $4::bigint[]) AS u(t, i, s) \
+         WHERE p.projection = $1 AND p.aggregate_type = u.t AND p.aggregate_id = u.i",
+    )
+    .bind(projection)
+    .bind(&types)
+    .bind(&ids)
+    .bind(&sequences)
+    .execute(&mut *conn)
+    .await
+    .context("storing the per-aggregate sequences")?;
+    Ok(())
+}
+
+/// The events of `event`'s aggregate between the last applied one and it, from the store.
+async fn load_missing(
+    conn: &mut PgConnection,
+    event: &StoredEvent,
+    last_applied: i64,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    let missing: Vec<StoredEvent> = sqlx::query_as(
+        "SELECT aggregate_type, aggregate_id, sequence, position, event_type, event_version, \
+                payload, metadata, recorded_at \
+         FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence < $4 \
+         ORDER BY sequence",
+    )
+    .bind(&event.aggregate_type)
+    .bind(&event.aggregate_id)
+    .bind(last_applied)
+    .bind(event.sequence)
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading missing events from the store")?;
+    let expected = event.sequence - last_applied - 1;
+    if i64::try_from(missing.len()).ok() != Some(expected) {
+        tracing::warn!(
+            aggregate_type = %event.aggregate_type,
+            aggregate_id = %event.aggregate_id,
+            from = last_applied + 1,
+            to = event.sequence - 1,
+            found = missing.len(),
+            "the event store does not hold every missing event"
+        );
+    } else {
+        tracing::debug!(
+            aggregate_type = %event.aggregate_type,
+            aggregate_id = %event.aggregate_id,
+            count = expected,
+            "healing a gap from the event store"
+        );
+    }
+    Ok(missing)
+}
+
+/// Records the batch's progress in `projection_positions`.
+async fn record_progress(
+    conn: &mut PgConnection,
+    projection: &str,
+    report: &BatchReport,
+) -> anyhow::Result<()> {
+    let lag = report.last_recorded_at.map_or(0.0, seconds_since);
+    sqlx::query(
+        "INSERT INTO projection_positions \
+           (name, position, last_applied_at, last_event_at, lag_seconds, state, updated_at) \
+         VALUES ($1, $2, now(), $3, $4, 'running', now()) \
+         ON CONFLICT (name) DO UPDATE SET \
+           position = GREATEST(projection_positions.position, EXCLUDED.position), \
+           last_applied_at = now(), \
+           last_event_at = EXCLUDED.last_event_at, \
+           lag_seconds = EXCLUDED.lag_seconds, \
+           state = 'running', \
+           last_error = NULL, \
+           updated_at = now()",
+    )
+    .bind(projection)
+    .bind(report.max_position.unwrap_or_default())
+    .bind(report.last_recorded_at)
+    .bind(lag)
+    .execute(&mut *conn)
+    .await
+    .context("recording the projection's progress")?;
+    Ok(())
+}
+
+/// Seconds from `at` to now, never negative.
+pub(crate) fn seconds_since(at: DateTime<Utc>) -> f64 {
+    (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
+}

@@ -1,0 +1,224 @@
+//! A projection's watermark: the relay horizon it has confirmed (see [`crate::runtime`]).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream::consumer::PullConsumer;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::relay::checkpoint::{self, Checkpoint, CHECKPOINT_CHANNEL};
+use crate::Namespace;
+
+/// How often the relay's checkpoint is read when no notification arrives.
+const RELAY_POLL: Duration = Duration::from_secs(1);
+/// The fewest time between two consumer-info requests of one worker.
+const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// Relay checkpoints kept waiting for the ack floor to pass them.
+const MAX_CANDIDATES: usize = 64;
+
+/// Keeps `marks` at the relay's latest checkpoint, woken by `NOTIFY relay_checkpoint`, until
+/// `cancel` is cancelled. Failures are logged and retried.
+pub(super) async fn watch_relay(
+    pool: PgPool,
+    namespace: Namespace,
+    marks: watch::Sender<Checkpoint>,
+    cancel: CancellationToken,
+) {
+    loop {
+        match follow_relay(&pool, &namespace, &marks, &cancel).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "following the relay's checkpoint failed; retrying"
+                );
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(RELAY_POLL) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn follow_relay(
+    pool: &PgPool,
+    namespace: &Namespace,
+    marks: &watch::Sender<Checkpoint>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut listener = PgListener::connect_with(pool)
+        .await
+        .context("connecting the checkpoint listener")?;
+    listener
+        .listen(CHECKPOINT_CHANNEL)
+        .await
+        .context("listening for relay checkpoints")?;
+    loop {
+        let latest = checkpoint::load(pool, namespace).await?;
+        marks.send_if_modified(|mark| {
+            let changed = *mark != latest;
+            *mark = latest;
+            changed
+        });
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            notification = listener.recv() => {
+                notification.context("waiting for relay checkpoints")?;
+                while listener.next_buffered().is_some() {}
+            }
+            () = tokio::time::sleep(RELAY_POLL) => {}
+        }
+    }
+}
+
+/// What a worker knows about its own watermark.
+pub(super) struct HorizonTracker {
+    projection: &'static str,
+    /// Every followed event with `tx_id < horizon` is applied; stored in `projection_positions`.
+    horizon: i64,
+    /// Every followed message at or below this stream sequence is applied.
+    confirmed_sequence: u64,
+    /// Relay checkpoints above `confirmed_sequence`, by increasing stream sequence.
+    candidates: VecDeque<Checkpoint>,
+    /// The stream sequence of the last relay checkpoint seen: one going backwards means the
+    /// stream was recreated and what was confirmed no longer holds.
+    last_relay_sequence: u64,
+    last_check: Option<Instant>,
+}
+
+impl HorizonTracker {
+    /// Starts from the stored horizon.
+    pub(super) async fn load(pool: &PgPool, projection: &'static str) -> anyhow::Result<Self> {
+        let horizon: Option<i64> = sqlx::query_scalar(
+            "SELECT horizon::text::bigint FROM projection_positions WHERE name = $1",
+        )
+        .bind(projection)
+        .fetch_optional(pool)
+        .await
+        .context("loading the projection's horizon")?;
+        Ok(Self {
+            projection,
+            horizon: horizon.unwrap_or_default(),
+            confirmed_sequence: 0,
+            candidates: VecDeque::new(),
+            last_relay_sequence: 0,
+            last_check: None,
+        })
+    }
+
+    /// Whether the relay has published transactions this projection has not confirmed.
+    pub(super) fn is_behind(&self, relay: &Checkpoint) -> bool {
+        relay.horizon > self.horizon
+    }
+
+    /// Forgets what the consumer had confirmed (it was recreated).
+    pub(super) fn consumer_reset(&mut self) {
+        self.confirmed_sequence = 0;
+        self.candidates.clear();
+    }
+
+    /// Moves the horizon as far as the consumer confirms, given the relay's checkpoint `relay`
+    /// (read before calling). Asks the consumer at most every [`MIN_CHECK_INTERVAL`].
+    pub(super) async fn advance(
+        &mut self,
+        pool: &PgPool,
+        consumer: &PullConsumer,
+        relay: Checkpoint,
+    ) -> anyhow::Result<()> {
+        if relay.stream_sequence < self.last_relay_sequence {
+            self.consumer_reset();
+        }
+        self.last_relay_sequence = relay.stream_sequence;
+        if !self.is_behind(&relay) {
+            return Ok(());
+        }
+        if relay.stream_sequence <= self.confirmed_sequence {
+            return self.store(pool, relay.horizon, None).await;
+        }
+        if self
+            .last_check
+            .is_some_and(|at| at.elapsed() < MIN_CHECK_INTERVAL)
+        {
+            self.remember(relay);
+            return Ok(());
+        }
+        self.last_check = Some(Instant::now());
+        let info = consumer
+            .get_info()
+            .await
+            .context("reading the consumer's state")?;
+        let pending = info.num_pending + u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX);
+        let mut horizon = self.horizon;
+        if pending == 0 {
+            // Everything the stream held when we asked, which includes all the relay had
+            // checkpointed before, is delivered and acked.
+            self.confirmed_sequence = self.confirmed_sequence.max(relay.stream_sequence);
+            self.candidates.clear();
+            horizon = horizon.max(relay.horizon);
+        } else {
+            self.confirmed_sequence = self.confirmed_sequence.max(info.ack_floor.stream_sequence);
+            self.remember(relay);
+            while let Some(front) = self.candidates.front() {
+                if front.stream_sequence > self.confirmed_sequence {
+                    break;
+                }
+                horizon = horizon.max(front.horizon);
+                self.candidates.pop_front();
+            }
+        }
+        self.store(pool, horizon, Some(pending)).await
+    }
+
+    fn remember(&mut self, relay: Checkpoint) {
+        let full = self.candidates.len() >= MAX_CANDIDATES;
+        match self.candidates.back_mut() {
+            Some(last) if last.stream_sequence == relay.stream_sequence => {
+                last.horizon = last.horizon.max(relay.horizon);
+            }
+            Some(last) if last.stream_sequence > relay.stream_sequence => {}
+            _ if !full => self.candidates.push_back(relay),
+            _ => {}
+        }
+    }
+
+    async fn store(
+        &mut self,
+        pool: &PgPool,
+        horizon: i64,
+        pending: Option<u64>,
+    ) -> anyhow::Result<()> {
+        if horizon <= self.horizon && pending.is_none() {
+            return Ok(());
+        }
+        let pending = pending.map(|p| i64::try_from(p).unwrap_or(i64::MAX));
+        sqlx::query(
+            "UPDATE projection_positions SET \
+               horizon = GREATEST(horizon, $2::text::xid8), \
+               pending = COALESCE($3, pending), \
+               lag_seconds = CASE WHEN $3 = 0 THEN 0 ELSE lag_seconds END, \
+               updated_at = now() \
+             WHERE name = $1",
+        )
+        .bind(self.projection)
+        .bind(horizon)
+        .bind(pending)
+        .execute(pool)
+        .await
+        .context("storing the projection's horizon")?;
+        self.horizon = self.horizon.max(horizon);
+        if let Some(pending) = pending {
+            metrics::gauge!("commerce_projection_pending", "projection" => self.projection)
+                .set(pending as f64);
+            if pending == 0 {
+                metrics::gauge!("commerce_projection_lag_seconds", "projection" => self.projection)
+                    .set(0.0);
+            }
+        }
+        Ok(())
+    }
+}

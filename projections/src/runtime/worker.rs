@@ -1,0 +1,353 @@
+//! One projection's worker: consume, apply in batches, ack, move the watermark.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::{self, Message};
+use futures::{FutureExt, StreamExt};
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::apply::{apply_batch, seconds_since, BatchReport};
+use super::horizon::HorizonTracker;
+use super::{subjects_of, ErasedProjection, ProjectionConfig, SharedProjection};
+use crate::namespace::subject_matches;
+use crate::relay::checkpoint::Checkpoint;
+use crate::{Namespace, StoredEvent};
+
+/// How long a pull request waits on the server before it is renewed.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// How often the server proves an idle pull request is alive.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+
+pub(super) struct Worker {
+    pub(super) pool: PgPool,
+    pub(super) jetstream: jetstream::Context,
+    pub(super) namespace: Namespace,
+    pub(super) config: ProjectionConfig,
+    pub(super) projection: SharedProjection,
+    pub(super) marks: watch::Receiver<Checkpoint>,
+}
+
+/// A message taken apart: what to apply, and what to ack without applying.
+enum Delivery {
+    Event {
+        stream_sequence: u64,
+        event: StoredEvent,
+    },
+    NotFollowed,
+    Malformed,
+}
+
+impl Worker {
+    fn projection(&self) -> &dyn ErasedProjection {
+        &*self.projection.0
+    }
+
+    fn name(&self) -> &'static str {
+        self.projection.0.erased_name()
+    }
+
+    /// Runs until `cancel` is cancelled, starting over after failures.
+    pub(super) async fn run(mut self, cancel: CancellationToken) {
+        let mut backoff = self.config.retry_backoff;
+        loop {
+            match self.run_until_failure(&cancel, &mut backoff).await {
+                Ok(()) => {
+                    self.set_state("stopped", None).await;
+                    return;
+                }
+                Err(error) => {
+                    let error = format!("{error:#}");
+                    tracing::error!(projection = self.name(), %error, "the projection failed; starting over");
+                    self.set_state("failing", Some(&error)).await;
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+            }
+        }
+    }
+
+    async fn run_until_failure(
+        &mut self,
+        cancel: &CancellationToken,
+        backoff: &mut Duration,
+    ) -> anyhow::Result<()> {
+        crate::stream::ensure(&self.jetstream, &self.namespace).await?;
+        let consumer = self.consumer().await?;
+        self.set_state("running", None).await;
+        let mut tracker = HorizonTracker::load(&self.pool, self.name()).await?;
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(self.config.batch_size.max(1))
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages()
+            .await
+            .context("pulling from the consumer")?;
+        tracing::info!(projection = self.name(), consumer = %self.namespace.consumer_name(self.name()), "projection running");
+        *backoff = self.config.retry_backoff;
+        loop {
+            let behind = tracker.is_behind(&self.marks.borrow());
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                first = messages.next() => {
+                    if let Some(Err(error)) = &first {
+                        if error.kind() == pull::MessagesErrorKind::MissingHeartbeat {
+                            tracing::warn!(projection = self.name(), %error, "the server missed a heartbeat");
+                            continue;
+                        }
+                    }
+                    let mut batch = vec![next_message(first)?];
+                    while batch.len() < self.config.batch_size {
+                        match messages.next().now_or_never() {
+                            Some(next) => batch.push(next_message(next)?),
+                            None => break,
+                        }
+                    }
+                    if !self.handle(batch, cancel).await? {
+                        return Ok(());
+                    }
+                    let relay = *self.marks.borrow();
+                    tracker.advance(&self.pool, &consumer, relay).await?;
+                }
+                changed = self.marks.changed() => {
+                    changed.context("the relay checkpoint watcher stopped")?;
+                    let relay = *self.marks.borrow_and_update();
+                    tracker.advance(&self.pool, &consumer, relay).await?;
+                }
+                () = tokio::time::sleep(self.config.idle_tick), if behind => {
+                    let relay = *self.marks.borrow();
+                    tracker.advance(&self.pool, &consumer, relay).await?;
+                }
+            }
+        }
+    }
+
+    /// Applies a batch and acks it; `false` when cancelled before it committed (nothing acked).
+    async fn handle(
+        &self,
+        batch: Vec<Message>,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let filters = subjects_of(self.projection(), &self.namespace);
+        let mut events = Vec::with_capacity(batch.len());
+        let mut ignored = 0_u64;
+        let mut malformed = Vec::new();
+        for (index, message) in batch.iter().enumerate() {
+            match self.take_apart(message, &filters) {
+                Delivery::Event {
+                    stream_sequence,
+                    event,
+                } => events.push((stream_sequence, event)),
+                Delivery::NotFollowed => ignored += 1,
+                Delivery::Malformed => malformed.push(index),
+            }
+        }
+        // Commit order; a message redelivered within the batch is applied once.
+        events.sort_by_key(|(sequence, _)| *sequence);
+        events.dedup_by_key(|(sequence, _)| *sequence);
+        let events: Vec<StoredEvent> = events.into_iter().map(|(_, event)| event).collect();
+
+        let report = if events.is_empty() {
+            BatchReport::default()
+        } else {
+            match self.apply_with_retries(&events, cancel).await {
+                Some(report) => report,
+                None => return Ok(false),
+            }
+        };
+
+        let malformed_ref = &malformed;
+        let acks = batch.iter().enumerate().map(|(index, message)| async move {
+            let kind = if malformed_ref.contains(&index) {
+                AckKind::Term
+            } else {
+                AckKind::Ack
+            };
+            message.ack_with(kind).await
+        });
+        for result in futures::future::join_all(acks).await {
+            if let Err(error) = result {
+                // The message comes back after the ack wait and is skipped as a duplicate.
+                tracing::warn!(projection = self.name(), %error, "acking a message failed");
+            }
+        }
+        self.record_metrics(&report, ignored, malformed.len());
+        Ok(true)
+    }
+
+    fn take_apart(&self, message: &Message, filters: &[String]) -> Delivery {
+        let stream_sequence = match message.info() {
+            Ok(info) => info.stream_sequence,
+            Err(error) => {
+                tracing::error!(projection = self.name(), %error, subject = %message.subject, "a message without JetStream metadata");
+                return Delivery::Malformed;
+            }
+        };
+        if !filters
+            .iter()
+            .any(|filter| subject_matches(filter, &message.subject))
+        {
+            return Delivery::NotFollowed;
+        }
+        match StoredEvent::from_message(&message.message) {
+            Ok(event) => Delivery::Event {
+                stream_sequence,
+                event,
+            },
+            Err(error) => {
+                tracing::error!(projection = self.name(), error = format!("{error:#}"), subject = %message.subject, stream_sequence, "a message that is not an event: dropped");
+                Delivery::Malformed
+            }
+        }
+    }
+
+    /// Applies the batch, retrying infrastructure failures with backoff; `None` when cancelled.
+    async fn apply_with_retries(
+        &self,
+        events: &[StoredEvent],
+        cancel: &CancellationToken,
+    ) -> Option<BatchReport> {
+        let mut backoff = self.config.retry_backoff;
+        loop {
+            let attempt = apply_batch(
+                &self.pool,
+                self.projection(),
+                events,
+                self.config.max_attempts,
+            );
+            let result = tokio::select! {
+                () = cancel.cancelled() => return None,
+                result = attempt => result,
+            };
+            match result {
+                Ok(report) => return Some(report),
+                Err(error) => {
+                    let error = format!("{error:#}");
+                    tracing::error!(projection = self.name(), %error, "a batch failed; retrying");
+                    self.set_state("failing", Some(&error)).await;
+                    tokio::select! {
+                        () = cancel.cancelled() => return None,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+            }
+        }
+    }
+
+    fn record_metrics(&self, report: &BatchReport, ignored: u64, malformed: usize) {
+        let name = self.name();
+        for (outcome, count) in [
+            ("applied", report.applied - report.healed),
+            ("healed", report.healed),
+            ("duplicate", report.duplicates),
+            ("parked", report.parked),
+            ("ignored", ignored),
+            ("malformed", u64::try_from(malformed).unwrap_or(u64::MAX)),
+        ] {
+            if count > 0 {
+                metrics::counter!("commerce_projection_events_total", "projection" => name, "outcome" => outcome)
+                    .increment(count);
+            }
+        }
+        if let Some(position) = report.max_position {
+            metrics::gauge!("commerce_projection_position", "projection" => name)
+                .set(position as f64);
+        }
+        if let Some(at) = report.last_recorded_at {
+            metrics::gauge!("commerce_projection_lag_seconds", "projection" => name)
+                .set(seconds_since(at));
+        }
+    }
+
+    /// Creates the durable consumer, or brings it to the current filters.
+    async fn consumer(&self) -> anyhow::Result<PullConsumer> {
+        let name = self.namespace.consumer_name(self.name());
+        let mut filters = subjects_of(self.projection(), &self.namespace);
+        let multiple_filters = server_supports_filter_subjects(&self.jetstream);
+        if filters.len() > 1 && !multiple_filters {
+            // One filter per consumer before NATS 2.10: take everything, ignore the rest here.
+            filters = vec![self.namespace.all_events()];
+        }
+        let mut config = pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(format!("projection {}", self.name())),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            max_ack_pending: self.config.max_ack_pending,
+            ..Default::default()
+        };
+        if filters.len() == 1 {
+            config.filter_subject = filters.remove(0);
+        } else {
+            config.filter_subjects = filters;
+        }
+        let stream = self
+            .jetstream
+            .get_stream(self.namespace.stream_name())
+            .await
+            .context("looking up the stream")?;
+        match stream.create_consumer(config.clone()).await {
+            Ok(consumer) => Ok(consumer),
+            Err(error) => {
+                // Servers before 2.10 refuse to change a durable consumer's filter: start it
+                // over (projections skip what they already applied).
+                tracing::warn!(consumer = %name, %error, "the consumer cannot be updated: recreating it");
+                stream
+                    .delete_consumer(&name)
+                    .await
+                    .context("deleting the outdated consumer")?;
+                stream
+                    .create_consumer(config)
+                    .await
+                    .context("creating the consumer")
+            }
+        }
+    }
+
+    async fn set_state(&self, state: &str, error: Option<&str>) {
+        let result = sqlx::query(
+            "INSERT INTO projection_positions (name, state, last_error) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, \
+               last_error = CASE EXCLUDED.state \
+                 WHEN 'failing' THEN EXCLUDED.last_error \
+                 WHEN 'running' THEN NULL \
+                 ELSE projection_positions.last_error END, \
+               updated_at = now()",
+        )
+        .bind(self.name())
+        .bind(state)
+        .bind(error)
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(projection = self.name(), %error, "could not record the projection's state");
+        }
+    }
+}
+
+/// The next message of the pull stream, or why there is none.
+fn next_message(next: Option<Result<Message, pull::MessagesError>>) -> anyhow::Result<Message> {
+    next.context("the consumer's message stream ended")?
+        .context("receiving from the consumer")
+}
+
+/// Whether the server takes several filter subjects per consumer (NATS 2.10 and later).
+fn server_supports_filter_subjects(jetstream: &jetstream::Context) -> bool {
+    let version = jetstream.client().server_info().version;
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|part| part.parse::<u64>().ok());
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= (2, 10)
+}

@@ -1,0 +1,401 @@
+//! Each test owns its world: a fresh database (random name, migrated), a fresh namespace (so
+//! its own stream and consumers), both removed when the world is dropped.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use commerce_projections::{
+    Namespace, Projection, ProjectionConfig, ProjectionRuntime, Relay, RelayConfig, StoredEvent,
+};
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long any awaited condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+fn postgres_root() -> String {
+    std::env::var("TEST_POSTGRES_ROOT")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn nats_url() -> String {
+    std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info,commerce_projections=debug".into()),
+                )
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+pub struct World {
+    pub pool: PgPool,
+    pub jetstream: jetstream::Context,
+    pub namespace: Namespace,
+    database: String,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        init_logging();
+        let id = Uuid::new_v4().simple().to_string();
+        let database = format!("projections_test_{id}");
+        let url = format!("{}/{database}", postgres_root());
+        commerce_store::db::create_database_if_missing(&url)
+            .await
+            .unwrap();
+        let pool = commerce_store::db::connect(&url, 16).await.unwrap();
+        commerce_store::db::migrate(&pool).await.unwrap();
+        pool.execute(
+            "CREATE TABLE test_counts ( \
+               projection text, aggregate_type text, aggregate_id text, \
+               count bigint NOT NULL, last_sequence bigint NOT NULL, \
+               PRIMARY KEY (projection, aggregate_type, aggregate_id)); \
+             CREATE TABLE test_applied ( \
+               applied_order bigserial, projection text, aggregate_type text, aggregate_id text, \
+               sequence bigint, PRIMARY KEY (projection, aggregate_type, aggregate_id, sequence))",
+        )
+        .await
+        .unwrap();
+        let client = async_nats::connect(nats_url()).await.unwrap();
+        let jetstream = jetstream::new(client);
+        let namespace = Namespace::parse(&format!("t{}", &id[..12])).unwrap();
+        Self {
+            pool,
+            jetstream,
+            namespace,
+            database,
+        }
+    }
+
+    pub fn relay(&self, instance: &str) -> Relay {
+        Relay::new(
+            self.pool.clone(),
+            self.jetstream.clone(),
+            self.namespace.clone(),
+        )
+        .with_config(RelayConfig {
+            poll_interval: Duration::from_millis(200),
+            standby_interval: Duration::from_millis(50),
+            retry_backoff: Duration::from_millis(100),
+            instance: instance.to_owned(),
+            ..RelayConfig::default()
+        })
+    }
+
+    /// Starts a relay in the background; cancel the token to stop it.
+    pub fn spawn_relay(&self, relay: Relay) -> Running {
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(relay.run(cancel.clone()));
+        Running { cancel, task }
+    }
+
+    /// Starts the projection runtime with `counter` in the background.
+    pub fn spawn_projection(&self, counter: Counter) -> Running {
+        let cancel = CancellationToken::new();
+        let runtime = ProjectionRuntime::new(
+            self.pool.clone(),
+            self.jetstream.clone(),
+            self.namespace.clone(),
+        )
+        .with_config(ProjectionConfig {
+            idle_tick: Duration::from_millis(20),
+            retry_backoff: Duration::from_millis(50),
+            ..ProjectionConfig::default()
+        })
+        .with(counter);
+        let task = tokio::spawn(runtime.run(cancel.clone()));
+        Running { cancel, task }
+    }
+
+    /// Appends one event in its own transaction; returns its position.
+    pub async fn append(&self, aggregate_type: &str, aggregate_id: &str, sequence: i64) -> i64 {
+        self.append_with(
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            json!({ "n": sequence }),
+        )
+        .await
+    }
+
+    pub async fn append_with(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        sequence: i64,
+        payload: Value,
+    ) -> i64 {
+        let mut conn = self.pool.acquire().await.unwrap();
+        append_on(&mut conn, aggregate_type, aggregate_id, sequence, payload).await
+    }
+
+    /// The stored events of one aggregate, in sequence order.
+    pub async fn stored(&self, aggregate_type: &str, aggregate_id: &str) -> Vec<StoredEvent> {
+        sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, sequence, position, event_type, event_version, \
+                    payload, metadata, recorded_at \
+             FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// The counter's value for one aggregate (0 when absent).
+    pub async fn count(&self, aggregate_type: &str, aggregate_id: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count FROM test_counts \
+             WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+        )
+        .bind(Counter::NAME)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(&self.pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+    }
+
+    /// Every event the counter applied, in the order it applied them.
+    pub async fn applied(&self) -> Vec<(String, i64)> {
+        sqlx::query_as(
+            "SELECT aggregate_id, sequence FROM test_applied WHERE projection = $1 \
+             ORDER BY applied_order",
+        )
+        .bind(Counter::NAME)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn dead_letter_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    pub async fn stream_messages(&self) -> u64 {
+        let mut stream = self
+            .jetstream
+            .get_stream(self.namespace.stream_name())
+            .await
+            .unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+
+    /// The `Nats-Msg-Id` of every message in the stream, in stream order.
+    pub async fn stream_message_ids(&self) -> Vec<String> {
+        let stream = self
+            .jetstream
+            .get_stream(self.namespace.stream_name())
+            .await
+            .unwrap();
+        let last = stream.get_info().await.unwrap().state.last_sequence;
+        let mut ids = Vec::new();
+        for sequence in 1..=last {
+            let message = stream.get_raw_message(sequence).await.unwrap();
+            ids.push(
+                message
+                    .headers
+                    .get("Nats-Msg-Id")
+                    .unwrap()
+                    .as_str()
+                    .to_owned(),
+            );
+        }
+        ids
+    }
+
+    /// Publishes `event` as the relay would, under a message id of our choosing.
+    pub async fn publish(&self, event: &StoredEvent, message_id: Option<&str>) {
+        commerce_projections::stream::ensure(&self.jetstream, &self.namespace)
+            .await
+            .unwrap();
+        let mut message = event.to_message(&self.namespace).unwrap();
+        if let Some(id) = message_id {
+            message.headers.insert("Nats-Msg-Id", id);
+        }
+        self.jetstream
+            .publish_with_headers(message.subject, message.headers, message.payload)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Whether the counter has applied everything up to `position`, within [`PATIENCE`].
+    pub async fn caught_up(&self, position: i64) -> bool {
+        commerce_projections::wait_for_position(&self.pool, &[Counter::NAME], position, PATIENCE)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let database = self.database.clone();
+        let stream = self.namespace.stream_name();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(client) = async_nats::connect(nats_url()).await {
+                    jetstream::new(client).delete_stream(&stream).await.ok();
+                }
+                let admin = format!("{}/postgres", postgres_root());
+                if let Ok(mut conn) = PgConnection::connect(&admin).await {
+                    conn.execute(
+                        format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str(),
+                    )
+                    .await
+                    .ok();
+                }
+            });
+        });
+        cleanup.join().ok();
+    }
+}
+
+/// Appends one event on `conn` (which may be inside a transaction); returns its position.
+pub async fn append_on(
+    conn: &mut PgConnection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    sequence: i64,
+    payload: Value,
+) -> i64 {
+    let id = Uuid::now_v7();
+    sqlx::query_scalar(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ($1, $2, $3, 'TestHappened', '1', $4, $5) RETURNING position",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(sequence)
+    .bind(payload)
+    .bind(json!({ "correlation_id": id, "causation_id": id }))
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// A background task and its cancellation token.
+pub struct Running {
+    pub cancel: CancellationToken,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Cancels the task and waits for it to finish.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("the task did not stop")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Polls `condition` until it holds; panics with `what` after [`PATIENCE`].
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The test projection: counts events per aggregate and logs each application. It refuses an
+/// event that is not above the last sequence it applied for its aggregate (so a duplicate or
+/// out-of-order application shows up in `dead_letters`), and, while `poison` is set, any event
+/// whose payload has `"poison": true`.
+#[derive(Clone, Default)]
+pub struct Counter {
+    pub poison: Arc<AtomicBool>,
+}
+
+impl Counter {
+    pub const NAME: &'static str = "counter";
+
+    pub fn poisonable() -> Self {
+        Self {
+            poison: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+impl Projection for Counter {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["order", "cart"]
+    }
+
+    async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
+        if self.poison.load(Ordering::Acquire) && event.payload.get("poison") == Some(&json!(true))
+        {
+            anyhow::bail!("poisoned event {}", event.message_id());
+        }
+        let counted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO test_counts (projection, aggregate_type, aggregate_id, count, last_sequence) \
+             VALUES ($1, $2, $3, 1, $4) \
+             ON CONFLICT (projection, aggregate_type, aggregate_id) DO UPDATE \
+             SET count = test_counts.count + 1, last_sequence = EXCLUDED.last_sequence \
+             WHERE test_counts.last_sequence < EXCLUDED.last_sequence \
+             RETURNING count",
+        )
+        .bind(Self::NAME)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .fetch_optional(&mut *conn)
+        .await?;
+        anyhow::ensure!(
+            counted.is_some(),
+            "{} applied out of order or twice",
+            event.message_id()
+        );
+        sqlx::query(
+            "INSERT INTO test_applied (projection, aggregate_type, aggregate_id, sequence) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(Self::NAME)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! The relay: commit order without gaps, crash safety, one active instance.
+
+use crate::helpers::{append_on, eventually, Counter, World, PATIENCE};
+use commerce_projections::relay::checkpoint;
+use serde_json::json;
+
+/// Transaction A takes a position, B takes the next one and commits first: the relay must hold
+/// B back until A commits (else a reader trusting positions would skip A forever), then publish
+/// both, A first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_transaction_holds_back_younger_ones_and_nothing_is_skipped() {
+    let world = World::new().await;
+    let relay = world.relay("gap");
+    let mut active = relay
+        .try_activate()
+        .await
+        .unwrap()
+        .expect("the lock is free");
+
+    let mut a = world.pool.begin().await.unwrap();
+    let position_a = append_on(&mut a, "order", "A", 1, json!({})).await;
+    let mut b = world.pool.begin().await.unwrap();
+    let position_b = append_on(&mut b, "order", "B", 1, json!({})).await;
+    assert!(position_b > position_a);
+    b.commit().await.unwrap();
+
+    // B is committed and visible, but A is still open and older: nothing may be published.
+    let published = active.publish_next().await.unwrap();
+    active.store_checkpoint(&published).await.unwrap();
+    assert_eq!(published.events, 0);
+    assert!(published.waiting_since.is_some(), "B waits behind A");
+    assert_eq!(world.stream_messages().await, 0);
+    let stored = checkpoint::load(&world.pool, &world.namespace)
+        .await
+        .unwrap();
+    assert_eq!((stored.tx_id, stored.position), (0, 0));
+
+    a.commit().await.unwrap();
+    active.release().await.unwrap();
+
+    // The running relay now publishes both, in transaction order, and skips neither.
+    let running = world.spawn_relay(world.relay("gap"));
+    eventually("both events are published", || async {
+        world.stream_messages().await == 2
+    })
+    .await;
+    assert_eq!(world.stream_message_ids().await, ["order:A:1", "order:B:1"]);
+    let stored = checkpoint::load(&world.pool, &world.namespace)
+        .await
+        .unwrap();
+    assert_eq!(stored.position, position_b);
+    assert_eq!(stored.published_position, position_b);
+    assert_eq!(stored.stream_sequence, 2);
+    running.stop().await;
+}
+
+/// A relay that dies after JetStream acknowledged a batch and before it stored the checkpoint
+/// republishes that batch: every event reaches the projection, none is applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_between_publish_and_checkpoint_loses_and_doubles_nothing() {
+    let world = World::new().await;
+    let projection = world.spawn_projection(Counter::default());
+    for sequence in 1..=3 {
+        world.append("order", "A", sequence).await;
+        world.append("cart", "B", sequence).await;
+    }
+
+    // Publish without checkpointing, then die (dropping closes the lock connection).
+    let relay = world.relay("doomed");
+    let mut active = relay
+        .try_activate()
+        .await
+        .unwrap()
+        .expect("the lock is free");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut published = 0;
+    while published < 6 {
+        // Another database's open transaction may hold the horizon back for a moment.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the batch was not published"
+        );
+        let batch = active.publish_next().await.unwrap().events;
+        if batch == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        published += batch;
+    }
+    drop(active);
+    assert_eq!(
+        checkpoint::load(&world.pool, &world.namespace)
+            .await
+            .unwrap(),
+        checkpoint::Checkpoint::default(),
+        "the checkpoint was never stored"
+    );
+    eventually("the projection applies the first batch", || async {
+        world.count("order", "A").await == 3 && world.count("cart", "B").await == 3
+    })
+    .await;
+
+    // The next relay starts from the old checkpoint and republishes the batch.
+    let relay = world.spawn_relay(world.relay("successor"));
+    let mut last = 0;
+    for sequence in 4..=5 {
+        world.append("order", "A", sequence).await;
+        last = world.append("cart", "B", sequence).await;
+    }
+    assert!(world.caught_up(last).await);
+
+    assert_eq!(world.count("order", "A").await, 5);
+    assert_eq!(world.count("cart", "B").await, 5);
+    assert_eq!(world.applied().await.len(), 10);
+    assert_eq!(world.dead_letter_count().await, 0);
+    assert_eq!(
+        world.stream_messages().await,
+        10,
+        "JetStream dropped the republished batch as duplicates"
+    );
+    relay.stop().await;
+    projection.stop().await;
+}
+
+/// Two relays: one publishes, the other stands by; when the active one stops, or its
+/// connection dies, a standby takes over without losing an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_relay_publishes_and_a_standby_takes_over() {
+    let world = World::new().await;
+    let projection = world.spawn_projection(Counter::default());
+
+    let first = world.relay("first");
+    let first_status = first.status();
+    let first = world.spawn_relay(first);
+    eventually("the first relay is active", || async {
+        first_status.is_active()
+    })
+    .await;
+    let second = world.relay("second");
+    let second_status = second.status();
+    let second = world.spawn_relay(second);
+    eventually(
+        "the second relay stands by on its own connection",
+        || async { lock_connection_exists(&world, "second").await },
+    )
+    .await;
+
+    let mut last = 0;
+    for sequence in 1..=10 {
+        last = world.append("order", "A", sequence).await;
+    }
+    assert!(world.caught_up(last).await);
+    assert_eq!(first_status.published(), 10);
+    assert_eq!(second_status.published(), 0);
+    assert!(!second_status.is_active());
+
+    // The active relay stops: the standby takes over from its checkpoint.
+    first.stop().await;
+    eventually("the second relay takes over", || async {
+        second_status.is_active()
+    })
+    .await;
+    for sequence in 11..=20 {
+        last = world.append("order", "A", sequence).await;
+    }
+    assert!(world.caught_up(last).await);
+    assert_eq!(second_status.published(), 10);
+
+    // The active relay's connection dies: a new standby (or the old relay, once it is back)
+    // takes over.
+    let third = world.spawn_relay(world.relay("third"));
+    eventually("the third relay stands by", || async {
+        lock_connection_exists(&world, "third").await
+    })
+    .await;
+    let killed: bool = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(format!("commerce-relay {} second", world.namespace))
+    .fetch_one(&world.pool)
+    .await
+    .unwrap();
+    assert!(killed);
+    for sequence in 21..=30 {
+        last = world.append("order", "A", sequence).await;
+    }
+    assert!(world.caught_up(last).await);
+
+    assert_eq!(world.count("order", "A").await, 30);
+    assert_eq!(world.stream_messages().await, 30);
+    assert_eq!(
+        world.stream_message_ids().await,
+        (1..=30).map(|s| format!("order:A:{s}")).collect::<Vec<_>>()
+    );
+    assert_eq!(world.dead_letter_count().await, 0);
+    second.stop().await;
+    third.stop().await;
+    projection.stop().await;
+}
+
+async fn lock_connection_exists(world: &World, instance: &str) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1)")
+        .bind(format!("commerce-relay {} {instance}", world.namespace))
+        .fetch_one(&world.pool)
+        .await
+        .unwrap()
+}

@@ -1,0 +1,540 @@
+//! The catalog: search, products, categories, reviews, stock and popular products.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use commerce_domain::{ProductId, Sku};
+use commerce_http::{ApiError, ApiPath, ApiQuery};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use utoipa::{IntoParams, ToSchema};
+
+use super::projections::{CATALOG, INVENTORY, RECOMMENDATIONS, REVIEWS};
+use crate::consistency::{resource, MinPosition};
+use crate::page::{Page, PageParams};
+use crate::QueryState;
+
+/// How close a misspelt word must be to a product name's word to match it.
+const TYPO_SIMILARITY: f64 = 0.45;
+
+/// A product as listings show it.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct ProductSummary {
+    pub product_id: uuid::Uuid,
+    pub sku: String,
+    pub name: String,
+    #[sqlx(skip)]
+    #[schema(value_type = Object)]
+    pub price: Value,
+    #[serde(skip)]
+    price_amount: i64,
+    #[serde(skip)]
+    currency: String,
+    pub category: String,
+    #[schema(value_type = Object)]
+    pub attributes: Value,
+    #[serde(skip)]
+    created_at: DateTime<Utc>,
+}
+
+/// Search parameters. Besides these, `attr.<name>=<value>` filters on an attribute.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SearchParams {
+    /// Full text over name (weighted first) and description; tolerates typos.
+    pub q: Option<String>,
+    /// A category or any of its ancestors, e.g. `apparel` or `apparel/t-shirts`.
+    pub category: Option<String>,
+    /// Minor units, inclusive.
+    pub min_price: Option<i64>,
+    /// Minor units, inclusive.
+    pub max_price: Option<i64>,
+    /// `relevance` (default with `q`), `newest` (default otherwise), `price_asc`, `price_desc`, `name`.
+    pub sort: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Where a listing left off: the last item's sort key and id, or an offset for relevance.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum SearchCursor {
+    Keyset { key: Value, id: uuid::Uuid },
+    Offset { offset: i64 },
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Sort {
+    Relevance,
+    Newest,
+    PriceAsc,
+    PriceDesc,
+    Name,
+}
+
+fn parse_search(
+    raw: &HashMap<String, String>,
+) -> Result<(SearchParams, Vec<(String, String)>), ApiError> {
+    let number = |name: &str| -> Result<Option<i64>, ApiError> {
+        raw.get(name)
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("{name} must be an integer (minor units)"))
+                })
+            })
+            .transpose()
+    };
+    let params = SearchParams {
+        q: raw
+            .get("q")
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty()),
+        category: raw
+            .get("category")
+            .map(|c| c.trim().to_lowercase())
+            .filter(|c| !c.is_empty()),
+        min_price: number("min_price")?,
+        max_price: number("max_price")?,
+        sort: raw.get("sort").cloned(),
+        limit: number("limit")?,
+        cursor: raw.get("cursor").cloned(),
+    };
+    if params.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::bad_request("q must be at most 200 characters"));
+    }
+    let mut attributes: Vec<(String, String)> = raw
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("attr.")
+                .map(|name| (name.to_owned(), v.clone()))
+        })
+        .collect();
+    attributes.sort();
+    Ok((params, attributes))
+}
+
+/// Search the catalog.
+#[utoipa::path(get, path = "/v1/products", tag = "catalog",
+    params(SearchParams, ("X-Min-Position" = Option<i64>, Header, description = "wait until the catalog has applied this position")),
+    responses((status = 200, description = "`items[]` and `next_cursor`", body = Page<ProductSummary>),
+              (status = 400, description = "invalid parameter", body = commerce_http::problem::Problem)))]
+pub async fn search(
+    State(state): State<QueryState>,
+    min: MinPosition,
+    ApiQuery(raw): ApiQuery<HashMap<String, String>>,
+) -> Result<axum::Json<Page<ProductSummary>>, ApiError> {
+    min.wait(&state, &[CATALOG]).await?;
+    let (params, attributes) = parse_search(&raw)?;
+    let page = PageParams {
+        limit: params.limit,
+        cursor: params.cursor.clone(),
+    };
+    let limit = page.limit()?;
+    let sort = match params.sort.as_deref() {
+        None if params.q.is_some() => Sort::Relevance,
+        None | Some("newest") => Sort::Newest,
+        Some("relevance") if params.q.is_some() => Sort::Relevance,
+        Some("price_asc") => Sort::PriceAsc,
+        Some("price_desc") => Sort::PriceDesc,
+        Some("name") => Sort::Name,
+        Some(other) => return Err(ApiError::bad_request(format!("unknown sort `{other}`"))),
+    };
+    let cursor: Option<SearchCursor> = page.cursor()?;
+
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT product_id, sku, name, price_amount, currency, category, attributes, created_at, ",
+    );
+    match &params.q {
+        Some(q) => {
+            query
+                .push("(ts_rank(search, websearch_to_tsquery('english', ")
+                .push_bind(q.clone());
+            query
+                .push(")) + word_similarity(")
+                .push_bind(q.clone())
+                .push(", name))::float8 AS score");
+        }
+        None => {
+            query.push("0::float8 AS score");
+        }
+    }
+    query.push(" FROM rm_products WHERE listed");
+    if let Some(q) = &params.q {
+        query
+            .push(" AND (search @@ websearch_to_tsquery('english', ")
+            .push_bind(q.clone());
+        query
+            .push(") OR word_similarity(")
+            .push_bind(q.clone())
+            .push(", name) >= ")
+            .push_bind(TYPO_SIMILARITY)
+            .push(")");
+    }
+    if let Some(category) = &params.category {
+        query.push(" AND (category = ").push_bind(category.clone());
+        query
+            .push(" OR category LIKE ")
+            .push_bind(format!(
+                "{}/%",
+                category.replace('%', "\\%").replace('_', "\\_")
+            ))
+            .push(")");
+    }
+    if let Some(min) = params.min_price {
+        query.push(" AND price_amount >= ").push_bind(min);
+    }
+    if let Some(max) = params.max_price {
+        query.push(" AND price_amount <= ").push_bind(max);
+    }
+    for (name, value) in &attributes {
+        query
+            .push(" AND attributes ->> ")
+            .push_bind(name.clone())
+            .push(" = ")
+            .push_bind(value.clone());
+    }
+    let mut offset = 0;
+    match (&cursor, sort) {
+        (Some(SearchCursor::Offset { offset: o }), Sort::Relevance) => offset = (*o).max(0),
+        (Some(SearchCursor::Keyset { key, id }), _) if sort != Sort::Relevance => {
+            let (column, op) = match sort {
+                Sort::Newest => ("created_at", "<"),
+                Sort::PriceAsc => ("price_amount", ">"),
+                Sort::PriceDesc => ("price_amount", "<"),
+                _ => ("name", ">"),
+            };
+            query.push(format_args!(" AND ({column}, product_id) {op} ("));
+            match sort {
+                Sort::Newest => {
+                    let at: DateTime<Utc> =
+                        serde_json::from_value(key.clone()).map_err(|_| bad_cursor())?;
+                    query.push_bind(at);
+                }
+                Sort::PriceAsc | Sort::PriceDesc => {
+                    query.push_bind(key.as_i64().ok_or_else(bad_cursor)?);
+                }
+                _ => {
+                    query.push_bind(key.as_str().ok_or_else(bad_cursor)?.to_owned());
+                }
+            }
+            query.push(", ").push_bind(*id).push(")");
+        }
+        (None, _) => {}
+        _ => return Err(bad_cursor()),
+    }
+    query.push(match sort {
+        Sort::Relevance => " ORDER BY score DESC, product_id",
+        Sort::Newest => " ORDER BY created_at DESC, product_id DESC",
+        Sort::PriceAsc => " ORDER BY price_amount, product_id",
+        Sort::PriceDesc => " ORDER BY price_amount DESC, product_id DESC",
+        Sort::Name => " ORDER BY name, product_id",
+    });
+    query
+        .push(" LIMIT ")
+        .push_bind(limit + 1)
+        .push(" OFFSET ")
+        .push_bind(offset);
+
+    let mut rows: Vec<ProductSummary> = query
+        .build_query_as()
+        .fetch_all(&state.pool)
+        .await
+        .map_err(anyhow::Error::from)?;
+    for row in &mut rows {
+        row.price = json!({ "amount": row.price_amount, "currency": row.currency });
+    }
+    let page = Page::from_rows(rows, limit, |last| match sort {
+        Sort::Relevance => SearchCursor::Offset {
+            offset: offset + limit,
+        },
+        Sort::Newest => SearchCursor::Keyset {
+            key: json!(last.created_at),
+            id: last.product_id,
+        },
+        Sort::PriceAsc | Sort::PriceDesc => SearchCursor::Keyset {
+            key: json!(last.price_amount),
+            id: last.product_id,
+        },
+        Sort::Name => SearchCursor::Keyset {
+            key: json!(last.name),
+            id: last.product_id,
+        },
+    });
+    Ok(axum::Json(page))
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::bad_request("cursor is not one this API issued for this sort")
+}
+
+#[derive(FromRow)]
+struct ProductRow {
+    product_id: uuid::Uuid,
+    seller_id: uuid::Uuid,
+    sku: String,
+    name: String,
+    description: String,
+    price_amount: i64,
+    currency: String,
+    category: String,
+    attributes: Value,
+    variants: Value,
+    listed: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    review_count: Option<i64>,
+    rating_sum: Option<i64>,
+}
+
+/// A product with its variants, the stock of each SKU and its rating summary.
+#[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog",
+    params(("id" = ProductId, Path), ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "`product_id`, `sku`, `name`, `price`, `category`, `attributes`, `variants[]` (each with `sku`), `availability`, `rating`"),
+              (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
+              (status = 404, description = "no such product", body = commerce_http::problem::Problem)))]
+pub async fn product(
+    State(state): State<QueryState>,
+    min: MinPosition,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<ProductId>,
+) -> Result<Response, ApiError> {
+    min.wait(&state, &[CATALOG, INVENTORY, REVIEWS]).await?;
+    let row: Option<ProductRow> = sqlx::query_as(
+        "SELECT p.product_id, p.seller_id, p.sku, p.name, p.description, p.price_amount, p.currency, p.category, \
+                p.attributes, p.variants, p.listed, p.created_at, p.updated_at, r.review_count, r.rating_sum \
+         FROM rm_products p LEFT JOIN rm_rating_summaries r USING (product_id) WHERE p.product_id = $1",
+    )
+    .bind(id.0)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    let row = row.ok_or_else(|| ApiError::not_found(format!("product {id} does not exist")))?;
+    let variant_skus: Vec<String> = row
+        .variants
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["sku"].as_str().map(str::to_owned))
+        .collect();
+    let skus: Vec<String> = std::iter::once(row.sku.clone())
+        .chain(variant_skus)
+        .collect();
+    let stock: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT sku, on_hand, reserved FROM rm_inventory WHERE sku = ANY($1)")
+            .bind(&skus)
+            .fetch_all(&state.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
+    let availability: BTreeMap<String, Value> = skus
+        .iter()
+        .map(|sku| {
+            let (on_hand, reserved) = stock
+                .iter()
+                .find(|(s, ..)| s == sku)
+                .map_or((0, 0), |(_, h, r)| (*h, *r));
+            (
+                sku.clone(),
+                json!({ "available": on_hand - reserved, "in_stock": on_hand - reserved > 0 }),
+            )
+        })
+        .collect();
+    let count = row.review_count.unwrap_or(0);
+    let average = (count > 0)
+        .then(|| (row.rating_sum.unwrap_or(0) as f64 / count as f64 * 10.0).round() / 10.0);
+    let body = json!({
+        "product_id": row.product_id,
+        "seller_id": row.seller_id,
+        "sku": row.sku,
+        "name": row.name,
+        "description": row.description,
+        "price": { "amount": row.price_amount, "currency": row.currency },
+        "category": row.category,
+        "attributes": row.attributes,
+        "variants": row.variants,
+        "listed": row.listed,
+        "availability": availability,
+        "rating": { "count": count, "average": average },
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    });
+    Ok(resource(&headers, &body))
+}
+
+/// A review as listed.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct ReviewView {
+    pub buyer_id: uuid::Uuid,
+    pub rating: i16,
+    pub title: String,
+    pub body: String,
+    pub written_at: DateTime<Utc>,
+}
+
+/// A product's reviews, newest first.
+#[utoipa::path(get, path = "/v1/products/{id}/reviews", tag = "catalog",
+    params(("id" = ProductId, Path), PageParams, ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "reviews", body = Page<ReviewView>)))]
+pub async fn reviews(
+    State(state): State<QueryState>,
+    min: MinPosition,
+    ApiPath(id): ApiPath<ProductId>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Page<ReviewView>>, ApiError> {
+    min.wait(&state, &[REVIEWS]).await?;
+    let limit = page.limit()?;
+    let cursor: Option<(DateTime<Utc>, uuid::Uuid)> = page.cursor()?;
+    let (at, buyer) = cursor.unwrap_or((DateTime::<Utc>::MAX_UTC, uuid::Uuid::max()));
+    let rows: Vec<ReviewView> = sqlx::query_as(
+        "SELECT buyer_id, rating, title, body, written_at FROM rm_reviews \
+         WHERE product_id = $1 AND (written_at, buyer_id) < ($2, $3) \
+         ORDER BY written_at DESC, buyer_id DESC LIMIT $4",
+    )
+    .bind(id.0)
+    .bind(at)
+    .bind(buyer)
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    Ok(axum::Json(Page::from_rows(rows, limit, |r| {
+        (r.written_at, r.buyer_id)
+    })))
+}
+
+/// A node of the category tree.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct CategoryNode {
+    pub name: String,
+    /// The full path, as `category` filters take it.
+    pub path: String,
+    /// Listed products in this category and all below it.
+    pub product_count: i64,
+    #[schema(no_recursion)]
+    pub children: Vec<CategoryNode>,
+}
+
+fn insert(nodes: &mut Vec<CategoryNode>, parts: &[&str], prefix: &str, count: i64) {
+    let Some((first, rest)) = parts.split_first() else {
+        return;
+    };
+    let path = if prefix.is_empty() {
+        (*first).to_owned()
+    } else {
+        format!("{prefix}/{first}")
+    };
+    let index = match nodes.iter().position(|n| n.name == *first) {
+        Some(index) => index,
+        None => {
+            nodes.push(CategoryNode {
+                name: (*first).to_owned(),
+                path: path.clone(),
+                ..Default::default()
+            });
+            nodes.len() - 1
+        }
+    };
+    nodes[index].product_count += count;
+    insert(&mut nodes[index].children, rest, &path, count);
+}
+
+/// The category tree with product counts.
+#[utoipa::path(get, path = "/v1/categories", tag = "catalog",
+    params(("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "top-level categories, each with its children", body = Vec<CategoryNode>)))]
+pub async fn categories(
+    State(state): State<QueryState>,
+    min: MinPosition,
+) -> Result<axum::Json<Vec<CategoryNode>>, ApiError> {
+    min.wait(&state, &[CATALOG]).await?;
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT category, count(*) FROM rm_products WHERE listed GROUP BY category ORDER BY category")
+            .fetch_all(&state.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
+    let mut tree = Vec::new();
+    for (category, count) in rows {
+        let parts: Vec<&str> = category.split('/').collect();
+        insert(&mut tree, &parts, "", count);
+    }
+    Ok(axum::Json(tree))
+}
+
+/// A SKU's stock levels.
+#[utoipa::path(get, path = "/v1/inventory/{sku}", tag = "catalog",
+    params(("sku" = String, Path), ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "`sku`, `on_hand`, `reserved`, `available`"),
+              (status = 404, description = "no stock record for this SKU", body = commerce_http::problem::Problem)))]
+pub async fn inventory(
+    State(state): State<QueryState>,
+    min: MinPosition,
+    headers: HeaderMap,
+    ApiPath(sku): ApiPath<Sku>,
+) -> Result<Response, ApiError> {
+    min.wait(&state, &[INVENTORY]).await?;
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT on_hand, reserved FROM rm_inventory WHERE sku = $1")
+            .bind(sku.as_str())
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
+    let (on_hand, reserved) =
+        row.ok_or_else(|| ApiError::not_found(format!("no stock recorded for SKU {sku}")))?;
+    Ok(resource(
+        &headers,
+        &json!({ "sku": sku, "on_hand": on_hand, "reserved": reserved, "available": on_hand - reserved }),
+    ))
+}
+
+/// `?category=` narrows popular products.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RecommendationParams {
+    pub category: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// Popular products (by units ordered), listed ones only.
+pub(crate) async fn popular(
+    state: &QueryState,
+    category: Option<&str>,
+    exclude: &[uuid::Uuid],
+    limit: i64,
+) -> Result<Vec<Value>, ApiError> {
+    let rows: Vec<(uuid::Uuid, String, String, i64, String, i64)> = sqlx::query_as(
+        "SELECT p.product_id, p.sku, p.name, p.price_amount, p.currency, pop.units FROM rm_product_popularity pop \
+         JOIN rm_products p USING (product_id) \
+         WHERE p.listed AND ($1::text IS NULL OR p.category = $1 OR p.category LIKE $1 || '/%') AND NOT (p.product_id = ANY($2)) \
+         ORDER BY pop.units DESC, pop.last_ordered DESC, p.product_id LIMIT $3",
+    )
+    .bind(category)
+    .bind(exclude)
+    .bind(limit)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    Ok(rows
+        .into_iter()
+        .map(|(product_id, sku, name, amount, currency, units)| {
+            json!({ "product_id": product_id, "sku": sku, "name": name, "price": { "amount": amount, "currency": currency }, "units_ordered": units })
+        })
+        .collect())
+}
+
+/// Popular products, by recent orders.
+#[utoipa::path(get, path = "/v1/recommendations", tag = "catalog",
+    params(RecommendationParams, ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "`items[]` of products, most ordered first")))]
+pub async fn recommendations(
+    State(state): State<QueryState>,
+    min: MinPosition,
+    ApiQuery(params): ApiQuery<RecommendationParams>,
+) -> Result<axum::Json<Value>, ApiError> {
+    min.wait(&state, &[RECOMMENDATIONS, CATALOG]).await?;
+    let limit = params.limit.unwrap_or(10).clamp(1, 100);
+    let category = params.category.map(|c| c.to_lowercase());
+    Ok(axum::Json(
+        json!({ "items": popular(&state, category.as_deref(), &[], limit).await? }),
+    ))
+}

@@ -1,0 +1,197 @@
+//! The signed-in account's own things: cart, wishlist, orders, notifications, recommendations.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use commerce_domain::Role;
+use commerce_http::{ApiError, ApiQuery, Caller};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::FromRow;
+use utoipa::ToSchema;
+
+use super::catalog::popular;
+use super::orders::{OrderView, ORDER_COLUMNS};
+use super::projections::{CARTS, CATALOG, NOTIFICATIONS, ORDERS, RECOMMENDATIONS};
+use crate::consistency::{resource, MinPosition};
+use crate::page::{Page, PageParams};
+use crate::QueryState;
+
+async fn cart_row(state: &QueryState, caller: Caller) -> Result<(Value, Value, Value), ApiError> {
+    let row: Option<(Value, Option<Value>, Value)> =
+        sqlx::query_as("SELECT items, total, wishlist FROM rm_carts WHERE buyer_id = $1")
+            .bind(caller.account_id.0)
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
+    Ok(row.map_or(
+        (json!([]), Value::Null, json!([])),
+        |(items, total, wishlist)| (items, total.unwrap_or(Value::Null), wishlist),
+    ))
+}
+
+/// The buyer's open cart, kept across sessions until checkout.
+#[utoipa::path(get, path = "/v1/me/cart", tag = "me", security(("bearer" = [])),
+    params(("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "`items[]` (each `sku`, `quantity`, `unit_price`) and `total`"),
+              (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
+pub async fn cart(
+    State(state): State<QueryState>,
+    caller: Caller,
+    min: MinPosition,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    min.wait(&state, &[CARTS]).await?;
+    let (items, total, _) = cart_row(&state, caller).await?;
+    Ok(resource(
+        &headers,
+        &json!({ "items": items, "total": total }),
+    ))
+}
+
+/// The buyer's wishlist.
+#[utoipa::path(get, path = "/v1/me/wishlist", tag = "me", security(("bearer" = [])),
+    params(("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "`items[]` (each `sku`)"),
+              (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
+pub async fn wishlist(
+    State(state): State<QueryState>,
+    caller: Caller,
+    min: MinPosition,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    min.wait(&state, &[CARTS]).await?;
+    let (_, _, wishlist) = cart_row(&state, caller).await?;
+    let items: Vec<Value> = wishlist
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|sku| json!({ "sku": sku }))
+        .collect();
+    Ok(resource(&headers, &json!({ "items": items })))
+}
+
+/// The buyer's purchase history, newest first.
+#[utoipa::path(get, path = "/v1/me/orders", tag = "me", security(("bearer" = [])),
+    params(PageParams, ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "orders", body = Page<OrderView>),
+              (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
+pub async fn orders(
+    State(state): State<QueryState>,
+    caller: Caller,
+    min: MinPosition,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Page<OrderView>>, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    min.wait(&state, &[ORDERS]).await?;
+    let limit = page.limit()?;
+    let (at, id): (DateTime<Utc>, uuid::Uuid) = page
+        .cursor()?
+        .unwrap_or((DateTime::<Utc>::MAX_UTC, uuid::Uuid::max()));
+    let rows: Vec<OrderView> = sqlx::query_as(&format!(
+        "SELECT {ORDER_COLUMNS} FROM rm_orders WHERE buyer_id = $1 AND (placed_at, order_id) < ($2, $3) \
+         ORDER BY placed_at DESC, order_id DESC LIMIT $4"
+    ))
+    .bind(caller.account_id.0)
+    .bind(at)
+    .bind(id)
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    Ok(axum::Json(Page::from_rows(rows, limit, |o| {
+        (o.placed_at, o.order_id)
+    })))
+}
+
+/// A notification.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct NotificationView {
+    pub notification_id: i64,
+    /// `order_placed`, `order_confirmed`, `payment_failed`, `order_cancelled`, `order_shipped`, …
+    pub kind: String,
+    pub order_id: Option<uuid::Uuid>,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The account's notifications, newest first.
+#[utoipa::path(get, path = "/v1/me/notifications", tag = "me", security(("bearer" = [])),
+    params(PageParams, ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "notifications", body = Page<NotificationView>)))]
+pub async fn notifications(
+    State(state): State<QueryState>,
+    caller: Caller,
+    min: MinPosition,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<axum::Json<Page<NotificationView>>, ApiError> {
+    min.wait(&state, &[NOTIFICATIONS]).await?;
+    let limit = page.limit()?;
+    let before: i64 = page.cursor()?.unwrap_or(i64::MAX);
+    let rows: Vec<NotificationView> = sqlx::query_as(
+        "SELECT notification_id, kind, order_id, message, created_at FROM rm_notifications \
+         WHERE account_id = $1 AND notification_id < $2 ORDER BY notification_id DESC LIMIT $3",
+    )
+    .bind(caller.account_id.0)
+    .bind(before)
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    Ok(axum::Json(Page::from_rows(rows, limit, |n| {
+        n.notification_id
+    })))
+}
+
+/// For this buyer: products bought together with what they bought or carted, then popular ones.
+#[utoipa::path(get, path = "/v1/me/recommendations", tag = "me", security(("bearer" = [])),
+    params(("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "`items[]` of products, each with `reason` (`bought_together` or `popular`)"),
+              (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
+pub async fn recommendations(
+    State(state): State<QueryState>,
+    caller: Caller,
+    min: MinPosition,
+) -> Result<axum::Json<Value>, ApiError> {
+    caller.require(&[Role::Buyer])?;
+    min.wait(&state, &[RECOMMENDATIONS, CATALOG]).await?;
+    const LIMIT: i64 = 10;
+    let together: Vec<(uuid::Uuid, String, String, i64, String, i64)> = sqlx::query_as(
+        "SELECT p.product_id, p.sku, p.name, p.price_amount, p.currency, sum(t.orders)::bigint AS strength \
+         FROM rm_buyer_products mine JOIN rm_bought_together t ON t.product_id = mine.product_id \
+         JOIN rm_products p ON p.product_id = t.other_id \
+         WHERE mine.buyer_id = $1 AND p.listed \
+           AND t.other_id NOT IN (SELECT product_id FROM rm_buyer_products WHERE buyer_id = $1 AND source = 'bought') \
+         GROUP BY p.product_id ORDER BY strength DESC, p.product_id LIMIT $2",
+    )
+    .bind(caller.account_id.0)
+    .bind(LIMIT)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    let mut seen: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT product_id FROM rm_buyer_products WHERE buyer_id = $1 AND source = 'bought'",
+    )
+    .bind(caller.account_id.0)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    let mut items: Vec<Value> = together
+        .into_iter()
+        .map(|(product_id, sku, name, amount, currency, _)| {
+            seen.push(product_id);
+            json!({ "product_id": product_id, "sku": sku, "name": name, "price": { "amount": amount, "currency": currency }, "reason": "bought_together" })
+        })
+        .collect();
+    let remaining = LIMIT - items.len() as i64;
+    if remaining > 0 {
+        for mut product in popular(&state, None, &seen, remaining).await? {
+            product["reason"] = json!("popular");
+            items.push(product);
+        }
+    }
+    Ok(axum::Json(json!({ "items": items })))
+}

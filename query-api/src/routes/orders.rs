@@ -1,0 +1,162 @@
+//! Orders: one order with its timeline, its payment, and the sellers' queue.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use commerce_domain::{OrderId, Role};
+use commerce_http::{ApiError, ApiPath, ApiQuery, Caller};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::FromRow;
+use utoipa::{IntoParams, ToSchema};
+
+use super::projections::{ORDERS, PAYMENTS};
+use crate::consistency::{resource, MinPosition};
+use crate::page::{Page, PageParams};
+use crate::QueryState;
+
+/// An order as the read model holds it.
+#[derive(Debug, Serialize, FromRow, ToSchema)]
+pub struct OrderView {
+    pub order_id: uuid::Uuid,
+    pub buyer_id: uuid::Uuid,
+    /// `pending`, `reserved`, `authorized`, `confirmed`, `shipped`, `delivered`, `returned`, `refunded` or `cancelled`.
+    pub status: String,
+    #[schema(value_type = Vec<Object>)]
+    pub lines: Value,
+    #[schema(value_type = Object)]
+    pub total: Value,
+    /// Every status change: `status`, `at`.
+    #[schema(value_type = Vec<Object>)]
+    pub timeline: Value,
+    pub cancellation_reason: Option<String>,
+    #[schema(value_type = Object)]
+    pub shipping_address: Value,
+    #[schema(value_type = Option<Object>)]
+    pub shipment: Option<Value>,
+    pub placed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub seller_ids: Vec<uuid::Uuid>,
+}
+
+pub(crate) const ORDER_COLUMNS: &str =
+    "order_id, buyer_id, status, lines, total, timeline, cancellation_reason, \
+     shipping_address, shipment, placed_at, updated_at, seller_ids";
+
+/// The order if `caller` may see it: its buyer, an admin, or a seller of one of its lines.
+/// Anyone else is told it does not exist.
+async fn visible_order(
+    state: &QueryState,
+    caller: Caller,
+    id: OrderId,
+    sellers_too: bool,
+) -> Result<OrderView, ApiError> {
+    let order: Option<OrderView> = sqlx::query_as(&format!(
+        "SELECT {ORDER_COLUMNS} FROM rm_orders WHERE order_id = $1"
+    ))
+    .bind(id.0)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    let visible = order.filter(|o| {
+        caller.is_admin()
+            || o.buyer_id == caller.account_id.0
+            || (sellers_too
+                && caller.role == Role::Seller
+                && o.seller_ids.contains(&caller.account_id.0))
+    });
+    visible.ok_or_else(|| ApiError::not_found(format!("order {id} does not exist")))
+}
+
+/// An order with its status and the timeline of every step.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = OrderId, Path), ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "the order", body = OrderView),
+              (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
+              (status = 404, description = "no such order, or not yours", body = commerce_http::problem::Problem)))]
+pub async fn order(
+    State(state): State<QueryState>,
+    caller: Caller,
+    min: MinPosition,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Response, ApiError> {
+    min.wait(&state, &[ORDERS]).await?;
+    let order = visible_order(&state, caller, id, true).await?;
+    Ok(resource(&headers, &order))
+}
+
+/// The order's payment and its history.
+#[utoipa::path(get, path = "/v1/orders/{id}/payment", tag = "orders", security(("bearer" = [])),
+    params(("id" = OrderId, Path), ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "`payment_id`, `status`, `amount`, `history[]`"),
+              (status = 404, description = "no such order, not yours, or no payment yet", body = commerce_http::problem::Problem)))]
+pub async fn payment(
+    State(state): State<QueryState>,
+    caller: Caller,
+    min: MinPosition,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Response, ApiError> {
+    min.wait(&state, &[ORDERS, PAYMENTS]).await?;
+    visible_order(&state, caller, id, false).await?;
+    let row: Option<(uuid::Uuid, String, Value, Value, DateTime<Utc>)> =
+        sqlx::query_as("SELECT payment_id, status, amount, history, updated_at FROM rm_payments WHERE order_id = $1")
+            .bind(id.0)
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
+    let (payment_id, status, amount, history, updated_at) =
+        row.ok_or_else(|| ApiError::not_found(format!("order {id} has no payment yet")))?;
+    let body = json!({ "payment_id": payment_id, "order_id": id, "status": status, "amount": amount, "history": history, "updated_at": updated_at });
+    Ok(resource(&headers, &body))
+}
+
+/// `?status=` narrows the seller's orders.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct SellerOrderParams {
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Orders holding the seller's lines, newest first, to ship them.
+#[utoipa::path(get, path = "/v1/seller/orders", tag = "orders", security(("bearer" = [])),
+    params(SellerOrderParams, ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "orders", body = Page<OrderView>),
+              (status = 403, description = "not a seller", body = commerce_http::problem::Problem)))]
+pub async fn seller_orders(
+    State(state): State<QueryState>,
+    caller: Caller,
+    min: MinPosition,
+    ApiQuery(params): ApiQuery<SellerOrderParams>,
+) -> Result<axum::Json<Page<OrderView>>, ApiError> {
+    caller.require(&[Role::Seller])?;
+    min.wait(&state, &[ORDERS]).await?;
+    let page = PageParams {
+        limit: params.limit,
+        cursor: params.cursor,
+    };
+    let limit = page.limit()?;
+    let (at, id): (DateTime<Utc>, uuid::Uuid) = page
+        .cursor()?
+        .unwrap_or((DateTime::<Utc>::MAX_UTC, uuid::Uuid::max()));
+    let rows: Vec<OrderView> = sqlx::query_as(&format!(
+        "SELECT {ORDER_COLUMNS} FROM rm_orders WHERE seller_ids @> ARRAY[$1]::uuid[] \
+         AND ($2::text IS NULL OR status = $2) AND (placed_at, order_id) < ($3, $4) \
+         ORDER BY placed_at DESC, order_id DESC LIMIT $5"
+    ))
+    .bind(caller.account_id.0)
+    .bind(params.status)
+    .bind(at)
+    .bind(id)
+    .bind(limit + 1)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    Ok(axum::Json(Page::from_rows(rows, limit, |o| {
+        (o.placed_at, o.order_id)
+    })))
+}
