@@ -1,6 +1,7 @@
 //! The engine's deployables: the all-in-one process, or one role each (command API, query API,
 //! projections with the relay). Every role serves health, metrics and docs on its port.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,8 +11,10 @@ use axum::response::IntoResponse;
 use axum::Router;
 use commerce_command_api::CommandState;
 use commerce_http::{ApiError, JwtKeys};
-use commerce_projections::{read_models, run_projections, Namespace, Relay};
+use commerce_projections::{read_models, run_projections, Namespace, Relay, SharedProjection};
 use commerce_query_api::QueryState;
+use commerce_sagas::gateway::{GatewayClientConfig, HttpGateway, Sandbox, SandboxHandle};
+use commerce_sagas::{run_worker, SagaConfig, SagaDriver, SagaTriggers, WorkerConfig};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +43,8 @@ pub enum Role {
     QueryApi,
     /// The relay and the projection workers (HTTP serves only health and metrics).
     Projections,
+    /// The checkout saga workers (HTTP serves only health and metrics).
+    Sagas,
 }
 
 impl Role {
@@ -54,6 +59,10 @@ impl Role {
     fn background(self) -> bool {
         matches!(self, Role::All | Role::Projections)
     }
+
+    fn sagas(self) -> bool {
+        matches!(self, Role::All | Role::Sagas)
+    }
 }
 
 /// A running engine, bound to its port, not yet serving.
@@ -64,6 +73,9 @@ pub struct Application {
     shutdown: CancellationToken,
     pool: PgPool,
     background: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    gateway_url: String,
+    /// The in-process sandbox gateway, when no real one is configured.
+    _sandbox: Option<SandboxHandle>,
 }
 
 #[derive(Clone, Copy)]
@@ -115,6 +127,36 @@ impl Application {
             router = router.merge(commerce_query_api::router(queries));
         }
         let mut background = Vec::new();
+        let (gateway_url, sandbox) = match &config.payment_gateway_url {
+            Some(url) => (url.clone(), None),
+            None => {
+                let sandbox =
+                    Sandbox::start_with_cancel(([127, 0, 0, 1], 0).into(), shutdown.clone())
+                        .await?;
+                tracing::info!(url = %sandbox.url(), "serving the sandbox payment gateway in-process");
+                (sandbox.url(), Some(sandbox))
+            }
+        };
+        if role.sagas() {
+            let gateway = HttpGateway::new(&gateway_url, GatewayClientConfig::default())?;
+            let saga_config = SagaConfig {
+                payment_timeout: config.payment_timeout,
+                ..SagaConfig::default()
+            };
+            let driver = Arc::new(SagaDriver::new(
+                pool.clone(),
+                Arc::new(gateway),
+                saga_config,
+            ));
+            for _ in 0..config.saga_workers {
+                let worker = WorkerConfig::for_payment_timeout(config.payment_timeout);
+                background.push(tokio::spawn(run_worker(
+                    driver.clone(),
+                    worker,
+                    shutdown.clone(),
+                )));
+            }
+        }
         if role.background() {
             let jetstream = async_nats::jetstream::new(nats.clone());
             let relay = Relay::new(pool.clone(), jetstream.clone(), namespace.clone());
@@ -123,7 +165,10 @@ impl Application {
                 pool.clone(),
                 jetstream,
                 namespace,
-                read_models::all(),
+                read_models::all()
+                    .into_iter()
+                    .chain([SharedProjection::new(SagaTriggers)])
+                    .collect(),
                 shutdown.clone(),
             )));
         }
@@ -154,6 +199,8 @@ impl Application {
             shutdown,
             pool,
             background,
+            gateway_url,
+            _sandbox: sandbox,
         })
     }
 
@@ -168,6 +215,11 @@ impl Application {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The payment gateway this engine talks to.
+    pub fn payment_gateway_url(&self) -> &str {
+        &self.gateway_url
     }
 
     /// Cancelling it stops the server gracefully.

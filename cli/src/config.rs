@@ -50,6 +50,9 @@ pub struct Config {
     /// The longest a read with `X-Min-Position` waits for the read models.
     #[arg(long, env = "COMMERCE_MIN_POSITION_WAIT", default_value = "5s", value_parser = parse_duration)]
     pub min_position_wait: Duration,
+    /// Saga worker loops in this process (each drives up to 32 sagas at once); 0 runs none.
+    #[arg(long, env = "COMMERCE_SAGA_WORKERS", default_value_t = 1)]
+    pub saga_workers: usize,
     /// Postgres connections in the pool.
     #[arg(long, env = "COMMERCE_DB_POOL", default_value_t = 32)]
     pub db_pool_size: u32,
@@ -71,6 +74,7 @@ impl Config {
             payment_timeout: Duration::from_secs(30),
             token_ttl_seconds: 3600,
             min_position_wait: Duration::from_secs(5),
+            saga_workers: 1,
             db_pool_size: 32,
         }
     }

@@ -8,11 +8,13 @@
 
 pub mod account;
 pub mod cart;
+pub mod checkout;
 pub mod inventory;
 pub mod order;
 pub mod payment;
 pub mod product;
 pub mod review;
+pub mod services;
 pub mod values;
 
 pub use values::{

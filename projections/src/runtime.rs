@@ -206,7 +206,7 @@ impl Default for ProjectionConfig {
             batch_size: 100,
             max_attempts: 3,
             max_ack_pending: 1000,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             idle_tick: Duration::from_millis(100),
             retry_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),

@@ -62,6 +62,8 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
     pub total: Option<Money>,
     pub payment_id: Option<PaymentId>,
+    /// The provider's token for the buyer's card, for the saga to authorise with.
+    pub payment_token: Option<String>,
     pub shipping_address: Option<ShippingAddress>,
     pub cancellation_reason: Option<String>,
 }
@@ -232,13 +234,14 @@ impl Aggregate for Order {
                 lines,
                 total,
                 payment_id,
+                payment_token,
                 shipping_address,
-                ..
             } => {
                 self.buyer_id = Some(buyer_id);
                 self.lines = lines;
                 self.total = Some(total);
                 self.payment_id = Some(payment_id);
+                self.payment_token = Some(payment_token);
                 self.shipping_address = Some(shipping_address);
                 Pending
             }

@@ -181,9 +181,14 @@ impl ActiveRelay {
         })
     }
 
-    /// Stores the checkpoint after `published` (when it moved) and records the metrics.
+    /// Stores the checkpoint after `published` and records the metrics. A batch without events
+    /// is only stored while the horizon has not yet passed the last published transaction:
+    /// projections need that once, and storing every move of an idle horizon would only churn.
     pub async fn store_checkpoint(&mut self, published: &Published) -> anyhow::Result<()> {
-        if published.checkpoint != self.checkpoint {
+        let next = &published.checkpoint;
+        let uncovered = self.checkpoint.horizon <= self.checkpoint.tx_id
+            && next.horizon > self.checkpoint.horizon;
+        if published.events > 0 || uncovered {
             checkpoint::store(&mut self.conn, &self.namespace, &published.checkpoint).await?;
             self.checkpoint = published.checkpoint;
         }

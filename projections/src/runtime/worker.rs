@@ -19,9 +19,9 @@ use crate::relay::checkpoint::Checkpoint;
 use crate::{Namespace, StoredEvent};
 
 /// How long a pull request waits on the server before it is renewed.
-const PULL_EXPIRES: Duration = Duration::from_secs(30);
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
 /// How often the server proves an idle pull request is alive.
-const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+const PULL_HEARTBEAT: Duration = Duration::from_secs(1);
 
 pub(super) struct Worker {
     pub(super) pool: PgPool,
@@ -115,18 +115,35 @@ impl Worker {
                         return Ok(());
                     }
                     let relay = *self.marks.borrow();
-                    tracker.advance(&self.pool, &consumer, relay).await?;
+                    self.advance(&mut tracker, &consumer, relay).await;
                 }
                 changed = self.marks.changed() => {
                     changed.context("the relay checkpoint watcher stopped")?;
                     let relay = *self.marks.borrow_and_update();
-                    tracker.advance(&self.pool, &consumer, relay).await?;
+                    self.advance(&mut tracker, &consumer, relay).await;
                 }
                 () = tokio::time::sleep(self.config.idle_tick), if behind => {
                     let relay = *self.marks.borrow();
-                    tracker.advance(&self.pool, &consumer, relay).await?;
+                    self.advance(&mut tracker, &consumer, relay).await;
                 }
             }
+        }
+    }
+
+    /// Moves the watermark; a failure only delays it (the next batch or tick tries again), so
+    /// it does not restart the consumer.
+    async fn advance(
+        &self,
+        tracker: &mut HorizonTracker,
+        consumer: &PullConsumer,
+        relay: Checkpoint,
+    ) {
+        if let Err(error) = tracker.advance(&self.pool, consumer, relay).await {
+            tracing::warn!(
+                projection = self.name(),
+                error = format!("{error:#}"),
+                "could not move the watermark"
+            );
         }
     }
 

@@ -48,6 +48,8 @@ pub struct World {
     pub jetstream: jetstream::Context,
     pub namespace: Namespace,
     database: String,
+    /// Parent of every background task's token: dropping the world stops them first.
+    tasks: CancellationToken,
 }
 
 impl World {
@@ -80,6 +82,7 @@ impl World {
             jetstream,
             namespace,
             database,
+            tasks: CancellationToken::new(),
         }
     }
 
@@ -100,14 +103,14 @@ impl World {
 
     /// Starts a relay in the background; cancel the token to stop it.
     pub fn spawn_relay(&self, relay: Relay) -> Running {
-        let cancel = CancellationToken::new();
+        let cancel = self.tasks.child_token();
         let task = tokio::spawn(relay.run(cancel.clone()));
         Running { cancel, task }
     }
 
     /// Starts the projection runtime with `counter` in the background.
     pub fn spawn_projection(&self, counter: Counter) -> Running {
-        let cancel = CancellationToken::new();
+        let cancel = self.tasks.child_token();
         let runtime = ProjectionRuntime::new(
             self.pool.clone(),
             self.jetstream.clone(),
@@ -252,6 +255,8 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        // A test that failed left its tasks running: stop them before removing their world.
+        self.tasks.cancel();
         let database = self.database.clone();
         let stream = self.namespace.stream_name();
         let cleanup = std::thread::spawn(move || {

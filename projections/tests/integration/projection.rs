@@ -108,7 +108,11 @@ async fn a_poison_event_is_parked_and_later_events_still_apply() {
 
     assert_eq!(world.count("order", "Q").await, 2);
     assert_eq!(world.count("cart", "R").await, 1);
-    assert_eq!(world.count("order", "P").await, 1, "P's second event applied");
+    assert_eq!(
+        world.count("order", "P").await,
+        1,
+        "P's second event applied"
+    );
     assert_eq!(world.count("cart", "S").await, 0);
     let parked = dead_letters::list_parked(&world.pool, Some(Counter::NAME))
         .await
@@ -122,7 +126,11 @@ async fn a_poison_event_is_parked_and_later_events_still_apply() {
         .await
         .unwrap()
         .remove(1);
-    assert!(letter.error.contains("poisoned event cart:S:1"), "{}", letter.error);
+    assert!(
+        letter.error.contains("poisoned event cart:S:1"),
+        "{}",
+        letter.error
+    );
     assert_eq!(letter.payload, json!({ "poison": true }));
 
     // Still failing: it stays parked. Fixed: it applies.

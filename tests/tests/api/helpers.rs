@@ -38,6 +38,8 @@ fn with_database(url: &str, name: &str) -> String {
 /// the first one also drops the database and the namespace's stream.
 pub struct TestApp {
     pub address: String,
+    /// The payment gateway the engine talks to (the in-process sandbox unless configured).
+    pub gateway_url: String,
     pub pool: PgPool,
     pub client: reqwest::Client,
     pub database_url: String,
@@ -68,11 +70,13 @@ async fn start(config: Config, database: String, owns_database: bool) -> TestApp
     let (namespace, nats_url) = (config.namespace.clone(), config.nats_url.clone());
     let app = Application::build(config).await.expect("the engine starts");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let gateway_url = app.payment_gateway_url().to_owned();
     let pool = app.pool().clone();
     let shutdown = app.shutdown_token();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        gateway_url,
         pool,
         client: reqwest::Client::new(),
         database_url,
@@ -86,9 +90,16 @@ async fn start(config: Config, database: String, owns_database: bool) -> TestApp
 
 /// An engine on a fresh database with a random name.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// An engine on a fresh database, with `adjust` applied to its configuration.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database = format!("commerce_test_{}", Uuid::new_v4().simple());
     let url = with_database(&base_database_url(), &database);
-    start(config(&url), database, true).await
+    let mut config = config(&url);
+    adjust(&mut config);
+    start(config, database, true).await
 }
 
 impl TestApp {

@@ -8,6 +8,7 @@ mod helpers;
 mod accounts;
 mod bad_input;
 mod cart;
+mod checkout;
 mod concurrency;
 mod event_store;
 mod idempotency;

@@ -1,9 +1,5 @@
 //! Command → query round trips for every read model, waiting with `X-Min-Position` (no sleeps).
 
-use commerce_domain::payment::{Payment, PaymentCommand};
-use commerce_domain::{Currency, Money, OrderId, PaymentId};
-use commerce_store::repository::CommandOptions;
-use commerce_store::{Metadata, Repository};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -80,6 +76,7 @@ async fn an_order_reads_back_with_its_timeline_in_the_history_and_the_sellers_qu
     let (buyer_id, buyer) = app.account("buyer").await;
     app.add_to_cart(&buyer, "MUG", 2).await;
     let order_id = app.checkout(&buyer).await;
+    crate::orders::confirm(&app, order_id).await;
     let response = app
         .post(
             &format!("/v1/orders/{order_id}/cancel"),
@@ -104,7 +101,16 @@ async fn an_order_reads_back_with_its_timeline_in_the_history_and_the_sellers_qu
         .iter()
         .map(|s| s["status"].as_str().unwrap())
         .collect();
-    assert_eq!(steps, ["pending", "cancelled"]);
+    assert_eq!(
+        steps,
+        [
+            "pending",
+            "reserved",
+            "authorized",
+            "confirmed",
+            "cancelled"
+        ]
+    );
     assert!(order["timeline"][0]["at"].is_string());
 
     let history = app.read_json("/v1/me/orders", Some(&buyer), at).await;
@@ -261,6 +267,7 @@ async fn notifications_follow_the_order() {
     let (_, buyer) = app.account("buyer").await;
     app.add_to_cart(&buyer, "MUG", 1).await;
     let order_id = app.checkout(&buyer).await;
+    crate::orders::confirm(&app, order_id).await;
     let response = app
         .post(
             &format!("/v1/orders/{order_id}/cancel"),
@@ -277,7 +284,15 @@ async fn notifications_follow_the_order() {
         .iter()
         .map(|n| n["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["order_cancelled", "order_placed"]);
+    assert_eq!(
+        kinds,
+        ["order_cancelled", "order_confirmed", "order_placed"]
+    );
+    // The seller heard about the confirmed order too.
+    let notes = app
+        .read_json("/v1/me/notifications", Some(&seller), position(&response))
+        .await;
+    assert_eq!(notes["items"][0]["kind"], "order_to_ship");
     assert_eq!(notes["items"][0]["order_id"], order_id.to_string());
 }
 
@@ -286,35 +301,18 @@ async fn a_payment_reads_back_with_its_history() {
     let app = spawn_app().await;
     let (_, seller) = app.account("seller").await;
     app.product(&seller, "MUG", 1250, 5).await;
-    let (_, buyer) = app.account("buyer").await;
-    app.add_to_cart(&buyer, "MUG", 1).await;
-    let order_id = app.checkout(&buyer).await;
-    let payments: Repository<Payment> = Repository::new(app.pool.clone());
-    let payment_id = PaymentId::for_order(OrderId(order_id)).to_string();
-    let eur = |amount| Money::new(amount, Currency::parse("EUR").unwrap());
-    for command in [
-        PaymentCommand::Request {
-            order_id: OrderId(order_id),
-            amount: eur(1250),
-        },
-        PaymentCommand::RecordDeclined {
-            reason: "card declined".into(),
-        },
-    ] {
-        payments
-            .execute(
-                &payment_id,
-                command,
-                CommandOptions::new(Metadata::new(None)),
-            )
-            .await
-            .unwrap();
-    }
+    let (buyer, order_id) = app.order_with("MUG", 1, "tok_decline").await;
+    app.wait_for_order(order_id, &buyer, &["cancelled"]).await;
+    app.wait_for_saga(order_id).await;
     let at = app.last_position().await;
     let payment = app
         .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
         .await;
     assert_eq!(payment["status"], "declined");
+    assert_eq!(
+        payment["amount"],
+        json!({"amount": 1250, "currency": "EUR"})
+    );
     let steps: Vec<&str> = payment["history"]
         .as_array()
         .unwrap()
@@ -325,7 +323,13 @@ async fn a_payment_reads_back_with_its_history() {
     let notes = app
         .read_json("/v1/me/notifications", Some(&buyer), at)
         .await;
-    assert_eq!(notes["items"][0]["kind"], "payment_failed");
+    let kinds: Vec<&str> = notes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["order_cancelled", "payment_failed", "order_placed"]);
 }
 
 #[tokio::test]

@@ -1,0 +1,119 @@
+//! Saga workers: claim due sagas from `saga_deadlines` and drive them, several at a time.
+//! Any number of workers, in any number of processes, share the table.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkout::SagaDriver;
+use crate::deadlines::{self, Claimed, SAGA_DUE_CHANNEL};
+
+/// How a worker paces itself.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names the worker in `saga_deadlines.locked_by`.
+    pub name: String,
+    /// Sagas driven at once.
+    pub concurrency: usize,
+    /// How long a claim holds without renewal; a dead worker's sagas wait this long at most.
+    pub lease: Duration,
+    /// How often to look for due sagas when no wake-up is announced.
+    pub poll_interval: Duration,
+    /// How long a saga whose step failed (database or provider down) waits before a retry.
+    pub retry_after: Duration,
+}
+
+impl WorkerConfig {
+    /// A lease long enough to wait out a payment timeout without renewing mid-call.
+    pub fn for_payment_timeout(payment_timeout: Duration) -> Self {
+        Self {
+            name: format!(
+                "saga-worker-{}-{}",
+                std::process::id(),
+                uuid::Uuid::now_v7().simple()
+            ),
+            concurrency: 32,
+            lease: payment_timeout + Duration::from_secs(5),
+            poll_interval: Duration::from_millis(200),
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Claims and drives due sagas until cancelled.
+pub async fn run_worker(
+    driver: Arc<SagaDriver>,
+    config: WorkerConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut listener = match PgListener::connect_with(&driver.pool).await {
+        Ok(mut listener) => match listener.listen(SAGA_DUE_CHANNEL).await {
+            Ok(()) => Some(listener),
+            Err(_) => None,
+        },
+        Err(_) => None,
+    };
+    let mut running: JoinSet<()> = JoinSet::new();
+    tracing::info!(worker = %config.name, "saga worker started");
+    loop {
+        while running.try_join_next().is_some() {}
+        let free = config.concurrency.saturating_sub(running.len());
+        let claimed = if free > 0 {
+            match deadlines::claim(&driver.pool, &config.name, free as i64, config.lease).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "claiming sagas failed");
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let idle = claimed.is_empty();
+        for claim in claimed {
+            running.spawn(drive_one(driver.clone(), config.clone(), claim));
+        }
+        if !idle {
+            continue;
+        }
+        let wake = async {
+            match listener.as_mut() {
+                Some(listener) => {
+                    let _ = tokio::time::timeout(config.poll_interval, listener.recv()).await;
+                }
+                None => tokio::time::sleep(config.poll_interval).await,
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = wake => {}
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+        }
+    }
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn drive_one(driver: Arc<SagaDriver>, config: WorkerConfig, claim: Claimed) {
+    let pool = driver.pool.clone();
+    let keep = || {
+        let pool = pool.clone();
+        let name = config.name.clone();
+        async move { deadlines::renew(&pool, &name, claim.saga_id, config.lease).await }
+    };
+    let outcome = match driver.drive(claim.saga_id, keep).await {
+        Ok(()) => deadlines::finish(&driver.pool, claim).await,
+        Err(error) => {
+            tracing::warn!(saga = %claim.saga_id, error = format!("{error:#}"), "saga step failed; retrying later");
+            let retry_at = chrono::Utc::now()
+                + chrono::Duration::from_std(config.retry_after).unwrap_or_default();
+            deadlines::release(&driver.pool, claim.saga_id, Some(retry_at)).await
+        }
+    };
+    if let Err(error) = outcome {
+        tracing::warn!(saga = %claim.saga_id, error = format!("{error:#}"), "could not update the saga's deadline");
+    }
+}
