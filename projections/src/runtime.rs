@@ -71,12 +71,31 @@ use crate::{Namespace, StoredEvent};
 ///
 /// Implement `apply` with `async fn`:
 ///
-/// ```ignore
-/// impl Projection for OrdersView {
-///     fn name(&self) -> &'static str { "orders" }
-///     fn aggregate_types(&self) -> &'static [&'static str] { &["order"] }
+/// ```
+/// use commerce_projections::{Projection, StoredEvent};
+/// use sqlx::PgConnection;
+///
+/// /// Each order's latest event type.
+/// struct OrderStatus;
+///
+/// impl Projection for OrderStatus {
+///     fn name(&self) -> &'static str {
+///         "order_status"
+///     }
+///
+///     fn aggregate_types(&self) -> &'static [&'static str] {
+///         &["order"]
+///     }
+///
 ///     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
-///         sqlx::query("…").execute(&mut *conn).await?;
+///         sqlx::query(
+///             "INSERT INTO order_status (order_id, status) VALUES ($1, $2) \
+///              ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status",
+///         )
+///         .bind(&event.aggregate_id)
+///         .bind(&event.event_type)
+///         .execute(&mut *conn)
+///         .await?;
 ///         Ok(())
 ///     }
 /// }

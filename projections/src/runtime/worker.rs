@@ -96,6 +96,9 @@ impl Worker {
         loop {
             let behind = tracker.is_behind(&self.marks.borrow());
             tokio::select! {
+                // Cancellation first: at shutdown the checkpoint watcher stops too, and its
+                // closed channel is no failure.
+                biased;
                 () = cancel.cancelled() => return Ok(()),
                 first = messages.next() => {
                     if let Some(Err(error)) = &first {
