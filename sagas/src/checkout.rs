@@ -197,8 +197,8 @@ impl SagaDriver {
                 tracing::warn!("lost the saga's lease; another worker has it");
                 return Ok(());
             }
-            let saga = self.sagas.load(&order_id.to_string()).await?.state;
-            let order = self.orders.load(&order_id.to_string()).await?.state;
+            let saga = self.sagas.load_latest(&order_id.to_string()).await?.state;
+            let order = self.orders.load_latest(&order_id.to_string()).await?.state;
             let facts = Facts {
                 now: Utc::now(),
                 order_status: order.status,

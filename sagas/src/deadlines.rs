@@ -37,8 +37,9 @@ pub async fn wake(conn: &mut PgConnection, id: Uuid, reason: &str) -> anyhow::Re
     Ok(())
 }
 
-/// Claims up to `limit` due sagas for `worker` until `lease` from now. Rows another worker holds
-/// are skipped, not waited for; a lapsed lease makes a row claimable again.
+/// Claims up to `limit` sagas for `worker` until `lease` from now: those due, and those whose
+/// worker's lease lapsed (it died mid-saga: resume at once, not at the next deadline). Rows
+/// another worker holds are skipped, not waited for.
 pub async fn claim(
     pool: &PgPool,
     worker: &str,
@@ -48,7 +49,7 @@ pub async fn claim(
     let rows: Vec<(Uuid, i64)> = sqlx::query_as(
         "WITH due AS ( \
              SELECT saga_id FROM saga_deadlines \
-             WHERE due_at <= now() AND (locked_until IS NULL OR locked_until < now()) \
+             WHERE (locked_until IS NULL AND due_at <= now()) OR locked_until < now() \
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
          UPDATE saga_deadlines d SET locked_by = $1, locked_until = now() + $3 * interval '1 millisecond', \
              attempts = d.attempts + 1 \

@@ -135,6 +135,16 @@ where
         Ok(locked.load().await?.clone())
     }
 
+    /// The aggregate's current state, checked against the store first: for deciding on state
+    /// another process may have changed (a saga reading the order it drives).
+    pub async fn load_latest(&self, id: &str) -> anyhow::Result<Loaded<A>> {
+        let mut locked = self.lock(id).await;
+        if locked.is_stale().await? {
+            locked.evict();
+        }
+        Ok(locked.load().await?.clone())
+    }
+
     /// Decides `command` on the aggregate and commits its events, retrying on conflicts.
     #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id), err(level = "debug"))]
     pub async fn execute(

@@ -196,13 +196,16 @@ impl World {
             .unwrap()
     }
 
+    /// Messages in the stream; 0 while it does not exist yet.
     pub async fn stream_messages(&self) -> u64 {
-        let mut stream = self
+        match self
             .jetstream
             .get_stream(self.namespace.stream_name())
             .await
-            .unwrap();
-        stream.info().await.unwrap().state.messages
+        {
+            Ok(mut stream) => stream.info().await.unwrap().state.messages,
+            Err(_) => 0,
+        }
     }
 
     /// The `Nats-Msg-Id` of every message in the stream, in stream order.

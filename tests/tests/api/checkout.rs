@@ -48,27 +48,33 @@ impl TestApp {
         }
     }
 
-    /// Waits until the saga of `order_id` has nothing left to do.
+    /// Waits until the saga of `order_id` has nothing left to do: every order event so far has
+    /// reached the saga triggers, no wake-up is pending, and its last step completed it.
     pub async fn wait_for_saga(&self, order_id: Uuid) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
+            let at = self.last_position().await;
+            let triggered = commerce_projections::wait_for_position(
+                &self.pool,
+                &["saga_triggers"],
+                at,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
             let due: i64 =
                 sqlx::query_scalar("SELECT count(*) FROM saga_deadlines WHERE saga_id = $1")
                     .bind(order_id)
                     .fetch_one(&self.pool)
                     .await
                     .unwrap();
-            let started: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = 'checkout_saga' AND aggregate_id = $1")
-                .bind(order_id.to_string())
-                .fetch_one(&self.pool)
-                .await
-                .unwrap();
-            if due == 0 && started > 0 {
+            let saga = self.stream("checkout_saga", &order_id.to_string()).await;
+            if triggered && due == 0 && saga.last().is_some_and(|step| step == "SagaCompleted") {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "saga {order_id} never settled"
+                "saga {order_id} never settled: {saga:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
