@@ -205,6 +205,8 @@ fn subjects_of(projection: &dyn ErasedProjection, namespace: &Namespace) -> Vec<
 pub struct ProjectionConfig {
     /// Most messages applied in one transaction.
     pub batch_size: usize,
+    /// How long a batch may wait for messages the server says are on their way.
+    pub batch_linger: Duration,
     /// Attempts at applying one event before it is parked.
     pub max_attempts: u32,
     /// Messages delivered and not yet acked, per consumer.
@@ -223,6 +225,7 @@ impl Default for ProjectionConfig {
     fn default() -> Self {
         Self {
             batch_size: 100,
+            batch_linger: Duration::from_millis(20),
             max_attempts: 3,
             max_ack_pending: 1000,
             ack_wait: Duration::from_secs(10),

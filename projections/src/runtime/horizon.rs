@@ -15,8 +15,9 @@ use crate::Namespace;
 
 /// How often the relay's checkpoint is read when no notification arrives.
 const RELAY_POLL: Duration = Duration::from_secs(1);
-/// The fewest time between two consumer-info requests of one worker.
-const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+/// The least time between two consumer-info requests of one worker (the server may take tens of
+/// milliseconds to count a consumer's pending messages).
+const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Relay checkpoints kept waiting for the ack floor to pass them.
 const MAX_CANDIDATES: usize = 64;
 

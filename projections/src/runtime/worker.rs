@@ -82,7 +82,7 @@ impl Worker {
         crate::stream::ensure(&self.jetstream, &self.namespace).await?;
         let consumer = self.consumer().await?;
         self.set_state("running", None).await;
-        let mut tracker = HorizonTracker::load(&self.pool, self.name()).await?;
+        let tracker = HorizonTracker::load(&self.pool, self.name()).await?;
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(self.config.batch_size.max(1))
@@ -93,11 +93,24 @@ impl Worker {
             .context("pulling from the consumer")?;
         tracing::info!(projection = self.name(), consumer = %self.namespace.consumer_name(self.name()), "projection running");
         *backoff = self.config.retry_backoff;
+
+        // The watermark moves in its own task: asking the consumer for its state can take tens
+        // of milliseconds, which batches should not wait for.
+        let (applied, applied_rx) = watch::channel(0_u64);
+        let watermark = cancel.child_token();
+        let _stop_watermark = watermark.clone().drop_guard();
+        tokio::spawn(track_watermark(
+            tracker,
+            self.pool.clone(),
+            consumer,
+            self.marks.clone(),
+            applied_rx,
+            self.config.idle_tick,
+            watermark,
+        ));
+
         loop {
-            let behind = tracker.is_behind(&self.marks.borrow());
             tokio::select! {
-                // Cancellation first: at shutdown the checkpoint watcher stops too, and its
-                // closed channel is no failure.
                 biased;
                 () = cancel.cancelled() => return Ok(()),
                 first = messages.next() => {
@@ -107,47 +120,44 @@ impl Worker {
                             continue;
                         }
                     }
-                    let mut batch = vec![next_message(first)?];
-                    while batch.len() < self.config.batch_size {
-                        match messages.next().now_or_never() {
-                            Some(next) => batch.push(next_message(next)?),
-                            None => break,
-                        }
-                    }
+                    let batch = self.gather(next_message(first)?, &mut messages).await?;
                     if !self.handle(batch, cancel).await? {
                         return Ok(());
                     }
-                    let relay = *self.marks.borrow();
-                    self.advance(&mut tracker, &consumer, relay).await;
-                }
-                changed = self.marks.changed() => {
-                    changed.context("the relay checkpoint watcher stopped")?;
-                    let relay = *self.marks.borrow_and_update();
-                    self.advance(&mut tracker, &consumer, relay).await;
-                }
-                () = tokio::time::sleep(self.config.idle_tick), if behind => {
-                    let relay = *self.marks.borrow();
-                    self.advance(&mut tracker, &consumer, relay).await;
+                    applied.send_modify(|batches| *batches += 1);
                 }
             }
         }
     }
 
-    /// Moves the watermark; a failure only delays it (the next batch or tick tries again), so
-    /// it does not restart the consumer.
-    async fn advance(
+    /// A batch starting with `first`: whatever is already buffered, and, while the server says
+    /// more messages are pending, whatever arrives within [`ProjectionConfig::batch_linger`].
+    /// A lone message at low traffic is applied at once.
+    async fn gather(
         &self,
-        tracker: &mut HorizonTracker,
-        consumer: &PullConsumer,
-        relay: Checkpoint,
-    ) {
-        if let Err(error) = tracker.advance(&self.pool, consumer, relay).await {
-            tracing::warn!(
-                projection = self.name(),
-                error = format!("{error:#}"),
-                "could not move the watermark"
-            );
+        first: Message,
+        messages: &mut pull::Stream,
+    ) -> anyhow::Result<Vec<Message>> {
+        let deadline = tokio::time::Instant::now() + self.config.batch_linger;
+        let mut batch = vec![first];
+        while batch.len() < self.config.batch_size {
+            if let Some(next) = messages.next().now_or_never() {
+                batch.push(next_message(next)?);
+                continue;
+            }
+            let more_pending = batch
+                .last()
+                .and_then(|message| message.info().ok())
+                .is_some_and(|info| info.pending > 0);
+            if !more_pending {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(next) => batch.push(next_message(next)?),
+                Err(_) => break,
+            }
         }
+        Ok(batch)
     }
 
     /// Applies a batch and acks it; `false` when cancelled before it committed (nothing acked).
@@ -370,4 +380,38 @@ fn server_supports_filter_subjects(jetstream: &jetstream::Context) -> bool {
     let major = parts.next().unwrap_or(0);
     let minor = parts.next().unwrap_or(0);
     (major, minor) >= (2, 10)
+}
+
+/// Moves a worker's watermark whenever the relay checkpoints or a batch is applied, and every
+/// `tick` while it is behind the relay, until `cancel` is cancelled. A failure only delays it.
+async fn track_watermark(
+    mut tracker: HorizonTracker,
+    pool: PgPool,
+    consumer: PullConsumer,
+    mut marks: watch::Receiver<Checkpoint>,
+    mut applied: watch::Receiver<u64>,
+    tick: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        let relay = *marks.borrow_and_update();
+        if let Err(error) = tracker.advance(&pool, &consumer, relay).await {
+            tracing::warn!(error = format!("{error:#}"), "could not move the watermark");
+        }
+        let behind = tracker.is_behind(&relay);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = marks.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(tick), if behind => {}
+        }
+    }
 }
