@@ -25,6 +25,13 @@ enum Command {
         #[command(flatten)]
         config: Config,
     },
+    /// Serve the sandbox payment gateway on its own (tokens: tok_ok, tok_decline, tok_timeout,
+    /// tok_flaky, tok_slow).
+    SandboxGateway {
+        /// Where to listen.
+        #[arg(long, env = "COMMERCE_SANDBOX_BIND", default_value = "127.0.0.1:8090")]
+        bind: std::net::SocketAddr,
+    },
     /// Create the database if missing and apply pending migrations, then exit.
     Migrate {
         #[command(flatten)]
@@ -36,6 +43,19 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     telemetry::init_logging();
     match Cli::parse().command {
+        Command::SandboxGateway { bind } => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("binding {bind}"))?;
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let server = tokio::spawn(commerce_sagas::gateway::Sandbox::serve(
+                listener,
+                cancel.clone(),
+            ));
+            shutdown_signal().await;
+            cancel.cancel();
+            server.await.context("the sandbox task")?
+        }
         Command::Migrate { config } => {
             commerce_store::db::create_database_if_missing(&config.database_url).await?;
             let pool = commerce_store::db::connect(&config.database_url, 2).await?;
