@@ -50,6 +50,11 @@ async fn metrics_count_requests_by_route_and_commands_by_outcome() {
         "{text}"
     );
     assert!(
+        text.contains(r#"commerce_projection_position{projection="inventory"}"#),
+        "{text}"
+    );
+    assert!(text.contains("commerce_projection_lag_seconds"), "{text}");
+    assert!(
         text.contains(r#"commerce_commands_total{aggregate="inventory",outcome="accepted"}"#),
         "{text}"
     );
