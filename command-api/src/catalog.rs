@@ -1,9 +1,9 @@
-//! What the catalog says of a SKU, read from the write side: the SKU's claim names its product,
-//! whose aggregate (usually cached) gives the price and whether it is listed.
+//! What the catalog says of a SKU, read from the write side: the SKU's claim names its product
+//! (cached: claims never change), whose aggregate gives the price and whether it is listed
+//! (checked against the store, as another process may have changed it).
 
 use commerce_domain::cart::CatalogItem;
 use commerce_domain::Sku;
-use commerce_store::claims;
 
 use crate::CommandState;
 
@@ -12,12 +12,12 @@ pub(crate) async fn catalog_item(
     state: &CommandState,
     sku: &Sku,
 ) -> anyhow::Result<Option<CatalogItem>> {
-    let Some(owner) = claims::sku_owner(state.pool(), sku).await? else {
+    let Some(owner) = state.sku_owners.get(sku).await? else {
         return Ok(None);
     };
     let product = state
         .products
-        .load(&owner.product_id.to_string())
+        .load_latest(&owner.product_id.to_string())
         .await?
         .state;
     Ok(product.price_of(sku).map(|unit_price| CatalogItem {

@@ -8,6 +8,7 @@ use commerce_domain::order::Order;
 use commerce_domain::product::Product;
 use commerce_domain::review::Review;
 use commerce_http::JwtKeys;
+use commerce_store::claims::SkuOwners;
 use commerce_store::Repository;
 use sqlx::PgPool;
 
@@ -27,6 +28,7 @@ pub struct Inner {
     pub carts: Repository<Cart>,
     pub orders: Repository<Order>,
     pub reviews: Repository<Review>,
+    pub sku_owners: SkuOwners,
 }
 
 impl CommandState {
@@ -39,6 +41,7 @@ impl CommandState {
                 carts: Repository::new(pool.clone()),
                 orders: Repository::new(pool.clone()),
                 reviews: Repository::new(pool.clone()),
+                sku_owners: SkuOwners::new(pool.clone()),
                 pool,
                 jwt,
             }),

@@ -123,3 +123,41 @@ pub async fn has_delivered_purchase(
     .await
     .context("looking up delivered purchases")
 }
+
+/// SKU owners already looked up. A SKU claim never changes once made, so a cached owner never
+/// goes stale; unknown SKUs are not cached (they may be claimed later).
+pub struct SkuOwners {
+    pool: PgPool,
+    known: std::sync::Mutex<lru::LruCache<Sku, SkuOwner>>,
+}
+
+impl SkuOwners {
+    pub fn new(pool: PgPool) -> Self {
+        let capacity = std::num::NonZeroUsize::new(100_000).unwrap_or(std::num::NonZeroUsize::MIN);
+        Self {
+            pool,
+            known: std::sync::Mutex::new(lru::LruCache::new(capacity)),
+        }
+    }
+
+    /// The owner of `sku`, or `None` for an unknown SKU.
+    pub async fn get(&self, sku: &Sku) -> anyhow::Result<Option<SkuOwner>> {
+        let cached = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sku)
+            .copied();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let owner = sku_owner(&self.pool, sku).await?;
+        if let Some(owner) = owner {
+            self.known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put(sku.clone(), owner);
+        }
+        Ok(owner)
+    }
+}

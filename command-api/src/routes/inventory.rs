@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use commerce_domain::inventory::{Inventory, InventoryCommand};
 use commerce_domain::{Role, Sku};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
-use commerce_store::claims;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -56,7 +55,9 @@ fn stock_view(sku: Sku) -> impl Fn(&Inventory) -> commerce_store::StoredResponse
 /// The SKU's seller or an admin may change its stock.
 async fn authorize(state: &CommandState, caller: Caller, sku: &Sku) -> Result<(), ApiError> {
     caller.require(&[Role::Seller, Role::Admin])?;
-    let owner = claims::sku_owner(state.pool(), sku)
+    let owner = state
+        .sku_owners
+        .get(sku)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("SKU {sku} does not exist")))?;
     if caller.is_admin() || owner.seller_id == caller.account_id {

@@ -394,6 +394,8 @@ async fn another_buyers_order_is_404() {
     let (_, buyer) = app.account("buyer").await;
     app.add_to_cart(&buyer, "MUG", 1).await;
     let order_id = app.checkout(&buyer).await;
+    // The saga appends in the background: let it finish so only this request could append.
+    app.wait_for_saga(order_id).await;
     let (_, other) = app.account("buyer").await;
     refused(
         &app,

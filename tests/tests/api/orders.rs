@@ -216,6 +216,7 @@ async fn a_buyer_reviews_a_delivered_product_once() {
     let path = format!("/v1/products/{product_id}/reviews");
     let review = json!({"rating": 5, "title": "Keeps coffee hot", "body": "Sturdy."});
 
+    confirm(&app, order_id).await;
     // Not delivered yet: refused, nothing appended.
     let before = app.event_count().await;
     assert_problem(
@@ -225,7 +226,6 @@ async fn a_buyer_reviews_a_delivered_product_once() {
     .await;
     assert_eq!(app.event_count().await, before);
 
-    confirm(&app, order_id).await;
     app.post(
         &format!("/v1/orders/{order_id}/shipments"),
         Some(&seller),
