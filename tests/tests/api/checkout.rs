@@ -227,6 +227,11 @@ async fn tok_flaky_is_retried_into_exactly_one_authorisation() {
         1
     );
     assert_eq!(stock_of(&app.stock("MUG").await), levels(4, 0));
+    let at = app.last_position().await;
+    let payment = app
+        .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
+        .await;
+    assert_eq!(payment["status"], "captured");
 }
 
 #[tokio::test]
@@ -246,6 +251,12 @@ async fn tok_timeout_cancels_after_the_payment_timeout_and_releases_the_units() 
     );
     app.wait_for_saga(order_id).await;
     assert_eq!(stock_of(&app.stock("MUG").await), levels(5, 0));
+    let at = app.last_position().await;
+    let payment = app
+        .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
+        .await;
+    assert_eq!(payment["status"], "declined");
+    assert_ne!(app.sandbox_payment(order_id).await["status"], "authorized");
 }
 
 #[tokio::test]
