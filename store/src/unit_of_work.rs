@@ -60,6 +60,16 @@ fn is_unique_violation_of(error: &sqlx::Error, constraint: &str) -> bool {
 impl UnitOfWork {
     /// Commits everything or nothing.
     pub async fn commit(mut self, pool: &PgPool) -> Result<Committed, CommitError> {
+        // One stream and nothing beside it: a single INSERT is atomic on its own, and saves the
+        // BEGIN and COMMIT round trips on the hot path.
+        if let [append] = &self.appends[..] {
+            if self.claims.is_empty() && self.snapshots.is_empty() && self.idempotency.is_none() {
+                let position = insert_events(pool, append).await?;
+                return Ok(Committed {
+                    positions: vec![position],
+                });
+            }
+        }
         let mut tx = pool.begin().await.context("beginning a transaction")?;
         for claim in &self.claims {
             if !claim.insert(&mut tx).await? {
@@ -68,52 +78,7 @@ impl UnitOfWork {
         }
         let mut positions = Vec::with_capacity(self.appends.len());
         for append in &self.appends {
-            if append.events.is_empty() {
-                positions.push(None);
-                continue;
-            }
-            let count = append.events.len() as i64;
-            let sequences: Vec<i64> = (1..=count).map(|n| append.expected_version + n).collect();
-            let (types, versions, payloads): (Vec<&str>, Vec<&str>, Vec<&Value>) = append
-                .events
-                .iter()
-                .map(|(t, v, p)| (t.as_str(), v.as_str(), p))
-                .fold(
-                    (vec![], vec![], vec![]),
-                    |(mut t, mut v, mut p), (a, b, c)| {
-                        t.push(a);
-                        v.push(b);
-                        p.push(c);
-                        (t, v, p)
-                    },
-                );
-            let result: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
-                "WITH appended AS ( \
-                   INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-                   SELECT $1, $2, s, t, v, p, $7 FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS e(s, t, v, p) \
-                   RETURNING position) \
-                 SELECT max(position) FROM appended",
-            )
-            .bind(append.aggregate_type)
-            .bind(&append.aggregate_id)
-            .bind(&sequences)
-            .bind(&types)
-            .bind(&versions)
-            .bind(&payloads)
-            .bind(&append.metadata)
-            .fetch_one(&mut *tx)
-            .await;
-            match result {
-                Ok(position) => positions.push(position),
-                Err(e) if is_unique_violation_of(&e, "events_pkey") => {
-                    return Err(CommitError::Conflict)
-                }
-                Err(e) => {
-                    return Err(CommitError::Database(
-                        anyhow::Error::new(e).context("appending events"),
-                    ))
-                }
-            }
+            positions.push(insert_events(&mut *tx, append).await?);
         }
         for snapshot in &self.snapshots {
             sqlx::query(
@@ -141,5 +106,43 @@ impl UnitOfWork {
         }
         tx.commit().await.context("committing")?;
         Ok(committed)
+    }
+}
+
+/// Appends one stream's new events: the global position of the last, `None` if there were none.
+async fn insert_events<'e, E>(executor: E, append: &Append) -> Result<Option<i64>, CommitError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    if append.events.is_empty() {
+        return Ok(None);
+    }
+    let count = append.events.len() as i64;
+    let sequences: Vec<i64> = (1..=count).map(|n| append.expected_version + n).collect();
+    let types: Vec<&str> = append.events.iter().map(|(t, _, _)| t.as_str()).collect();
+    let versions: Vec<&str> = append.events.iter().map(|(_, v, _)| v.as_str()).collect();
+    let payloads: Vec<&Value> = append.events.iter().map(|(_, _, p)| p).collect();
+    let result: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+        "WITH appended AS ( \
+           INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+           SELECT $1, $2, s, t, v, p, $7 FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS e(s, t, v, p) \
+           RETURNING position) \
+         SELECT max(position) FROM appended",
+    )
+    .bind(append.aggregate_type)
+    .bind(&append.aggregate_id)
+    .bind(&sequences)
+    .bind(&types)
+    .bind(&versions)
+    .bind(&payloads)
+    .bind(&append.metadata)
+    .fetch_one(executor)
+    .await;
+    match result {
+        Ok(position) => Ok(position),
+        Err(e) if is_unique_violation_of(&e, "events_pkey") => Err(CommitError::Conflict),
+        Err(e) => Err(CommitError::Database(
+            anyhow::Error::new(e).context("appending events"),
+        )),
     }
 }
