@@ -192,12 +192,16 @@ impl SagaDriver {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<bool>>,
     {
+        // Another worker may have driven this saga since this process last did.
+        self.sagas.load_latest(&order_id.to_string()).await?;
         for _ in 0..1000 {
             if !keep_lease().await? {
                 tracing::warn!("lost the saga's lease; another worker has it");
                 return Ok(());
             }
-            let saga = self.sagas.load_latest(&order_id.to_string()).await?.state;
+            // Only the lease holder writes the saga's stream: after the fresh read at the start
+            // of this run, the cached state is current.
+            let saga = self.sagas.load(&order_id.to_string()).await?.state;
             let order = self.orders.load_latest(&order_id.to_string()).await?.state;
             let facts = Facts {
                 now: Utc::now(),
