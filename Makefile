@@ -15,7 +15,7 @@ help:
 	@echo "  make run       run the server with the demo catalog (release build)"
 	@echo "  make test      run all workspace tests (needs services)"
 	@echo "  make lint      cargo fmt --check and clippy with -D warnings"
-	@echo "  make bench     run the benchmark crate (commerce-bench)"
+	@echo "  make bench     run the benchmark crate (commerce-bench); ARGS=--quick for a short run"
 	@echo "  make migrate   apply database migrations"
 	@echo "  make stop      stop services started under .data (scripts/services.sh down)"
 	@echo "  make help      this list"
@@ -34,7 +34,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: services
-	$(CARGO) run --release -p commerce-bench --
+	$(CARGO) run --release -p commerce-bench -- $(ARGS)
 
 migrate: services
 	$(CARGO) run --release --bin commerce -- migrate
