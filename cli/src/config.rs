@@ -9,7 +9,7 @@ use clap::Args;
 const DEVELOPMENT_JWT_SECRET: &str = "commerce-development-secret-do-not-use-in-production";
 
 /// Everything the engine reads from its environment.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Config {
     /// Postgres; the database is created if missing and migrated at start.
     #[arg(
@@ -56,6 +56,25 @@ pub struct Config {
     /// Postgres connections in the pool.
     #[arg(long, env = "COMMERCE_DB_POOL", default_value_t = 32)]
     pub db_pool_size: u32,
+}
+
+/// Secrets are never printed: a `{:?}` of the configuration shows whether they are set, not them.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url)
+            .field("nats_url", &self.nats_url)
+            .field("namespace", &self.namespace)
+            .field("bind", &self.bind)
+            .field("jwt_secret", &redacted(&self.jwt_secret))
+            .field("environment", &self.environment)
+            .field("admin_email", &self.admin_email)
+            .field("admin_password", &redacted(&self.admin_password))
+            .field("payment_gateway_url", &self.payment_gateway_url)
+            .field("payment_timeout", &self.payment_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -125,6 +144,19 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_secrets() {
+        let mut config = Config::defaults();
+        config.jwt_secret = Some("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t".into());
+        config.admin_password = Some("hunter2hunter2".into());
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("s3cr3t") && !printed.contains("hunter2"),
+            "{printed}"
+        );
+        assert!(printed.contains("<redacted>"));
     }
 
     #[test]
