@@ -175,7 +175,7 @@ async fn measure(
         }
         // Whatever the scenario left for the read side is not the next one's load.
         let standing = scenarios::read_side(engine).await;
-        match scenarios::caught_up(engine, Duration::from_secs(300)).await {
+        match scenarios::caught_up(engine, Duration::from_secs(120)).await {
             Ok(drain) => {
                 let seconds = drain.projections.as_secs_f64();
                 if seconds > 1.0 {

@@ -61,6 +61,8 @@ struct Step {
     other_requests: Option<Summary>,
     cancelled: u64,
     timed_out: u64,
+    /// Events appended during the step per confirmed order (the saga's cost in the store).
+    events_per_order: Option<f64>,
     sustained: bool,
 }
 
@@ -242,6 +244,7 @@ async fn step(bench: &Bench<'_>, mode: &'static str, rate: f64) -> anyhow::Resul
         );
     }
     eprintln!("  {mode} @ {rate}/s for {duration:?}");
+    let before = last_position(bench).await?;
     let recorders = Recorders::default();
     let schedule = open_loop_with(rate, duration, 20_000, &Counter::default(), |n, _due| {
         let (api, buyers, skus, recorders) =
@@ -259,6 +262,8 @@ async fn step(bench: &Bench<'_>, mode: &'static str, rate: f64) -> anyhow::Resul
     })
     .await;
     let saga = recorders.saga.summary(schedule.sending);
+    let appended = last_position(bench).await? - before;
+    let events_per_order = (saga.ok > 0).then(|| appended as f64 / saga.ok as f64);
     let cancelled = recorders.cancelled.load(Ordering::Relaxed);
     let timed_out = recorders.timed_out.load(Ordering::Relaxed);
     let sustained = saga.p99_ms.is_some_and(|p99| p99 < P99_LIMIT_MS)
@@ -277,8 +282,16 @@ async fn step(bench: &Bench<'_>, mode: &'static str, rate: f64) -> anyhow::Resul
         saga,
         cancelled,
         timed_out,
+        events_per_order,
         sustained,
     })
+}
+
+async fn last_position(bench: &Bench<'_>) -> anyhow::Result<i64> {
+    let position: Option<i64> = sqlx::query_scalar("SELECT max(position) FROM events")
+        .fetch_one(&bench.engine.pool)
+        .await?;
+    Ok(position.unwrap_or(0))
 }
 
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
@@ -309,6 +322,9 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
             }
             if let Some(p99) = step.observed.p99_ms {
                 note.push_str(&format!(", seen p99 {p99:.0} ms"));
+            }
+            if let Some(events) = step.events_per_order {
+                note.push_str(&format!(", {events:.1} events/order"));
             }
             if let Some(requests) = &step.other_requests {
                 note.push_str(&format!(

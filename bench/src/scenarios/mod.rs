@@ -218,12 +218,36 @@ pub async fn read_side(engine: &Engine) -> anyhow::Result<serde_json::Value> {
     .fetch_all(&engine.pool)
     .await
     .context("reading the projections' progress")?;
+    let namespace = commerce_projections::Namespace::parse(&engine.namespace)?;
+    let stream = engine
+        .jetstream
+        .get_stream(namespace.stream_name())
+        .await
+        .ok();
+    let mut rows = Vec::new();
+    for (name, position, pending, lag, state) in projections {
+        let consumer = match &stream {
+            Some(stream) => stream
+                .consumer_info(namespace.consumer_name(&name))
+                .await
+                .ok()
+                .map(|info| {
+                    serde_json::json!({"delivered": info.delivered.stream_sequence,
+                        "ack_floor": info.ack_floor.stream_sequence,
+                        "num_ack_pending": info.num_ack_pending,
+                        "num_redelivered": info.num_redelivered,
+                        "num_pending": info.num_pending})
+                }),
+            None => None,
+        };
+        rows.push(
+            serde_json::json!({"name": name, "position": position, "pending": pending,
+            "lag_seconds": lag, "state": state, "consumer": consumer}),
+        );
+    }
     Ok(serde_json::json!({
         "last_position": last,
         "relay_published_position": published,
-        "projections": projections.into_iter().map(|(name, position, pending, lag, state)| {
-            serde_json::json!({"name": name, "position": position, "pending": pending,
-                               "lag_seconds": lag, "state": state})
-        }).collect::<Vec<_>>(),
+        "projections": rows,
     }))
 }
