@@ -57,13 +57,15 @@ async fn apply_erased(
     let mut after = (0_i64, 0_i64);
     let mut report = ReplayReport::default();
     loop {
+        // ORDER BY names the columns qualified: bare, it would sort by the bigint alias and miss
+        // the (tx_id, position) index, scanning and sorting the whole tail of the store per batch.
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence, position, \
                     event_type, event_version, payload, metadata, recorded_at \
              FROM events \
              WHERE (tx_id, position) > ($1::text::xid8, $2) \
                AND position > $3 AND ($4::text[] IS NULL OR aggregate_type = ANY($4)) \
-             ORDER BY tx_id, position \
+             ORDER BY events.tx_id, events.position \
              LIMIT $5",
         )
         .bind(after.0)

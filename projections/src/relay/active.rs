@@ -92,12 +92,14 @@ impl ActiveRelay {
                 .await
                 .context("reading the commit horizon")?;
         let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
+        // ORDER BY names the columns qualified: bare, it would sort by the bigint alias and miss
+        // the (tx_id, position) index, scanning and sorting the whole tail of the store per batch.
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence, position, \
                     event_type, event_version, payload, metadata, recorded_at \
              FROM events \
              WHERE tx_id < $1::text::xid8 AND (tx_id, position) > ($2::text::xid8, $3) \
-             ORDER BY tx_id, position \
+             ORDER BY events.tx_id, events.position \
              LIMIT $4",
         )
         .bind(horizon)
