@@ -289,6 +289,18 @@ where
         self.slot.as_ref().context("the aggregate was just loaded")
     }
 
+    /// The state of an aggregate this process just minted the id of (a new order): nothing to
+    /// read. Should the id exist after all, the append's sequence check refuses the write.
+    pub fn start_new(&mut self) -> Loaded<A> {
+        let fresh = Loaded {
+            state: A::default(),
+            version: 0,
+            snapshot_version: 0,
+        };
+        *self.slot = Some(fresh.clone());
+        fresh
+    }
+
     /// Runs the command on a copy of `loaded`: the new state and the events, or the refusal.
     pub async fn decide(
         &self,

@@ -288,7 +288,7 @@ pub async fn checkout(
             )));
         };
         let mut order = state.orders.lock(&order_id.to_string()).await;
-        let order_loaded = order.load().await?.clone();
+        let order_loaded = order.start_new();
         let place = OrderCommand::Place {
             order_id,
             buyer_id: caller.account_id,
