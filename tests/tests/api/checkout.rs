@@ -87,6 +87,12 @@ impl TestApp {
             .await
     }
 
+    /// The order's payment, as the query API shows it once position `at` is applied.
+    pub async fn payment(&self, order_id: Uuid, buyer: &str, at: i64) -> Value {
+        self.read_json(&format!("/v1/orders/{order_id}/payment"), Some(buyer), at)
+            .await
+    }
+
     /// What the sandbox recorded of an order's payment.
     pub async fn sandbox_payment(&self, order_id: Uuid) -> Value {
         let payment_id = PaymentId::for_order(OrderId(order_id));
@@ -153,9 +159,7 @@ async fn tok_ok_confirms_captures_and_sells_the_units() {
     app.wait_for_saga(order_id).await;
     assert_eq!(stock_of(&app.stock("MUG").await), levels(3, 0));
     let at = app.last_position().await;
-    let payment = app
-        .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
-        .await;
+    let payment = app.payment(order_id, &buyer, at).await;
     assert_eq!(payment["status"], "captured");
     assert_eq!(
         payment["amount"],
@@ -194,9 +198,7 @@ async fn tok_decline_cancels_with_a_readable_reason_and_releases_the_units() {
     app.wait_for_saga(order_id).await;
     assert_eq!(stock_of(&app.stock("MUG").await), levels(5, 0));
     let at = app.last_position().await;
-    let payment = app
-        .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
-        .await;
+    let payment = app.payment(order_id, &buyer, at).await;
     assert_eq!(payment["status"], "declined");
     let notes = app
         .read_json("/v1/me/notifications", Some(&buyer), at)
@@ -228,9 +230,7 @@ async fn tok_flaky_is_retried_into_exactly_one_authorisation() {
     );
     assert_eq!(stock_of(&app.stock("MUG").await), levels(4, 0));
     let at = app.last_position().await;
-    let payment = app
-        .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
-        .await;
+    let payment = app.payment(order_id, &buyer, at).await;
     assert_eq!(payment["status"], "captured");
 }
 
@@ -252,9 +252,7 @@ async fn tok_timeout_cancels_after_the_payment_timeout_and_releases_the_units() 
     app.wait_for_saga(order_id).await;
     assert_eq!(stock_of(&app.stock("MUG").await), levels(5, 0));
     let at = app.last_position().await;
-    let payment = app
-        .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
-        .await;
+    let payment = app.payment(order_id, &buyer, at).await;
     assert_eq!(payment["status"], "declined");
     assert_ne!(app.sandbox_payment(order_id).await["status"], "authorized");
 }
@@ -278,9 +276,7 @@ async fn a_late_answer_after_the_timeout_changes_nothing() {
     assert_ne!(sandbox["status"], "authorized", "{sandbox}");
     assert_ne!(sandbox["status"], "captured", "{sandbox}");
     let at = app.last_position().await;
-    let payment = app
-        .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
-        .await;
+    let payment = app.payment(order_id, &buyer, at).await;
     assert_eq!(payment["status"], "declined");
 }
 
@@ -392,9 +388,7 @@ async fn the_buyer_cancels_a_confirmed_order_and_gets_stock_back_and_a_refund() 
     app.wait_for_saga(order_id).await;
     assert_eq!(stock_of(&app.stock("MUG").await), levels(5, 0));
     let at = app.last_position().await;
-    let payment = app
-        .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
-        .await;
+    let payment = app.payment(order_id, &buyer, at).await;
     assert_eq!(payment["status"], "refunded");
     assert_eq!(app.sandbox_payment(order_id).await["status"], "refunded");
 }

@@ -305,9 +305,7 @@ async fn a_payment_reads_back_with_its_history() {
     app.wait_for_order(order_id, &buyer, &["cancelled"]).await;
     app.wait_for_saga(order_id).await;
     let at = app.last_position().await;
-    let payment = app
-        .read_json(&format!("/v1/orders/{order_id}/payment"), Some(&buyer), at)
-        .await;
+    let payment = app.payment(order_id, &buyer, at).await;
     assert_eq!(payment["status"], "declined");
     assert_eq!(
         payment["amount"],
