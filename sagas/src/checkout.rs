@@ -445,7 +445,10 @@ impl SagaDriver {
         let total = saga.total.context("a started saga has a total")?;
         let remaining = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         // The token lives on the order (the saga's stream keeps no card reference).
-        let token = order_token(order).context("the order has no payment token")?;
+        let token = order
+            .payment_token
+            .clone()
+            .context("the order has no payment token")?;
         let answer = match tokio::time::timeout(
             remaining,
             self.gateway.authorize(payment_id, total, &token),
@@ -501,8 +504,4 @@ impl SagaDriver {
         }
         Ok(())
     }
-}
-
-fn order_token(order: &Order) -> Option<String> {
-    order.payment_token.clone()
 }
