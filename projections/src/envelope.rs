@@ -73,6 +73,11 @@ pub struct OutgoingMessage {
 }
 
 impl StoredEvent {
+    /// The payload as the domain's event type, read in place (no copy of the JSON).
+    pub fn decode<'a, E: serde::Deserialize<'a>>(&'a self) -> Result<E, serde_json::Error> {
+        E::deserialize(&self.payload)
+    }
+
     /// `<aggregate_type>:<aggregate_id>:<sequence>`: the same event always gets the same id.
     pub fn message_id(&self) -> String {
         format!(

@@ -117,6 +117,23 @@ pub trait Projection: Send + Sync + 'static {
         conn: &mut PgConnection,
         event: &StoredEvent,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Applies several events, in order, exactly as calling [`Projection::apply`] on each
+    /// would. The runtime calls it for a whole batch on its fast path (an error sends the batch
+    /// to the one-event-per-savepoint path, which calls `apply`). Override it to write a batch
+    /// in a few set-based statements instead of a few per event.
+    fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async move {
+            for event in events {
+                self.apply(conn, event).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The object-safe face of [`Projection`], so that projections of different types share one
@@ -128,6 +145,11 @@ pub(crate) trait ErasedProjection: Send + Sync + 'static {
         &'a self,
         conn: &'a mut PgConnection,
         event: &'a StoredEvent,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn erased_apply_batch<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [StoredEvent],
     ) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
@@ -146,6 +168,14 @@ impl<P: Projection> ErasedProjection for P {
         event: &'a StoredEvent,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.apply(conn, event))
+    }
+
+    fn erased_apply_batch<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [StoredEvent],
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.apply_batch(conn, events))
     }
 }
 
@@ -180,6 +210,14 @@ impl Projection for SharedProjection {
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         self.0.erased_apply(conn, event).await
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> anyhow::Result<()> {
+        self.0.erased_apply_batch(conn, events).await
     }
 }
 

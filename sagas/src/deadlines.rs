@@ -17,18 +17,23 @@ pub struct Claimed {
     pub generation: i64,
 }
 
-/// Wakes saga `id` now (inside the caller's transaction), creating its row if needed.
-pub async fn wake(conn: &mut PgConnection, id: Uuid, reason: &str) -> anyhow::Result<()> {
+/// Wakes the sagas `ids` now, each for its `reasons` entry (inside the caller's transaction),
+/// creating their rows if needed. One id must not appear twice.
+pub async fn wake(conn: &mut PgConnection, ids: &[Uuid], reasons: &[&str]) -> anyhow::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
-        "INSERT INTO saga_deadlines (saga_id, due_at, reason) VALUES ($1, now(), $2) \
-         ON CONFLICT (saga_id) DO UPDATE SET due_at = LEAST(saga_deadlines.due_at, now()), reason = $2, \
-             generation = saga_deadlines.generation + 1",
+        "INSERT INTO saga_deadlines (saga_id, due_at, reason) \
+         SELECT id, now(), reason FROM UNNEST($1::uuid[], $2::text[]) AS w(id, reason) \
+         ON CONFLICT (saga_id) DO UPDATE SET due_at = LEAST(saga_deadlines.due_at, now()), \
+             reason = EXCLUDED.reason, generation = saga_deadlines.generation + 1",
     )
-    .bind(id)
-    .bind(reason)
+    .bind(ids)
+    .bind(reasons)
     .execute(&mut *conn)
     .await
-    .context("waking a saga")?;
+    .context("waking sagas")?;
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(SAGA_DUE_CHANNEL)
         .execute(&mut *conn)

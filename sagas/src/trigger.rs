@@ -2,10 +2,13 @@
 //! cancelled or returned. Running on the projection runtime, a wake-up is written in the same
 //! transaction as the runtime's bookkeeping: no order event is lost or handled twice.
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use commerce_domain::order::OrderEvent;
 use commerce_projections::{Projection, StoredEvent};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::deadlines;
 
@@ -22,19 +25,39 @@ impl Projection for SagaTriggers {
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
-        let reason = match event.event_type.as_str() {
-            "OrderPlaced" => "order_placed",
-            "OrderCancelled" => "order_cancelled",
-            "OrderReturned" => "order_returned",
-            _ => return Ok(()),
-        };
-        // Decoding checks the payload is an order event of a known shape before acting on it.
-        let _: OrderEvent =
-            serde_json::from_value(event.payload.clone()).context("decoding an order event")?;
-        let order_id: uuid::Uuid = event
-            .aggregate_id
-            .parse()
-            .context("an order id is a UUID")?;
-        deadlines::wake(conn, order_id, reason).await
+        self.apply_batch(conn, std::slice::from_ref(event)).await
     }
+
+    /// One statement wakes every saga of the batch (an order woken twice keeps its last reason).
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> anyhow::Result<()> {
+        let mut wakes = BTreeMap::new();
+        for event in events {
+            if let Some(reason) = reason_to_wake(event)? {
+                let order_id: Uuid = event
+                    .aggregate_id
+                    .parse()
+                    .context("an order id is a UUID")?;
+                wakes.insert(order_id, reason);
+            }
+        }
+        let (ids, reasons): (Vec<Uuid>, Vec<&str>) = wakes.into_iter().unzip();
+        deadlines::wake(conn, &ids, &reasons).await
+    }
+}
+
+/// Why `event` wakes its order's saga, if it does.
+fn reason_to_wake(event: &StoredEvent) -> anyhow::Result<Option<&'static str>> {
+    let reason = match event.event_type.as_str() {
+        "OrderPlaced" => "order_placed",
+        "OrderCancelled" => "order_cancelled",
+        "OrderReturned" => "order_returned",
+        _ => return Ok(None),
+    };
+    // Decoding checks the payload is an order event of a known shape before acting on it.
+    let _: OrderEvent = event.decode().context("decoding an order event")?;
+    Ok(Some(reason))
 }

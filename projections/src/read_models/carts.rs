@@ -1,10 +1,14 @@
 //! `carts`: each buyer's open cart and wishlist (`rm_carts`).
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use commerce_domain::cart::{Cart, CartEvent};
 use cqrs_es::Aggregate;
 use serde_json::{json, Value};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::{Projection, StoredEvent};
 
@@ -21,7 +25,15 @@ impl Projection for Carts {
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
-        apply(conn, event).await
+        apply_batch(conn, std::slice::from_ref(event)).await
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut PgConnection,
+        events: &[StoredEvent],
+    ) -> anyhow::Result<()> {
+        apply_batch(conn, events).await
     }
 }
 
@@ -42,34 +54,61 @@ fn view(cart: &Cart) -> (Value, Option<Value>, Value) {
     )
 }
 
-async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
-    let cart_event: CartEvent =
-        serde_json::from_value(event.payload.clone()).context("decoding a cart event")?;
-    let buyer: uuid::Uuid = event
-        .aggregate_id
-        .parse()
-        .context("a cart id is the buyer's account id")?;
-    let state: Option<Value> =
-        sqlx::query_scalar("SELECT state FROM rm_carts WHERE buyer_id = $1 FOR UPDATE")
-            .bind(buyer)
-            .fetch_optional(&mut *db)
-            .await?;
-    let mut cart: Cart = match state {
-        Some(state) => serde_json::from_value(state).context("decoding the folded cart")?,
-        None => Cart::default(),
-    };
-    cart.apply(cart_event);
-    let (items, total, wishlist) = view(&cart);
-    sqlx::query(
-        "INSERT INTO rm_carts (buyer_id, state, items, total, wishlist, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (buyer_id) DO UPDATE SET state = $2, items = $3, total = $4, wishlist = $5, updated_at = $6",
+/// Folds the batch's events into each buyer's stored cart in memory, then writes every cart
+/// it touched in one statement: two round trips per batch, whatever its size.
+async fn apply_batch(db: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
+    let mut buyers: Vec<Uuid> = events
+        .iter()
+        .map(|event| {
+            event
+                .aggregate_id
+                .parse()
+                .context("a cart id is the buyer's account id")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    buyers.sort_unstable();
+    buyers.dedup();
+    let stored: Vec<(Uuid, Value)> = sqlx::query_as(
+        "SELECT buyer_id, state FROM rm_carts WHERE buyer_id = ANY($1) ORDER BY buyer_id FOR UPDATE",
     )
-    .bind(buyer)
-    .bind(serde_json::to_value(&cart)?)
-    .bind(items)
-    .bind(total)
-    .bind(wishlist)
-    .bind(event.recorded_at)
+    .bind(&buyers)
+    .fetch_all(&mut *db)
+    .await?;
+    let mut carts: BTreeMap<Uuid, (Cart, DateTime<Utc>)> = BTreeMap::new();
+    for (buyer, state) in stored {
+        let cart = serde_json::from_value(state).context("decoding the folded cart")?;
+        carts.insert(buyer, (cart, DateTime::<Utc>::MIN_UTC));
+    }
+    for event in events {
+        let cart_event: CartEvent = event.decode().context("decoding a cart event")?;
+        let buyer: Uuid = event.aggregate_id.parse()?;
+        let (cart, updated_at) = carts.entry(buyer).or_default();
+        cart.apply(cart_event);
+        *updated_at = event.recorded_at;
+    }
+    let (mut ids, mut states, mut items, mut totals, mut wishlists, mut updated) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (buyer, (cart, updated_at)) in carts {
+        let (cart_items, total, wishlist) = view(&cart);
+        ids.push(buyer);
+        states.push(serde_json::to_value(&cart)?);
+        items.push(cart_items);
+        totals.push(total);
+        wishlists.push(wishlist);
+        updated.push(updated_at);
+    }
+    sqlx::query(
+        "INSERT INTO rm_carts (buyer_id, state, items, total, wishlist, updated_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::jsonb[], $3::jsonb[], $4::jsonb[], $5::jsonb[], $6::timestamptz[]) \
+         ON CONFLICT (buyer_id) DO UPDATE SET state = EXCLUDED.state, items = EXCLUDED.items, \
+           total = EXCLUDED.total, wishlist = EXCLUDED.wishlist, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&items)
+    .bind(&totals)
+    .bind(&wishlists)
+    .bind(&updated)
     .execute(&mut *db)
     .await?;
     Ok(())

@@ -30,7 +30,7 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
         .parse()
         .context("a product id is a UUID")?;
     let at = event.recorded_at;
-    match serde_json::from_value(event.payload.clone()).context("decoding a product event")? {
+    match event.decode().context("decoding a product event")? {
         ProductEvent::ProductCreated { seller_id, product } => {
             sqlx::query(
                 "INSERT INTO rm_products (product_id, seller_id, sku, name, description, price_amount, currency, category, \

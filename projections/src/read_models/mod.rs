@@ -1,6 +1,7 @@
 //! The read models, one projection a file. Each owns its `rm_*` tables (see the read-model
-//! migration), applies one event at a time inside the runtime's transaction, and relies on the
-//! runtime for ordering per aggregate, duplicates and gaps.
+//! migration), applies events inside the runtime's transaction, and relies on the runtime for
+//! ordering per aggregate, duplicates and gaps. The busiest (carts, orders, inventory,
+//! recommendations) fold a whole batch in memory and write it in a statement or two per table.
 
 mod carts;
 mod catalog;

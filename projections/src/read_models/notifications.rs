@@ -71,7 +71,7 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
             .aggregate_id
             .parse()
             .context("a payment id is a UUID")?;
-        match serde_json::from_value(event.payload.clone()).context("decoding a payment event")? {
+        match event.decode().context("decoding a payment event")? {
             PaymentEvent::PaymentRequested { order_id, .. } => {
                 sqlx::query("INSERT INTO rm_notification_payments (payment_id, order_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                     .bind(payment_id)
@@ -103,8 +103,7 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
         .aggregate_id
         .parse()
         .context("an order id is a UUID")?;
-    let order_event: OrderEvent =
-        serde_json::from_value(event.payload.clone()).context("decoding an order event")?;
+    let order_event: OrderEvent = event.decode().context("decoding an order event")?;
     if let OrderEvent::OrderPlaced {
         buyer_id,
         lines,

@@ -30,9 +30,7 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
         .parse()
         .context("a payment id is a UUID")?;
     let at = event.recorded_at;
-    let (status, detail) = match serde_json::from_value(event.payload.clone())
-        .context("decoding a payment event")?
-    {
+    let (status, detail) = match event.decode().context("decoding a payment event")? {
         PaymentEvent::PaymentRequested { order_id, amount } => {
             sqlx::query(
                 "INSERT INTO rm_payments (payment_id, order_id, status, amount, history, updated_at) VALUES ($1, $2, 'requested', $3, $4, $5)",

@@ -30,7 +30,7 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
         rating,
         title,
         body,
-    } = serde_json::from_value(event.payload.clone()).context("decoding a review event")?;
+    } = event.decode().context("decoding a review event")?;
     sqlx::query("INSERT INTO rm_reviews (product_id, buyer_id, rating, title, body, written_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(product_id.0)
         .bind(buyer_id.0)

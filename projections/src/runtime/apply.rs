@@ -1,6 +1,7 @@
 //! Applying a batch of events in one transaction, with the per-aggregate bookkeeping that makes
 //! redelivery, reordering and lost messages harmless.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use anyhow::Context;
@@ -78,26 +79,27 @@ async fn apply_in_transaction(
     let applied_before = lock_sequences(&mut tx, name, events).await?;
     let mut last_applied = applied_before.clone();
     let mut report = BatchReport::default();
-    for event in events {
-        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
-        let last = last_applied.get(&key).copied().unwrap_or(0);
-        if event.sequence <= last {
-            report.duplicates += 1;
-            continue;
-        }
-        if event.sequence > last + 1 {
-            let missing = load_missing(&mut tx, event, last).await?;
-            for earlier in &missing {
-                if !apply_one(&mut tx, projection, earlier, mode, &mut report).await? {
-                    return Ok(None);
-                }
-                report.healed += 1;
+    let plan = plan(&mut tx, events, &mut last_applied, &mut report).await?;
+    match mode {
+        Mode::Optimistic => {
+            if let Err(error) = projection.erased_apply_batch(&mut tx, &plan).await {
+                tracing::debug!(
+                    projection = name,
+                    error = format!("{error:#}"),
+                    "a batch failed: applying it again, one savepoint per event"
+                );
+                return Ok(None);
+            }
+            for event in plan.iter() {
+                report.applied += 1;
+                report.handled(event);
             }
         }
-        if !apply_one(&mut tx, projection, event, mode, &mut report).await? {
-            return Ok(None);
+        Mode::Isolated { max_attempts } => {
+            for event in plan.iter() {
+                apply_isolated(&mut tx, projection, event, max_attempts, &mut report).await?;
+            }
         }
-        last_applied.insert(key, event.sequence);
     }
     let changed: Vec<_> = last_applied
         .iter()
@@ -111,77 +113,86 @@ async fn apply_in_transaction(
     Ok(Some(report))
 }
 
-/// Applies one event; `false` when it failed in [`Mode::Optimistic`].
-async fn apply_one(
+/// The events to apply, in order: duplicates left out (and counted), each gap filled from the
+/// store just before the event that reveals it. Borrows `events` when nothing changes, which is
+/// the usual case.
+async fn plan<'e>(
+    conn: &mut PgConnection,
+    events: &'e [StoredEvent],
+    last_applied: &mut HashMap<(String, String), i64>,
+    report: &mut BatchReport,
+) -> anyhow::Result<Cow<'e, [StoredEvent]>> {
+    let mut plan: Option<Vec<StoredEvent>> = None;
+    for (index, event) in events.iter().enumerate() {
+        let key = (event.aggregate_type.clone(), event.aggregate_id.clone());
+        let last = last_applied.get(&key).copied().unwrap_or(0);
+        if event.sequence == last + 1 {
+            if let Some(plan) = &mut plan {
+                plan.push(event.clone());
+            }
+        } else {
+            let plan = plan.get_or_insert_with(|| events[..index].to_vec());
+            if event.sequence <= last {
+                report.duplicates += 1;
+                continue;
+            }
+            let missing = load_missing(conn, event, last).await?;
+            report.healed += missing.len() as u64;
+            plan.extend(missing);
+            plan.push(event.clone());
+        }
+        last_applied.insert(key, event.sequence);
+    }
+    Ok(plan.map_or(Cow::Borrowed(events), Cow::Owned))
+}
+
+/// Applies one event under its own savepoint, `max_attempts` times, then parks it.
+async fn apply_isolated(
     conn: &mut PgConnection,
     projection: &dyn ErasedProjection,
     event: &StoredEvent,
-    mode: Mode,
+    max_attempts: u32,
     report: &mut BatchReport,
-) -> anyhow::Result<bool> {
-    match mode {
-        Mode::Optimistic => {
-            if let Err(error) = projection.erased_apply(conn, event).await {
-                tracing::debug!(
-                    projection = projection.erased_name(),
-                    aggregate_type = %event.aggregate_type,
-                    aggregate_id = %event.aggregate_id,
-                    sequence = event.sequence,
-                    error = format!("{error:#}"),
-                    "an event failed: applying the batch again, one savepoint per event"
-                );
-                return Ok(false);
+) -> anyhow::Result<()> {
+    let mut failure = None;
+    for _ in 0..max_attempts {
+        let mut savepoint = conn.begin().await.context("setting a savepoint")?;
+        match projection.erased_apply(&mut savepoint, event).await {
+            Ok(()) => {
+                savepoint.commit().await.context("releasing a savepoint")?;
+                failure = None;
+                break;
             }
-            report.applied += 1;
-        }
-        Mode::Isolated { max_attempts } => {
-            let mut failure = None;
-            for _ in 0..max_attempts {
-                let mut savepoint = conn.begin().await.context("setting a savepoint")?;
-                match projection.erased_apply(&mut savepoint, event).await {
-                    Ok(()) => {
-                        savepoint.commit().await.context("releasing a savepoint")?;
-                        failure = None;
-                        break;
-                    }
-                    Err(error) => {
-                        // A connection that cannot even roll back is an infrastructure
-                        // failure: the whole batch fails instead of parking the event.
-                        savepoint
-                            .rollback()
-                            .await
-                            .context("rolling back to a savepoint")?;
-                        failure = Some(error);
-                    }
-                }
-            }
-            match failure {
-                None => report.applied += 1,
-                Some(error) => {
-                    tracing::warn!(
-                        projection = projection.erased_name(),
-                        aggregate_type = %event.aggregate_type,
-                        aggregate_id = %event.aggregate_id,
-                        sequence = event.sequence,
-                        position = event.position,
-                        error = format!("{error:#}"),
-                        "an event kept failing: parked in dead_letters"
-                    );
-                    crate::dead_letters::park(
-                        conn,
-                        projection.erased_name(),
-                        event,
-                        &error,
-                        max_attempts,
-                    )
-                    .await?;
-                    report.parked += 1;
-                }
+            Err(error) => {
+                // A connection that cannot even roll back is an infrastructure failure: the
+                // whole batch fails instead of parking the event.
+                savepoint
+                    .rollback()
+                    .await
+                    .context("rolling back to a savepoint")?;
+                failure = Some(error);
             }
         }
     }
+    match failure {
+        None => report.applied += 1,
+        Some(error) => {
+            tracing::warn!(
+                projection = projection.erased_name(),
+                aggregate_type = %event.aggregate_type,
+                aggregate_id = %event.aggregate_id,
+                sequence = event.sequence,
+                position = event.position,
+                error = format!("{error:#}"),
+                "an event kept failing: parked in dead_letters"
+            );
+            crate::dead_letters::park(conn, projection.erased_name(), event, &error, max_attempts)
+                .await?;
+            report.parked += 1;
+        }
+    }
     report.handled(event);
-    Ok(true)
+    Ok(())
 }
 
 /// Locks (creating them at 0) the bookkeeping rows of the batch's aggregates, in a stable

@@ -16,5 +16,6 @@ mod inventory;
 mod ops;
 mod orders;
 mod products;
+mod read_models;
 mod reads;
 mod search;
