@@ -20,12 +20,15 @@ use commerce_domain::payment::{Payment, PaymentCommand, PaymentError};
 use commerce_domain::services::{GatewayError, PaymentGateway};
 use commerce_domain::{OrderId, PaymentId};
 use commerce_store::repository::CommandOptions;
-use commerce_store::{CommandError, Metadata, Repository};
+use commerce_store::{CommandError, CommitError, Metadata, Repository, UnitOfWork};
 use cqrs_es::Aggregate;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::deadlines;
+
+/// Attempts at a step whose commit conflicts with another process's.
+const MAX_ATTEMPTS: usize = 8;
 
 /// How the checkout saga paces itself.
 #[derive(Debug, Clone)]
@@ -110,6 +113,82 @@ impl SagaDriver {
             .map(|_| ())
     }
 
+    /// Sends `command` to aggregate `id` and records `then` in the saga, in one transaction: a
+    /// step and its record are one commit, and a crash cannot fall between them. A refusal of
+    /// `command` records nothing; a conflict (another process wrote `id`) decides again.
+    async fn send_and_record<A>(
+        &self,
+        repository: &Repository<A>,
+        id: &str,
+        command: A::Command,
+        order_id: Uuid,
+        step: &str,
+        then: SagaEvent,
+    ) -> Result<(), CommandError<A::Error>>
+    where
+        A: Aggregate<Services = ()> + Clone + 'static,
+        A::Command: Clone,
+    {
+        let metadata =
+            serde_json::to_value(Self::metadata(order_id, step)).context("serialising metadata")?;
+        let record_metadata = serde_json::to_value(Self::metadata(
+            order_id,
+            &format!("record-{}", cqrs_es::DomainEvent::event_type(&then)),
+        ))
+        .context("serialising metadata")?;
+        let saga_id = order_id.to_string();
+        for _ in 0..MAX_ATTEMPTS {
+            let mut target = repository.lock(id).await;
+            let loaded = target.load().await?.clone();
+            let (state, events) = match target.decide(&loaded, command.clone()).await {
+                Ok(decided) => decided,
+                Err(refusal) => {
+                    // A refusal decided on another process's old news is decided again.
+                    if target.is_stale().await? {
+                        target.evict();
+                        continue;
+                    }
+                    return Err(CommandError::Rejected(refusal));
+                }
+            };
+            if events.is_empty() && target.is_stale().await? {
+                target.evict();
+                continue;
+            }
+            let mut saga = self.sagas.lock(&saga_id).await;
+            let saga_loaded = saga.load().await?.clone();
+            let (saga_state, saga_events) = saga
+                .decide(&saga_loaded, SagaCommand::Record(then.clone()))
+                .await
+                .map_err(|e| anyhow::anyhow!("recording a saga step: {e}"))?;
+            let mut unit = UnitOfWork::default();
+            let target_snapshot = !events.is_empty()
+                && target.stage(&mut unit, &loaded, &state, &events, &metadata)?;
+            let saga_snapshot = saga.stage(
+                &mut unit,
+                &saga_loaded,
+                &saga_state,
+                &saga_events,
+                &record_metadata,
+            )?;
+            match unit.commit(&self.pool).await {
+                Ok(_) => {
+                    let version = loaded.version + events.len() as i64;
+                    target.committed(state, version, target_snapshot);
+                    let saga_version = saga_loaded.version + saga_events.len() as i64;
+                    saga.committed(saga_state, saga_version, saga_snapshot);
+                    return Ok(());
+                }
+                Err(CommitError::Conflict) => {
+                    target.evict();
+                    saga.evict();
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
     async fn record(&self, order_id: Uuid, event: SagaEvent) -> anyhow::Result<()> {
         let step = cqrs_es::DomainEvent::event_type(&event);
         self.send(
@@ -123,63 +202,94 @@ impl SagaDriver {
         .map_err(|e| anyhow::anyhow!("recording a saga step: {e}"))
     }
 
-    /// Sends an order command; a refusal because the order already took (or skipped past) that
-    /// step is success, as is one because it was cancelled (the next decision sees that).
+    /// Sends an order command and records `then` with it. A refusal because the order already
+    /// took (or skipped past) that step is success: `then` is recorded alone, unless the order
+    /// was cancelled and `when_cancelled` is false (the next decision sees the cancellation).
     async fn order_step(
         &self,
         order_id: Uuid,
         command: OrderCommand,
         step: &str,
+        then: SagaEvent,
+        when_cancelled: bool,
     ) -> anyhow::Result<()> {
+        let id = order_id.to_string();
         match self
-            .send(&self.orders, &order_id.to_string(), command, order_id, step)
+            .send_and_record(&self.orders, &id, command, order_id, step, then.clone())
             .await
         {
-            Ok(()) | Err(CommandError::Rejected(OrderError::InvalidTransition { .. })) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(CommandError::Rejected(OrderError::InvalidTransition { .. })) => {
+                let status = self.orders.load(&id).await?.state.status;
+                if when_cancelled || status != Some(OrderStatus::Cancelled) {
+                    self.record(order_id, then).await?;
+                }
+                Ok(())
+            }
             Err(error) => Err(infrastructure(error)).with_context(|| format!("order step {step}")),
         }
     }
 
+    /// Sends a payment command and records `then` with it; when the payment refuses because it
+    /// already took (or skipped past) that step, records `then` alone.
     async fn payment_step(
         &self,
         order_id: Uuid,
         payment_id: PaymentId,
         command: PaymentCommand,
         step: &str,
+        then: SagaEvent,
     ) -> anyhow::Result<()> {
+        let taken = self
+            .try_payment_step(order_id, payment_id, command, step, then.clone())
+            .await?;
+        if !taken {
+            self.record(order_id, then).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::payment_step`] without the record on refusal: `false` when the payment refused
+    /// because it already took (or skipped past) that step, and nothing was recorded.
+    async fn try_payment_step(
+        &self,
+        order_id: Uuid,
+        payment_id: PaymentId,
+        command: PaymentCommand,
+        step: &str,
+        then: SagaEvent,
+    ) -> anyhow::Result<bool> {
+        let id = payment_id.to_string();
         match self
-            .send(
-                &self.payments,
-                &payment_id.to_string(),
-                command,
-                order_id,
-                step,
-            )
+            .send_and_record(&self.payments, &id, command, order_id, step, then)
             .await
         {
-            Ok(())
-            | Err(CommandError::Rejected(
+            Ok(()) => Ok(true),
+            Err(CommandError::Rejected(
                 PaymentError::InvalidTransition { .. } | PaymentError::AlreadyRequested,
-            )) => Ok(()),
+            )) => Ok(false),
             Err(error) => {
                 Err(infrastructure(error)).with_context(|| format!("payment step {step}"))
             }
         }
     }
 
+    /// Sends an inventory command and records `then` with it.
     async fn inventory_step(
         &self,
         order_id: Uuid,
         sku: &str,
         command: InventoryCommand,
         step: &str,
+        then: SagaEvent,
     ) -> Result<(), CommandError<InventoryError>> {
-        self.send(
+        self.send_and_record(
             &self.inventory,
             sku,
             command,
             order_id,
             &format!("{step}:{sku}"),
+            then,
         )
         .await
     }
@@ -252,14 +362,14 @@ impl SagaDriver {
                     order_id: id,
                     quantity: i64::from(line.quantity),
                 };
+                let reserved = SagaEvent::LineReserved {
+                    sku: line.sku.clone(),
+                };
                 match self
-                    .inventory_step(order_id, line.sku.as_str(), command, "reserve")
+                    .inventory_step(order_id, line.sku.as_str(), command, "reserve", reserved)
                     .await
                 {
-                    Ok(()) => {
-                        self.record(order_id, SagaEvent::LineReserved { sku: line.sku })
-                            .await?
-                    }
+                    Ok(()) => {}
                     Err(CommandError::Rejected(refusal)) => {
                         let reason = match refusal {
                             InventoryError::OutOfStock { .. } => {
@@ -278,12 +388,10 @@ impl SagaDriver {
                     order_id,
                     OrderCommand::RecordInventoryReserved,
                     "mark-reserved",
+                    SagaEvent::OrderMarkedReserved,
+                    false,
                 )
                 .await?;
-                if order.status != Some(OrderStatus::Cancelled) {
-                    self.record(order_id, SagaEvent::OrderMarkedReserved)
-                        .await?;
-                }
             }
             SagaAction::RequestAuthorization => {
                 let total = saga.total.context("a started saga has a total")?;
@@ -291,17 +399,13 @@ impl SagaDriver {
                     order_id: id,
                     amount: total,
                 };
-                self.payment_step(order_id, payment_id, request, "request-payment")
-                    .await?;
                 let now = Utc::now();
                 let timeout = chrono::Duration::from_std(self.config.payment_timeout)
                     .unwrap_or(chrono::Duration::seconds(30));
                 let deadline = now + timeout;
-                self.record(
-                    order_id,
-                    SagaEvent::AuthorizationRequested { at: now, deadline },
-                )
-                .await?;
+                let requested = SagaEvent::AuthorizationRequested { at: now, deadline };
+                self.payment_step(order_id, payment_id, request, "request-payment", requested)
+                    .await?;
                 deadlines::set_payment_deadline(&self.pool, order_id, deadline).await?;
             }
             SagaAction::Authorize { deadline } => {
@@ -313,20 +417,20 @@ impl SagaDriver {
                     order_id,
                     OrderCommand::RecordPaymentAuthorized,
                     "mark-authorized",
+                    SagaEvent::OrderMarkedAuthorized,
+                    false,
                 )
                 .await?;
-                if order.status != Some(OrderStatus::Cancelled) {
-                    self.record(order_id, SagaEvent::OrderMarkedAuthorized)
-                        .await?;
-                }
             }
             SagaAction::ConfirmOrder => {
-                self.order_step(order_id, OrderCommand::Confirm, "confirm")
-                    .await?;
-                let confirmed = self.orders.load(&order_id.to_string()).await?.state.status;
-                if confirmed != Some(OrderStatus::Cancelled) {
-                    self.record(order_id, SagaEvent::OrderConfirmed).await?;
-                }
+                self.order_step(
+                    order_id,
+                    OrderCommand::Confirm,
+                    "confirm",
+                    SagaEvent::OrderConfirmed,
+                    false,
+                )
+                .await?;
             }
             SagaAction::Capture => {
                 let total = saga.total.context("a started saga has a total")?;
@@ -339,17 +443,18 @@ impl SagaDriver {
                     payment_id,
                     PaymentCommand::Capture { amount: total },
                     "capture",
+                    SagaEvent::PaymentCaptured,
                 )
                 .await?;
-                self.record(order_id, SagaEvent::PaymentCaptured).await?;
             }
             SagaAction::Commit(line) => {
                 let command = InventoryCommand::Commit { order_id: id };
-                self.inventory_step(order_id, line.sku.as_str(), command, "commit")
+                let then = SagaEvent::StockCommitted {
+                    sku: line.sku.clone(),
+                };
+                self.inventory_step(order_id, line.sku.as_str(), command, "commit", then)
                     .await
                     .map_err(infrastructure)?;
-                self.record(order_id, SagaEvent::StockCommitted { sku: line.sku })
-                    .await?;
             }
             SagaAction::Compensate(reason) => {
                 tracing::info!(%reason, "compensating");
@@ -362,11 +467,13 @@ impl SagaDriver {
                     .await
                     .map_err(|e| anyhow::anyhow!("voiding: {e}"))?;
                 let payment = self.payments.load(&payment_id.to_string()).await?.state;
+                let voided = SagaEvent::PaymentVoided;
                 if payment.authorized.is_some() && payment.status.is_some() {
-                    self.payment_step(order_id, payment_id, PaymentCommand::Void, "void")
+                    self.payment_step(order_id, payment_id, PaymentCommand::Void, "void", voided)
                         .await?;
+                } else {
+                    self.record(order_id, voided).await?;
                 }
-                self.record(order_id, SagaEvent::PaymentVoided).await?;
             }
             SagaAction::RefundPayment => {
                 let total = saga.total.context("a started saga has a total")?;
@@ -379,44 +486,46 @@ impl SagaDriver {
                     payment_id,
                     PaymentCommand::Refund { amount: total },
                     "refund",
+                    SagaEvent::PaymentRefunded,
                 )
                 .await?;
-                self.record(order_id, SagaEvent::PaymentRefunded).await?;
             }
             SagaAction::Release(line) => {
                 let command = InventoryCommand::Release { order_id: id };
-                self.inventory_step(order_id, line.sku.as_str(), command, "release")
+                let then = SagaEvent::LineReleased {
+                    sku: line.sku.clone(),
+                };
+                self.inventory_step(order_id, line.sku.as_str(), command, "release", then)
                     .await
                     .map_err(infrastructure)?;
-                self.record(order_id, SagaEvent::LineReleased { sku: line.sku })
-                    .await?;
             }
             SagaAction::Restore(line) => {
                 let command = InventoryCommand::Restore { order_id: id };
-                self.inventory_step(order_id, line.sku.as_str(), command, "restore")
+                let then = SagaEvent::StockRestored {
+                    sku: line.sku.clone(),
+                };
+                self.inventory_step(order_id, line.sku.as_str(), command, "restore", then)
                     .await
                     .map_err(infrastructure)?;
-                self.record(order_id, SagaEvent::StockRestored { sku: line.sku })
-                    .await?;
             }
             SagaAction::CancelOrder(reason) => {
-                self.order_step(
-                    order_id,
-                    OrderCommand::Cancel {
-                        reason,
-                        cancelled_by: None,
-                    },
-                    "cancel",
-                )
-                .await?;
-                self.record(order_id, SagaEvent::OrderCancelled).await?;
+                let command = OrderCommand::Cancel {
+                    reason,
+                    cancelled_by: None,
+                };
+                self.order_step(order_id, command, "cancel", SagaEvent::OrderCancelled, true)
+                    .await?;
             }
             SagaAction::StartReturn => self.record(order_id, SagaEvent::ReturnStarted).await?,
             SagaAction::MarkOrderRefunded => {
-                self.order_step(order_id, OrderCommand::RecordRefund, "mark-refunded")
-                    .await?;
-                self.record(order_id, SagaEvent::OrderMarkedRefunded)
-                    .await?;
+                self.order_step(
+                    order_id,
+                    OrderCommand::RecordRefund,
+                    "mark-refunded",
+                    SagaEvent::OrderMarkedRefunded,
+                    true,
+                )
+                .await?;
             }
             SagaAction::Complete(outcome) => {
                 self.record(order_id, SagaEvent::SagaCompleted { outcome })
@@ -463,8 +572,21 @@ impl SagaDriver {
                 let record = PaymentCommand::RecordAuthorized {
                     authorization_id: authorization_id.clone(),
                 };
-                self.payment_step(order_id, payment_id, record, "record-authorized")
+                let authorized = SagaEvent::PaymentAuthorized {
+                    authorization_id: authorization_id.clone(),
+                };
+                let taken = self
+                    .try_payment_step(
+                        order_id,
+                        payment_id,
+                        record,
+                        "record-authorized",
+                        authorized,
+                    )
                     .await?;
+                if taken {
+                    return Ok(());
+                }
                 let payment = self.payments.load(&payment_id.to_string()).await?.state;
                 if payment.status == Some(commerce_domain::payment::PaymentStatus::Declined) {
                     // Another worker gave up on this authorisation first: compensate, voiding it.
@@ -496,10 +618,9 @@ impl SagaDriver {
                     payment_id,
                     PaymentCommand::RecordDeclined { reason: recorded },
                     "record-declined",
+                    SagaEvent::CompensationStarted { reason },
                 )
                 .await?;
-                self.record(order_id, SagaEvent::CompensationStarted { reason })
-                    .await?;
             }
         }
         Ok(())

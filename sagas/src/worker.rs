@@ -1,11 +1,12 @@
 //! Saga workers: claim due sagas from `saga_deadlines` and drive them, several at a time.
 //! Any number of workers, in any number of processes, share the table.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkout::SagaDriver;
@@ -61,6 +62,8 @@ pub async fn run_worker(
     loop {
         while running.try_join_next().is_some() {}
         let free = config.concurrency.saturating_sub(running.len());
+        // Taken before the claim: the lease, counted from here, ends no later than the row says.
+        let claimed_at = Instant::now();
         let claimed = if free > 0 {
             match deadlines::claim(&driver.pool, &config.name, free as i64, config.lease).await {
                 Ok(claimed) => claimed,
@@ -74,7 +77,7 @@ pub async fn run_worker(
         };
         let idle = claimed.is_empty();
         for claim in claimed {
-            running.spawn(drive_one(driver.clone(), config.clone(), claim));
+            running.spawn(drive_one(driver.clone(), config.clone(), claim, claimed_at));
         }
         if !idle {
             continue;
@@ -97,12 +100,30 @@ pub async fn run_worker(
     Ok(())
 }
 
-async fn drive_one(driver: Arc<SagaDriver>, config: WorkerConfig, claim: Claimed) {
+async fn drive_one(
+    driver: Arc<SagaDriver>,
+    config: WorkerConfig,
+    claim: Claimed,
+    claimed_at: Instant,
+) {
     let pool = driver.pool.clone();
+    // The lease is renewed between steps only once a quarter of it has passed: a saga's steps
+    // take milliseconds, and a renewal is a commit.
+    let renewed_at = Arc::new(Mutex::new(claimed_at));
     let keep = || {
         let pool = pool.clone();
         let name = config.name.clone();
-        async move { deadlines::renew(&pool, &name, claim.saga_id, config.lease).await }
+        let renewed_at = renewed_at.clone();
+        async move {
+            let due = *renewed_at.lock().unwrap_or_else(|e| e.into_inner()) + config.lease / 4;
+            if Instant::now() < due {
+                return Ok(true);
+            }
+            let asked_at = Instant::now();
+            let kept = deadlines::renew(&pool, &name, claim.saga_id, config.lease).await?;
+            *renewed_at.lock().unwrap_or_else(|e| e.into_inner()) = asked_at;
+            Ok(kept)
+        }
     };
     let outcome = match driver.drive(claim.saga_id, keep).await {
         Ok(()) => deadlines::finish(&driver.pool, claim).await,

@@ -34,8 +34,9 @@ pub enum CommandError<E: std::error::Error> {
     ClaimTaken(Claim),
     #[error("a request with this idempotency key was already processed")]
     DuplicateRequest,
+    /// The database or the process failed; any `anyhow::Error` is one of these.
     #[error(transparent)]
-    Infrastructure(anyhow::Error),
+    Infrastructure(#[from] anyhow::Error),
 }
 
 impl<E: std::error::Error> From<CommitError> for CommandError<E> {
