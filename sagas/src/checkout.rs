@@ -302,8 +302,12 @@ impl SagaDriver {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<bool>>,
     {
-        // Another worker may have driven this saga since this process last did.
+        // Another worker may have driven this saga, and the buyer changed the order, since this
+        // process last looked. Within the run the cached order is enough: every order command
+        // is checked against the stream's version when it commits, and a cancellation arriving
+        // meanwhile wakes the saga again.
         self.sagas.load_latest(&order_id.to_string()).await?;
+        self.orders.load_latest(&order_id.to_string()).await?;
         for _ in 0..1000 {
             if !keep_lease().await? {
                 tracing::warn!("lost the saga's lease; another worker has it");
@@ -312,7 +316,7 @@ impl SagaDriver {
             // Only the lease holder writes the saga's stream: after the fresh read at the start
             // of this run, the cached state is current.
             let saga = self.sagas.load(&order_id.to_string()).await?.state;
-            let order = self.orders.load_latest(&order_id.to_string()).await?.state;
+            let order = self.orders.load(&order_id.to_string()).await?.state;
             let facts = Facts {
                 now: Utc::now(),
                 order_status: order.status,

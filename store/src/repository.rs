@@ -384,40 +384,46 @@ where
     }
 }
 
-/// Folds the latest snapshot and the events after it. A snapshot that no longer deserialises
-/// (the state's shape changed) is ignored and the whole stream replayed.
+/// Folds the latest snapshot and the events after it, read in one round trip. A snapshot that
+/// no longer deserialises (the state's shape changed) is ignored and the whole stream replayed.
 pub async fn load_from_store<A>(pool: &PgPool, id: &str) -> anyhow::Result<Loaded<A>>
 where
     A: Aggregate + Clone,
 {
-    let snapshot: Option<(i64, serde_json::Value)> =
-        sqlx::query_as("SELECT last_sequence, payload FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2")
-            .bind(A::TYPE)
-            .bind(id)
-            .fetch_optional(pool)
-            .await
-            .context("reading the snapshot")?;
-    let (mut state, mut version) = match snapshot {
-        Some((version, payload)) => match serde_json::from_value::<A>(payload) {
+    // The snapshot (if any) comes first, flagged; then the events after it.
+    let rows: Vec<(bool, i64, serde_json::Value)> = sqlx::query_as(
+        "WITH snapshot AS ( \
+             SELECT last_sequence, payload FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2) \
+         SELECT true, last_sequence, payload FROM snapshot \
+         UNION ALL \
+         (SELECT false, sequence, payload FROM events \
+          WHERE aggregate_type = $1 AND aggregate_id = $2 \
+            AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0) \
+          ORDER BY sequence)",
+    )
+    .bind(A::TYPE)
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .context("reading the snapshot and the events")?;
+    let mut rows = rows.into_iter().peekable();
+    let (mut state, mut version) = match rows.next_if(|(is_snapshot, _, _)| *is_snapshot) {
+        Some((_, version, payload)) => match serde_json::from_value::<A>(payload) {
             Ok(state) => (state, version),
             Err(error) => {
                 tracing::warn!(aggregate = A::TYPE, %id, %error, "ignoring a snapshot that no longer deserialises");
-                (A::default(), 0)
+                let (state, version) = replay_from_events::<A>(pool, id).await?;
+                return Ok(Loaded {
+                    state,
+                    version,
+                    snapshot_version: 0,
+                });
             }
         },
         None => (A::default(), 0),
     };
     let snapshot_version = version;
-    let events: Vec<(i64, serde_json::Value)> = sqlx::query_as(
-        "SELECT sequence, payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 ORDER BY sequence",
-    )
-    .bind(A::TYPE)
-    .bind(id)
-    .bind(version)
-    .fetch_all(pool)
-    .await
-    .context("reading the events")?;
-    for (sequence, payload) in events {
+    for (_, sequence, payload) in rows {
         let event: A::Event = serde_json::from_value(payload)
             .with_context(|| format!("decoding {} {id} event {sequence}", A::TYPE))?;
         state.apply(event);

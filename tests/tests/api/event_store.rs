@@ -64,6 +64,34 @@ async fn a_snapshotted_aggregate_equals_a_replayed_one() {
 }
 
 #[tokio::test]
+async fn a_snapshot_that_no_longer_reads_is_ignored_and_the_stream_replayed() {
+    let app = spawn_app().await;
+    let repository: Repository<Inventory> = Repository::new(app.pool.clone());
+    let commands = SNAPSHOT_EVERY + 3;
+    for _ in 0..commands {
+        let command = InventoryCommand::Restock { quantity: 1 };
+        repository
+            .execute("OLD", command, CommandOptions::new(Metadata::new(None)))
+            .await
+            .unwrap();
+    }
+    // A snapshot of an older shape of the state.
+    let changed = sqlx::query(
+        "UPDATE snapshots SET payload = '{\"shape\": \"old\"}' WHERE aggregate_id = 'OLD'",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(changed.rows_affected(), 1);
+
+    let loaded = load_from_store::<Inventory>(&app.pool, "OLD")
+        .await
+        .unwrap();
+    assert_eq!(loaded.version, commands);
+    assert_eq!(loaded.state.levels.on_hand, commands);
+}
+
+#[tokio::test]
 async fn an_append_notifies_listeners() {
     let app = spawn_app().await;
     let mut listener = PgListener::connect_with(&app.pool).await.unwrap();
