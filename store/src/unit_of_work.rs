@@ -60,15 +60,11 @@ fn is_unique_violation_of(error: &sqlx::Error, constraint: &str) -> bool {
 impl UnitOfWork {
     /// Commits everything or nothing.
     pub async fn commit(mut self, pool: &PgPool) -> Result<Committed, CommitError> {
-        // One stream and nothing beside it: a single INSERT is atomic on its own, and saves the
+        // Events and nothing beside them: a single INSERT is atomic on its own, and saves the
         // BEGIN and COMMIT round trips on the hot path.
-        if let [append] = &self.appends[..] {
-            if self.claims.is_empty() && self.snapshots.is_empty() && self.idempotency.is_none() {
-                let position = insert_events(pool, append).await?;
-                return Ok(Committed {
-                    positions: vec![position],
-                });
-            }
+        if self.claims.is_empty() && self.snapshots.is_empty() && self.idempotency.is_none() {
+            let positions = insert_events(pool, &self.appends).await?;
+            return Ok(Committed { positions });
         }
         let mut tx = pool.begin().await.context("beginning a transaction")?;
         for claim in &self.claims {
@@ -76,10 +72,7 @@ impl UnitOfWork {
                 return Err(CommitError::ClaimTaken(claim.clone()));
             }
         }
-        let mut positions = Vec::with_capacity(self.appends.len());
-        for append in &self.appends {
-            positions.push(insert_events(&mut *tx, append).await?);
-        }
+        let positions = insert_events(&mut *tx, &self.appends).await?;
         for snapshot in &self.snapshots {
             sqlx::query(
                 "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, payload) VALUES ($1, $2, $3, $4) \
@@ -109,40 +102,69 @@ impl UnitOfWork {
     }
 }
 
-/// Appends one stream's new events: the global position of the last, `None` if there were none.
-async fn insert_events<'e, E>(executor: E, append: &Append) -> Result<Option<i64>, CommitError>
+/// Appends the streams' new events in one statement: per append, the global position of its
+/// last event (`None` if it had none).
+async fn insert_events<'e, E>(
+    executor: E,
+    appends: &[Append],
+) -> Result<Vec<Option<i64>>, CommitError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Postgres>,
 {
-    if append.events.is_empty() {
-        return Ok(None);
+    let rows = appends.iter().map(|a| a.events.len()).sum();
+    if rows == 0 {
+        return Ok(vec![None; appends.len()]);
     }
-    let count = append.events.len() as i64;
-    let sequences: Vec<i64> = (1..=count).map(|n| append.expected_version + n).collect();
-    let types: Vec<&str> = append.events.iter().map(|(t, _, _)| t.as_str()).collect();
-    let versions: Vec<&str> = append.events.iter().map(|(_, v, _)| v.as_str()).collect();
-    let payloads: Vec<&Value> = append.events.iter().map(|(_, _, p)| p).collect();
-    let result: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
-        "WITH appended AS ( \
-           INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-           SELECT $1, $2, s, t, v, p, $7 FROM UNNEST($3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS e(s, t, v, p) \
-           RETURNING position) \
-         SELECT max(position) FROM appended",
+    let mut aggregate_types = Vec::with_capacity(rows);
+    let mut aggregate_ids = Vec::with_capacity(rows);
+    let mut sequences = Vec::with_capacity(rows);
+    let mut event_types = Vec::with_capacity(rows);
+    let mut event_versions = Vec::with_capacity(rows);
+    let mut payloads = Vec::with_capacity(rows);
+    let mut metadata = Vec::with_capacity(rows);
+    for append in appends {
+        for (n, (event_type, event_version, payload)) in (1..).zip(&append.events) {
+            aggregate_types.push(append.aggregate_type);
+            aggregate_ids.push(append.aggregate_id.as_str());
+            sequences.push(append.expected_version + n);
+            event_types.push(event_type.as_str());
+            event_versions.push(event_version.as_str());
+            payloads.push(payload);
+            metadata.push(&append.metadata);
+        }
+    }
+    let result: Result<Vec<(String, String, i64)>, sqlx::Error> = sqlx::query_as(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
+         RETURNING aggregate_type, aggregate_id, position",
     )
-    .bind(append.aggregate_type)
-    .bind(&append.aggregate_id)
+    .bind(&aggregate_types)
+    .bind(&aggregate_ids)
     .bind(&sequences)
-    .bind(&types)
-    .bind(&versions)
+    .bind(&event_types)
+    .bind(&event_versions)
     .bind(&payloads)
-    .bind(&append.metadata)
-    .fetch_one(executor)
+    .bind(&metadata)
+    .fetch_all(executor)
     .await;
-    match result {
-        Ok(position) => Ok(position),
-        Err(e) if is_unique_violation_of(&e, "events_pkey") => Err(CommitError::Conflict),
-        Err(e) => Err(CommitError::Database(
-            anyhow::Error::new(e).context("appending events"),
-        )),
-    }
+    let inserted = match result {
+        Ok(inserted) => inserted,
+        Err(e) if is_unique_violation_of(&e, "events_pkey") => return Err(CommitError::Conflict),
+        Err(e) => {
+            return Err(CommitError::Database(
+                anyhow::Error::new(e).context("appending events"),
+            ))
+        }
+    };
+    Ok(appends
+        .iter()
+        .map(|append| {
+            inserted
+                .iter()
+                .filter(|(t, i, _)| t == append.aggregate_type && *i == append.aggregate_id)
+                .map(|(_, _, position)| *position)
+                .max()
+                .filter(|_| !append.events.is_empty())
+        })
+        .collect())
 }
