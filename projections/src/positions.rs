@@ -9,14 +9,14 @@ use tokio::time::Instant;
 
 /// First pause between two looks; it doubles up to [`MAX_POLL`].
 const FIRST_POLL: Duration = Duration::from_millis(5);
-const MAX_POLL: Duration = Duration::from_millis(50);
+const MAX_POLL: Duration = Duration::from_millis(20);
 
 /// Waits until every projection in `projections` has applied the event at global `position`
 /// and everything that committed before it (see [`crate::runtime`], "The watermark"): `true`
 /// when they have, `false` when `timeout` ran out first. `position <= 0` needs nothing.
 ///
 /// The query API calls it with a request's `X-Min-Position`. It polls (a few milliseconds
-/// apart at first, then every 50 ms) with one indexed query per look; a position no committed
+/// apart at first, then every 20 ms) with one indexed query per look; a position no committed
 /// event has (yet) keeps it waiting until the timeout.
 pub async fn wait_for_position(
     pool: &PgPool,

@@ -267,7 +267,7 @@ impl Default for ProjectionConfig {
             max_attempts: 3,
             max_ack_pending: 1000,
             ack_wait: Duration::from_secs(10),
-            idle_tick: Duration::from_millis(100),
+            idle_tick: Duration::from_millis(25),
             retry_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
         }

@@ -17,7 +17,7 @@ use crate::Namespace;
 const RELAY_POLL: Duration = Duration::from_secs(1);
 /// The least time between two consumer-info requests of one worker (the server may take tens of
 /// milliseconds to count a consumer's pending messages).
-const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(25);
 /// Relay checkpoints kept waiting for the ack floor to pass them.
 const MAX_CANDIDATES: usize = 64;
 
