@@ -164,7 +164,8 @@ pub(crate) async fn run<A>(
 where
     A: Aggregate<Services = ()> + Clone + 'static,
     A::Error: Refusal,
-    A::Command: Clone,
+    A::Command: Clone + Send + Sync + 'static,
+    A::Error: Send + 'static,
 {
     if let Some(reply) = request.previous_reply(state).await? {
         return Ok(reply);

@@ -101,7 +101,8 @@ impl SagaDriver {
     ) -> Result<(), CommandError<A::Error>>
     where
         A: Aggregate<Services = ()> + Clone + 'static,
-        A::Command: Clone,
+        A::Command: Clone + Send + Sync + 'static,
+        A::Error: Send + 'static,
     {
         repository
             .execute(

@@ -1,10 +1,14 @@
 //! Loading and changing aggregates.
 //!
 //! Commands for one aggregate queue behind a per-id lock in this process, and the state they
-//! leave stays in a bounded in-memory cache, so a hot aggregate costs one append per command and
-//! no reload. The append's sequence check stays the arbiter across processes: a conflict evicts
-//! the cached state and the command is decided again on fresh state, a bounded number of times.
+//! leave stays in a bounded in-memory cache, so an aggregate is not reloaded per command. Plain
+//! commands (no claims, idempotency key or expected version) that queue up behind an append are
+//! decided together, in arrival order, and appended in one statement when the lock comes free:
+//! a hot aggregate costs one round trip per group, not per command. The append's sequence check
+//! stays the arbiter across processes: a conflict evicts the cached state and the commands are
+//! decided again on fresh state, a bounded number of times.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +17,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use lru::LruCache;
 use sqlx::PgPool;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{oneshot, OwnedMutexGuard};
 
 use crate::unit_of_work::{Append, Snapshot};
 use crate::{
@@ -82,8 +86,31 @@ type Slot<A> = Arc<tokio::sync::Mutex<Option<Loaded<A>>>>;
 
 /// Loads, caches and changes the aggregates of one type.
 pub struct Repository<A: Aggregate> {
+    shared: Arc<Shared<A>>,
+}
+
+struct Shared<A: Aggregate> {
     pool: PgPool,
     slots: Mutex<LruCache<String, Slot<A>>>,
+    /// Plain commands waiting for their aggregate's lock, per id.
+    queues: Mutex<HashMap<String, Vec<Queued<A>>>>,
+}
+
+/// A plain command waiting to be decided with the others queued for its aggregate.
+struct Queued<A: Aggregate> {
+    command: A::Command,
+    metadata: serde_json::Value,
+    reply: oneshot::Sender<CommandResult<A>>,
+}
+
+type CommandResult<A> = Result<Outcome<A>, CommandError<<A as Aggregate>::Error>>;
+
+impl<A: Aggregate> Clone for Repository<A> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
 }
 
 /// One aggregate, held exclusively in this process until dropped.
@@ -101,19 +128,23 @@ where
     pub fn new(pool: PgPool) -> Self {
         let capacity = NonZeroUsize::new(CACHE_CAPACITY).unwrap_or(NonZeroUsize::MIN);
         Self {
-            pool,
-            slots: Mutex::new(LruCache::new(capacity)),
+            shared: Arc::new(Shared {
+                pool,
+                slots: Mutex::new(LruCache::new(capacity)),
+                queues: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.shared.pool
     }
 
     /// Takes the aggregate's in-process lock.
     pub async fn lock(&self, id: &str) -> Locked<'_, A> {
         let slot = {
             let mut slots = self
+                .shared
                 .slots
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -154,9 +185,17 @@ where
         options: CommandOptions<A>,
     ) -> Result<Outcome<A>, CommandError<A::Error>>
     where
-        A::Command: Clone,
+        A::Command: Clone + Send + Sync + 'static,
+        A::Error: Send + 'static,
     {
-        let result = self.execute_with_retries(id, command, options).await;
+        let plain = options.claims.is_empty()
+            && options.idempotency.is_none()
+            && options.expected_version.is_none();
+        let result = if plain {
+            self.execute_grouped(id, command, &options.metadata).await
+        } else {
+            self.execute_with_retries(id, command, options).await
+        };
         let outcome = match &result {
             Ok(_) => "accepted",
             Err(
@@ -171,6 +210,174 @@ where
         metrics::counter!("commerce_commands_total", "aggregate" => A::TYPE, "outcome" => outcome)
             .increment(1);
         result
+    }
+
+    /// Queues a plain command for its aggregate and has it decided with whatever else queued
+    /// meanwhile. The group is committed by a task of its own: a caller that goes away (a client
+    /// hanging up) cannot leave the others of its group without an answer.
+    async fn execute_grouped(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: &Metadata,
+    ) -> CommandResult<A>
+    where
+        A::Command: Clone + Send + Sync + 'static,
+        A::Error: Send + 'static,
+    {
+        let metadata = serde_json::to_value(metadata).context("serialising metadata")?;
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(id.to_owned())
+            .or_default()
+            .push(Queued {
+                command,
+                metadata,
+                reply,
+            });
+        let repository = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move { repository.serve_queue(&id).await });
+        answer.await.unwrap_or_else(|_| {
+            Err(CommandError::Infrastructure(anyhow::anyhow!(
+                "the task committing this command stopped"
+            )))
+        })
+    }
+
+    /// Takes the aggregate's lock, then decides and commits every command queued for it (none,
+    /// when an earlier task took them all).
+    async fn serve_queue(&self, id: &str)
+    where
+        A::Command: Clone,
+    {
+        let mut locked = self.lock(id).await;
+        let group = self
+            .shared
+            .queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(id)
+            .unwrap_or_default();
+        if group.is_empty() {
+            return;
+        }
+        let (commands, replies): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|queued| ((queued.command, queued.metadata), queued.reply))
+            .unzip();
+        let results = match self.commit_group(&mut locked, &commands).await {
+            Ok(results) => results,
+            Err(error) => {
+                let error = format!("{error:#}");
+                let failed = |_| Err(CommandError::Infrastructure(anyhow::anyhow!("{error}")));
+                (0..commands.len()).map(failed).collect()
+            }
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            // A caller that went away no longer wants its answer.
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Decides `commands` in order, each on the state the previous left, and appends all their
+    /// events in one statement (one append per command, with its own metadata). An error fails
+    /// the whole group; a refusal only its command.
+    async fn commit_group(
+        &self,
+        locked: &mut Locked<'_, A>,
+        commands: &[(A::Command, serde_json::Value)],
+    ) -> Result<Vec<CommandResult<A>>, CommitError>
+    where
+        A::Command: Clone,
+    {
+        'attempt: for _ in 0..MAX_ATTEMPTS {
+            let loaded = locked.load().await?.clone();
+            let mut state = loaded.state.clone();
+            let mut version = loaded.version;
+            let mut decided = Vec::with_capacity(commands.len());
+            let mut unit = UnitOfWork::default();
+            for (command, metadata) in commands {
+                match decide(&state, command.clone()).await {
+                    Ok((next, events)) => {
+                        if events.is_empty() || decided.iter().any(Result::is_err) {
+                            // Nothing to append, or a refusal: decided on old news? Check first.
+                            if locked.is_stale().await? {
+                                locked.evict();
+                                continue 'attempt;
+                            }
+                        }
+                        if !events.is_empty() {
+                            unit.appends.push(Append {
+                                aggregate_type: A::TYPE,
+                                aggregate_id: locked.id.clone(),
+                                expected_version: version,
+                                events: serialize_events(&events)?,
+                                metadata: metadata.clone(),
+                            });
+                        }
+                        version += events.len() as i64;
+                        decided.push(Ok((next.clone(), version, events)));
+                        state = next;
+                    }
+                    Err(refusal) => {
+                        if locked.is_stale().await? {
+                            locked.evict();
+                            continue 'attempt;
+                        }
+                        decided.push(Err(refusal));
+                    }
+                }
+            }
+            let snapshot_due = version - loaded.snapshot_version >= SNAPSHOT_EVERY;
+            if snapshot_due {
+                unit.snapshots.push(Snapshot {
+                    aggregate_type: A::TYPE,
+                    aggregate_id: locked.id.clone(),
+                    version,
+                    state: serde_json::to_value(&state).context("serialising a snapshot")?,
+                });
+            }
+            let positions = if unit.appends.is_empty() {
+                Vec::new()
+            } else {
+                match unit.commit(&self.shared.pool).await {
+                    Ok(committed) => committed.positions,
+                    Err(CommitError::Conflict) => {
+                        locked.evict();
+                        continue 'attempt;
+                    }
+                    Err(other) => return Err(other),
+                }
+            };
+            if version != loaded.version {
+                locked.committed(state, version, snapshot_due);
+            }
+            let mut positions = positions.into_iter();
+            return Ok(decided
+                .into_iter()
+                .map(|decision| {
+                    let (state, version, events) = decision.map_err(CommandError::Rejected)?;
+                    let position = if events.is_empty() {
+                        None
+                    } else {
+                        positions.next().flatten()
+                    };
+                    Ok(Outcome {
+                        state,
+                        version,
+                        position,
+                        events,
+                    })
+                })
+                .collect());
+        }
+        Ok((0..commands.len())
+            .map(|_| Err(CommandError::Conflict))
+            .collect())
     }
 
     async fn execute_with_retries(
@@ -257,7 +464,7 @@ where
                     response,
                 });
             }
-            match unit.commit(&self.pool).await {
+            match unit.commit(&self.shared.pool).await {
                 Ok(committed) => {
                     let position = committed.last_position();
                     locked.committed(state.clone(), version, snapshot_due);
@@ -283,7 +490,7 @@ where
     /// The state: the cached one, or the latest snapshot plus the events after it.
     pub async fn load(&mut self) -> anyhow::Result<&Loaded<A>> {
         if self.slot.is_none() {
-            let loaded = load_from_store::<A>(&self.repository.pool, &self.id).await?;
+            let loaded = load_from_store::<A>(&self.repository.shared.pool, &self.id).await?;
             *self.slot = Some(loaded);
         }
         self.slot.as_ref().context("the aggregate was just loaded")
@@ -307,10 +514,7 @@ where
         loaded: &Loaded<A>,
         command: A::Command,
     ) -> Result<(A, Vec<A::Event>), A::Error> {
-        let mut state = loaded.state.clone();
-        let sink = EventSink::default();
-        state.handle(command, &(), &sink).await?;
-        Ok((state, sink.collect().await))
+        decide(&loaded.state, command).await
     }
 
     /// Adds the events (and a snapshot when one is due) to `unit`; returns whether a snapshot was staged.
@@ -322,11 +526,7 @@ where
         events: &[A::Event],
         metadata: &serde_json::Value,
     ) -> anyhow::Result<bool> {
-        let serialized = events
-            .iter()
-            .map(|e| Ok((e.event_type(), e.event_version(), serde_json::to_value(e)?)))
-            .collect::<Result<Vec<_>, serde_json::Error>>()
-            .context("serialising events")?;
+        let serialized = serialize_events(events)?;
         unit.appends.push(Append {
             aggregate_type: A::TYPE,
             aggregate_id: self.id.clone(),
@@ -377,11 +577,33 @@ where
         )
         .bind(A::TYPE)
         .bind(&self.id)
-        .fetch_one(&self.repository.pool)
+        .fetch_one(&self.repository.shared.pool)
         .await
         .context("checking the stream's version")?;
         Ok(latest != loaded.version)
     }
+}
+
+/// Runs `command` on a copy of `state`: the new state and the events, or the refusal.
+async fn decide<A: Aggregate<Services = ()> + Clone>(
+    state: &A,
+    command: A::Command,
+) -> Result<(A, Vec<A::Event>), A::Error> {
+    let mut state = state.clone();
+    let sink = EventSink::default();
+    state.handle(command, &(), &sink).await?;
+    Ok((state, sink.collect().await))
+}
+
+/// `(event_type, event_version, payload)` of each event, as an [`Append`] takes them.
+fn serialize_events<E: DomainEvent>(
+    events: &[E],
+) -> anyhow::Result<Vec<(String, String, serde_json::Value)>> {
+    events
+        .iter()
+        .map(|e| Ok((e.event_type(), e.event_version(), serde_json::to_value(e)?)))
+        .collect::<Result<Vec<_>, serde_json::Error>>()
+        .context("serialising events")
 }
 
 /// Folds the latest snapshot and the events after it, read in one round trip. A snapshot that

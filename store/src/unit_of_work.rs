@@ -133,10 +133,10 @@ where
             metadata.push(&append.metadata);
         }
     }
-    let result: Result<Vec<(String, String, i64)>, sqlx::Error> = sqlx::query_as(
+    let result: Result<Vec<(String, String, i64, i64)>, sqlx::Error> = sqlx::query_as(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[]) \
-         RETURNING aggregate_type, aggregate_id, position",
+         RETURNING aggregate_type, aggregate_id, sequence, position",
     )
     .bind(&aggregate_types)
     .bind(&aggregate_ids)
@@ -156,15 +156,20 @@ where
             ))
         }
     };
+    // Several appends may extend one stream (a group of commands): each owns its sequences.
     Ok(appends
         .iter()
         .map(|append| {
+            let last = append.expected_version + append.events.len() as i64;
             inserted
                 .iter()
-                .filter(|(t, i, _)| t == append.aggregate_type && *i == append.aggregate_id)
-                .map(|(_, _, position)| *position)
+                .filter(|(t, i, sequence, _)| {
+                    t == append.aggregate_type
+                        && *i == append.aggregate_id
+                        && (append.expected_version + 1..=last).contains(sequence)
+                })
+                .map(|(_, _, _, position)| *position)
                 .max()
-                .filter(|_| !append.events.is_empty())
         })
         .collect())
 }

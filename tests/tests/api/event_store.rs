@@ -1,12 +1,14 @@
 //! The event store itself: append-only, snapshots that equal replays, notifications, metadata.
 
-use commerce_domain::inventory::{Inventory, InventoryCommand};
+use commerce_domain::inventory::{Inventory, InventoryCommand, InventoryError};
+use commerce_domain::OrderId;
 use commerce_store::repository::{
     load_from_store, replay_from_events, CommandOptions, SNAPSHOT_EVERY,
 };
-use commerce_store::{Metadata, Repository};
+use commerce_store::{CommandError, Metadata, Repository};
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
+use uuid::Uuid;
 
 use crate::helpers::spawn_app;
 
@@ -89,6 +91,75 @@ async fn a_snapshot_that_no_longer_reads_is_ignored_and_the_stream_replayed() {
         .unwrap();
     assert_eq!(loaded.version, commands);
     assert_eq!(loaded.state.levels.on_hand, commands);
+}
+
+#[tokio::test]
+async fn concurrent_commands_on_one_aggregate_are_each_decided_on_the_state_the_previous_left() {
+    let app = spawn_app().await;
+    let repository: Repository<Inventory> = Repository::new(app.pool.clone());
+    let plain = || CommandOptions::new(Metadata::new(None));
+    repository
+        .execute("HOT", InventoryCommand::Restock { quantity: 30 }, plain())
+        .await
+        .unwrap();
+    // 50 reservations of one unit at once, and one of them sent twice: they queue up behind
+    // each other's appends and are decided in groups.
+    let orders: Vec<OrderId> = (0..50).map(|_| OrderId(Uuid::now_v7())).collect();
+    let mut sent = orders.clone();
+    sent.push(orders[0]);
+    let attempts = sent.into_iter().map(|order_id| {
+        let repository = repository.clone();
+        tokio::spawn(async move {
+            let metadata = Metadata::new(None);
+            let correlation_id = metadata.correlation_id;
+            let command = InventoryCommand::Reserve {
+                order_id,
+                quantity: 1,
+            };
+            let outcome = repository
+                .execute("HOT", command, CommandOptions::new(metadata))
+                .await;
+            (correlation_id, outcome)
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+
+    let mut reserved = Vec::new();
+    let mut refused = 0;
+    for result in results {
+        match result.unwrap() {
+            (correlation_id, Ok(outcome)) if !outcome.events.is_empty() => {
+                reserved.push((correlation_id, outcome.version, outcome.position.unwrap()));
+            }
+            (_, Ok(outcome)) => assert!(outcome.position.is_none()),
+            (_, Err(CommandError::Rejected(InventoryError::OutOfStock { .. }))) => refused += 1,
+            (_, Err(other)) => panic!("unexpected outcome: {other}"),
+        }
+    }
+    assert_eq!(reserved.len(), 30);
+    assert_eq!(refused, 20);
+
+    // Each reservation is its own event, at its own version and position, with its own metadata.
+    let stored: Vec<(i64, i64, Uuid)> = sqlx::query_as(
+        "SELECT sequence, position, (metadata->>'correlation_id')::uuid FROM events \
+         WHERE aggregate_type = 'inventory' AND aggregate_id = 'HOT' AND event_type = 'Reserved' \
+         ORDER BY sequence",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let mut expected: Vec<(i64, i64, Uuid)> = reserved
+        .iter()
+        .map(|(correlation_id, version, position)| (*version, *position, *correlation_id))
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+    assert_eq!(stored.first().unwrap().0, 2);
+    assert_eq!(stored.last().unwrap().0, 31);
+    let (state, _) = replay_from_events::<Inventory>(&app.pool, "HOT")
+        .await
+        .unwrap();
+    assert_eq!((state.levels.on_hand, state.levels.reserved), (30, 30));
 }
 
 #[tokio::test]
