@@ -303,13 +303,6 @@ where
             for (command, metadata) in commands {
                 match decide(&state, command.clone()).await {
                     Ok((next, events)) => {
-                        if events.is_empty() || decided.iter().any(Result::is_err) {
-                            // Nothing to append, or a refusal: decided on old news? Check first.
-                            if locked.is_stale().await? {
-                                locked.evict();
-                                continue 'attempt;
-                            }
-                        }
                         if !events.is_empty() {
                             unit.appends.push(Append {
                                 aggregate_type: A::TYPE,
@@ -323,14 +316,14 @@ where
                         decided.push(Ok((next.clone(), version, events)));
                         state = next;
                     }
-                    Err(refusal) => {
-                        if locked.is_stale().await? {
-                            locked.evict();
-                            continue 'attempt;
-                        }
-                        decided.push(Err(refusal));
-                    }
+                    Err(refusal) => decided.push(Err(refusal)),
                 }
+            }
+            // An append's sequence check catches decisions on old news; without one, a refusal
+            // or a no-op might rest on another process's old news: check before answering.
+            if unit.appends.is_empty() && locked.is_stale().await? {
+                locked.evict();
+                continue 'attempt;
             }
             let snapshot_due = version - loaded.snapshot_version >= SNAPSHOT_EVERY;
             if snapshot_due {
