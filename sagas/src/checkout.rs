@@ -304,9 +304,10 @@ impl SagaDriver {
         Fut: std::future::Future<Output = anyhow::Result<bool>>,
     {
         // Another worker may have driven this saga, and the buyer changed the order, since this
-        // process last looked. Within the run the cached order is enough: every order command
-        // is checked against the stream's version when it commits, and a cancellation arriving
-        // meanwhile wakes the saga again.
+        // process last looked. Within the run the cached order is enough for most steps: every
+        // order command is checked against the stream's version when it commits, and a
+        // cancellation arriving meanwhile wakes the saga again; the steps that move money or
+        // end the saga look again first (`needs_fresh_order`).
         self.sagas.load_latest(&order_id.to_string()).await?;
         self.orders.load_latest(&order_id.to_string()).await?;
         for _ in 0..1000 {
@@ -317,13 +318,14 @@ impl SagaDriver {
             // Only the lease holder writes the saga's stream: after the fresh read at the start
             // of this run, the cached state is current.
             let saga = self.sagas.load(&order_id.to_string()).await?.state;
-            let order = self.orders.load(&order_id.to_string()).await?.state;
-            let facts = Facts {
-                now: Utc::now(),
-                order_status: order.status,
-                cancellation_reason: order.cancellation_reason.clone(),
-            };
-            let action = saga.next_action(&facts);
+            let mut order = self.orders.load(&order_id.to_string()).await?.state;
+            let mut action = saga.next_action(&Self::facts(&order));
+            if Self::needs_fresh_order(&action) {
+                // Money moves or the saga ends on this step: decide it on the latest order, so
+                // a cancellation that landed meanwhile is acted on now, not after.
+                order = self.orders.load_latest(&order_id.to_string()).await?.state;
+                action = saga.next_action(&Self::facts(&order));
+            }
             tracing::debug!(?action, "saga step");
             if action == SagaAction::Idle {
                 return Ok(());
@@ -331,6 +333,27 @@ impl SagaDriver {
             self.perform(order_id, &saga, &order, action).await?;
         }
         anyhow::bail!("saga {order_id} did not settle after 1000 steps")
+    }
+
+    fn facts(order: &Order) -> Facts {
+        Facts {
+            now: Utc::now(),
+            order_status: order.status,
+            cancellation_reason: order.cancellation_reason.clone(),
+        }
+    }
+
+    /// Steps that call the payment provider or end the saga, and do not go through the order's
+    /// stream (whose version check would catch a change).
+    fn needs_fresh_order(action: &SagaAction) -> bool {
+        matches!(
+            action,
+            SagaAction::Authorize { .. }
+                | SagaAction::Capture
+                | SagaAction::VoidPayment
+                | SagaAction::RefundPayment
+                | SagaAction::Complete(_)
+        )
     }
 
     async fn perform(

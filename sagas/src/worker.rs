@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::checkout::SagaDriver;
 use crate::deadlines::{self, Claimed, SAGA_DUE_CHANNEL};
 
+/// The longest a claimed saga goes without renewing its lease between steps.
+const RENEW_AFTER: Duration = Duration::from_secs(1);
+
 /// How a worker paces itself.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -107,15 +110,17 @@ async fn drive_one(
     claimed_at: Instant,
 ) {
     let pool = driver.pool.clone();
-    // The lease is renewed between steps only once a quarter of it has passed: a saga's steps
-    // take milliseconds, and a renewal is a commit.
+    // The lease is renewed between steps only after a second (or a quarter of a short lease):
+    // a saga's steps take milliseconds, and a renewal is a commit. What is left of the lease
+    // then still covers a step that waits out the payment timeout.
     let renewed_at = Arc::new(Mutex::new(claimed_at));
     let keep = || {
         let pool = pool.clone();
         let name = config.name.clone();
         let renewed_at = renewed_at.clone();
         async move {
-            let due = *renewed_at.lock().unwrap_or_else(|e| e.into_inner()) + config.lease / 4;
+            let every = (config.lease / 4).min(RENEW_AFTER);
+            let due = *renewed_at.lock().unwrap_or_else(|e| e.into_inner()) + every;
             if Instant::now() < due {
                 return Ok(true);
             }

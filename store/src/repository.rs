@@ -271,11 +271,20 @@ where
             .unzip();
         let results = match self.commit_group(&mut locked, &commands).await {
             Ok(results) => results,
-            Err(error) => {
-                let error = format!("{error:#}");
-                let failed = |_| Err(CommandError::Infrastructure(anyhow::anyhow!("{error}")));
-                (0..commands.len()).map(failed).collect()
+            // One command the database refuses (a payload it cannot store) must not fail the
+            // others: try each alone.
+            Err(_) if commands.len() > 1 => {
+                let mut results = Vec::with_capacity(commands.len());
+                for command in &commands {
+                    let alone = self.commit_group(&mut locked, std::slice::from_ref(command));
+                    results.push(match alone.await {
+                        Ok(mut result) => result.remove(0),
+                        Err(error) => Err(error.into()),
+                    });
+                }
+                results
             }
+            Err(error) => vec![Err(error.into())],
         };
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that went away no longer wants its answer.
@@ -613,8 +622,8 @@ where
          UNION ALL \
          (SELECT false, sequence, payload FROM events \
           WHERE aggregate_type = $1 AND aggregate_id = $2 \
-            AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0) \
-          ORDER BY sequence)",
+            AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0)) \
+         ORDER BY 1 DESC, 2",
     )
     .bind(A::TYPE)
     .bind(id)

@@ -163,6 +163,44 @@ async fn concurrent_commands_on_one_aggregate_are_each_decided_on_the_state_the_
 }
 
 #[tokio::test]
+async fn a_command_the_database_refuses_does_not_fail_the_others_of_its_group() {
+    let app = spawn_app().await;
+    let repository: Repository<Inventory> = Repository::new(app.pool.clone());
+    // Postgres cannot store a NUL character in jsonb: this adjustment's append fails.
+    let commands = (0..20)
+        .map(|_| InventoryCommand::Restock { quantity: 1 })
+        .chain([InventoryCommand::Adjust {
+            delta: 5,
+            reason: "found\u{0}".into(),
+        }]);
+    let attempts = commands.map(|command| {
+        let repository = repository.clone();
+        tokio::spawn(async move {
+            let options = CommandOptions::new(Metadata::new(None));
+            repository.execute("NUL", command, options).await
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut restocked = 0;
+    let mut failed = 0;
+    for result in results {
+        match result.unwrap() {
+            Ok(outcome) => {
+                assert_eq!(outcome.events.len(), 1);
+                restocked += 1;
+            }
+            Err(CommandError::Infrastructure(_)) => failed += 1,
+            Err(other) => panic!("unexpected outcome: {other}"),
+        }
+    }
+    assert_eq!((restocked, failed), (20, 1));
+    let (state, version) = replay_from_events::<Inventory>(&app.pool, "NUL")
+        .await
+        .unwrap();
+    assert_eq!((state.levels.on_hand, version), (20, 20));
+}
+
+#[tokio::test]
 async fn an_append_notifies_listeners() {
     let app = spawn_app().await;
     let mut listener = PgListener::connect_with(&app.pool).await.unwrap();
