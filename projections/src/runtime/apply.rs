@@ -105,10 +105,7 @@ async fn apply_in_transaction(
         .iter()
         .filter(|(key, sequence)| applied_before.get(*key) != Some(sequence))
         .collect();
-    store_sequences(&mut tx, name, &changed).await?;
-    if report.max_position.is_some() {
-        record_progress(&mut tx, name, &report).await?;
-    }
+    store_progress(&mut tx, name, &changed, &report).await?;
     tx.commit().await.context("committing a projection batch")?;
     Ok(Some(report))
 }
@@ -228,29 +225,49 @@ async fn lock_sequences(
         .collect())
 }
 
-async fn store_sequences(
+/// Stores the batch's per-aggregate sequences and the projection's progress, in one statement.
+async fn store_progress(
     conn: &mut PgConnection,
     projection: &str,
     changed: &[(&(String, String), &i64)],
+    report: &BatchReport,
 ) -> anyhow::Result<()> {
-    if changed.is_empty() {
+    let Some(position) = report.max_position else {
+        // Nothing applied or parked: every event was a duplicate, no sequence moved.
         return Ok(());
-    }
+    };
     let types: Vec<&str> = changed.iter().map(|((t, _), _)| t.as_str()).collect();
     let ids: Vec<&str> = changed.iter().map(|((_, i), _)| i.as_str()).collect();
     let sequences: Vec<i64> = changed.iter().map(|(_, s)| **s).collect();
+    let lag = report.last_recorded_at.map_or(0.0, seconds_since);
+    // A data-modifying WITH runs whether or not the main statement reads it.
     sqlx::query(
-        "UPDATE projection_sequences p SET last_sequence = u.s \
-         FROM UNNEST($2::text[], $3::text[], $4::bigint[]) AS u(t, i, s) \
-         WHERE p.projection = $1 AND p.aggregate_type = u.t AND p.aggregate_id = u.i",
+        "WITH sequences AS ( \
+           UPDATE projection_sequences p SET last_sequence = u.s \
+           FROM UNNEST($2::text[], $3::text[], $4::bigint[]) AS u(t, i, s) \
+           WHERE p.projection = $1 AND p.aggregate_type = u.t AND p.aggregate_id = u.i) \
+         INSERT INTO projection_positions \
+           (name, position, last_applied_at, last_event_at, lag_seconds, state, updated_at) \
+         VALUES ($1, $5, now(), $6, $7, 'running', now()) \
+         ON CONFLICT (name) DO UPDATE SET \
+           position = GREATEST(projection_positions.position, EXCLUDED.position), \
+           last_applied_at = now(), \
+           last_event_at = EXCLUDED.last_event_at, \
+           lag_seconds = EXCLUDED.lag_seconds, \
+           state = 'running', \
+           last_error = NULL, \
+           updated_at = now()",
     )
     .bind(projection)
     .bind(&types)
     .bind(&ids)
     .bind(&sequences)
+    .bind(position)
+    .bind(report.last_recorded_at)
+    .bind(lag)
     .execute(&mut *conn)
     .await
-    .context("storing the per-aggregate sequences")?;
+    .context("storing the projection's sequences and progress")?;
     Ok(())
 }
 
@@ -293,36 +310,6 @@ async fn load_missing(
         );
     }
     Ok(missing)
-}
-
-/// Records the batch's progress in `projection_positions`.
-async fn record_progress(
-    conn: &mut PgConnection,
-    projection: &str,
-    report: &BatchReport,
-) -> anyhow::Result<()> {
-    let lag = report.last_recorded_at.map_or(0.0, seconds_since);
-    sqlx::query(
-        "INSERT INTO projection_positions \
-           (name, position, last_applied_at, last_event_at, lag_seconds, state, updated_at) \
-         VALUES ($1, $2, now(), $3, $4, 'running', now()) \
-         ON CONFLICT (name) DO UPDATE SET \
-           position = GREATEST(projection_positions.position, EXCLUDED.position), \
-           last_applied_at = now(), \
-           last_event_at = EXCLUDED.last_event_at, \
-           lag_seconds = EXCLUDED.lag_seconds, \
-           state = 'running', \
-           last_error = NULL, \
-           updated_at = now()",
-    )
-    .bind(projection)
-    .bind(report.max_position.unwrap_or_default())
-    .bind(report.last_recorded_at)
-    .bind(lag)
-    .execute(&mut *conn)
-    .await
-    .context("recording the projection's progress")?;
-    Ok(())
 }
 
 /// Seconds from `at` to now, never negative.
