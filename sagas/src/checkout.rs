@@ -91,29 +91,6 @@ impl SagaDriver {
         }
     }
 
-    async fn send<A>(
-        &self,
-        repository: &Repository<A>,
-        id: &str,
-        command: A::Command,
-        order_id: Uuid,
-        step: &str,
-    ) -> Result<(), CommandError<A::Error>>
-    where
-        A: Aggregate<Services = ()> + Clone + 'static,
-        A::Command: Clone + Send + Sync + 'static,
-        A::Error: Send + 'static,
-    {
-        repository
-            .execute(
-                id,
-                command,
-                CommandOptions::new(Self::metadata(order_id, step)),
-            )
-            .await
-            .map(|_| ())
-    }
-
     /// Sends `command` to aggregate `id` and records `then` in the saga, in one transaction: a
     /// step and its record are one commit, and a crash cannot fall between them. A refusal of
     /// `command` records nothing; a conflict (another process wrote `id`) decides again.
@@ -190,17 +167,15 @@ impl SagaDriver {
         Err(CommandError::Conflict)
     }
 
+    /// Records a step that changed nothing else (or whose change is already in).
     async fn record(&self, order_id: Uuid, event: SagaEvent) -> anyhow::Result<()> {
-        let step = cqrs_es::DomainEvent::event_type(&event);
-        self.send(
-            &self.sagas,
-            &order_id.to_string(),
-            SagaCommand::Record(event),
-            order_id,
-            &format!("record-{step}"),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("recording a saga step: {e}"))
+        let step = format!("record-{}", cqrs_es::DomainEvent::event_type(&event));
+        let options = CommandOptions::new(Self::metadata(order_id, &step));
+        self.sagas
+            .execute(&order_id.to_string(), SagaCommand::Record(event), options)
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("recording a saga step: {e}"))
     }
 
     /// Sends an order command and records `then` with it. A refusal because the order already
