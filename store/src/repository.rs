@@ -391,23 +391,13 @@ where
     where
         A::Command: Clone,
     {
-        let metadata = serde_json::to_value(&options.metadata)
-            .context("serialising metadata")
-            .map_err(CommandError::Infrastructure)?;
+        let metadata = serde_json::to_value(&options.metadata).context("serialising metadata")?;
         for _ in 0..MAX_ATTEMPTS {
             let mut locked = self.lock(id).await;
-            let loaded = locked
-                .load()
-                .await
-                .map_err(CommandError::Infrastructure)?
-                .clone();
+            let loaded = locked.load().await?.clone();
             if let Some(expected) = options.expected_version {
                 if expected != loaded.version {
-                    if locked
-                        .is_stale()
-                        .await
-                        .map_err(CommandError::Infrastructure)?
-                    {
+                    if locked.is_stale().await? {
                         locked.evict();
                         continue;
                     }
@@ -421,11 +411,7 @@ where
                 Ok(decided) => decided,
                 Err(rejection) => {
                     // A refusal decided on another process's old news is decided again.
-                    if locked
-                        .is_stale()
-                        .await
-                        .map_err(CommandError::Infrastructure)?
-                    {
+                    if locked.is_stale().await? {
                         locked.evict();
                         continue;
                     }
@@ -433,11 +419,7 @@ where
                 }
             };
             if events.is_empty() && options.idempotency.is_none() {
-                if locked
-                    .is_stale()
-                    .await
-                    .map_err(CommandError::Infrastructure)?
-                {
+                if locked.is_stale().await? {
                     locked.evict();
                     continue;
                 }
@@ -453,9 +435,7 @@ where
                 claims: options.claims.clone(),
                 ..Default::default()
             };
-            let snapshot_due = locked
-                .stage(&mut unit, &loaded, &state, &events, &metadata)
-                .map_err(CommandError::Infrastructure)?;
+            let snapshot_due = locked.stage(&mut unit, &loaded, &state, &events, &metadata)?;
             if let Some(key) = &options.idempotency {
                 let mut response = (key.respond)(&state);
                 response.etag.get_or_insert(version);

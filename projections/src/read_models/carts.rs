@@ -57,7 +57,7 @@ fn view(cart: &Cart) -> (Value, Option<Value>, Value) {
 /// Folds the batch's events into each buyer's stored cart in memory, then writes every cart
 /// it touched in one statement: two round trips per batch, whatever its size.
 async fn apply_batch(db: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
-    let mut buyers: Vec<Uuid> = events
+    let owners: Vec<Uuid> = events
         .iter()
         .map(|event| {
             event
@@ -66,6 +66,7 @@ async fn apply_batch(db: &mut PgConnection, events: &[StoredEvent]) -> anyhow::R
                 .context("a cart id is the buyer's account id")
         })
         .collect::<anyhow::Result<_>>()?;
+    let mut buyers = owners.clone();
     buyers.sort_unstable();
     buyers.dedup();
     let stored: Vec<(Uuid, Value)> = sqlx::query_as(
@@ -79,9 +80,8 @@ async fn apply_batch(db: &mut PgConnection, events: &[StoredEvent]) -> anyhow::R
         let cart = serde_json::from_value(state).context("decoding the folded cart")?;
         carts.insert(buyer, (cart, DateTime::<Utc>::MIN_UTC));
     }
-    for event in events {
+    for (event, buyer) in events.iter().zip(owners) {
         let cart_event: CartEvent = event.decode().context("decoding a cart event")?;
-        let buyer: Uuid = event.aggregate_id.parse()?;
         let (cart, updated_at) = carts.entry(buyer).or_default();
         cart.apply(cart_event);
         *updated_at = event.recorded_at;
