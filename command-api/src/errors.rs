@@ -93,6 +93,11 @@ pub(crate) fn command_error<E: Refusal>(error: CommandError<E>) -> ApiError {
         CommandError::DuplicateRequest => {
             ApiError::conflict("a request with this Idempotency-Key is being processed; retry")
         }
+        CommandError::TooLarge { limit, .. } => ApiError::payload_too_large(format!(
+            "an event this command would record exceeds the {limit}-byte limit of the event bus"
+        )),
+        CommandError::CompanionRefused(why) => ApiError::conflict(why),
+        CommandError::Fenced(e) => ApiError::internal(anyhow::anyhow!("fenced off: {e}")),
         CommandError::Infrastructure(e) => ApiError::internal(e),
     }
 }

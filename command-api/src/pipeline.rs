@@ -6,8 +6,7 @@ use axum::response::{IntoResponse, Response};
 use commerce_http::{ApiError, Caller, RequestContext};
 use commerce_store::idempotency::{self, PreviousRequest};
 use commerce_store::{
-    Claim, CommandOptions, IdempotencyKey, IdempotencyRecord, Metadata, Repository, Respond,
-    StoredResponse,
+    Claim, CommandOptions, Companion, IdempotencyKey, Metadata, Repository, Respond, StoredResponse,
 };
 use cqrs_es::Aggregate;
 use serde::Serialize;
@@ -118,17 +117,6 @@ impl CommandRequest {
         })
     }
 
-    /// The record to commit with a multi-aggregate command, if the client sent a key.
-    pub fn idempotency_record(&self, response: &StoredResponse) -> Option<IdempotencyRecord> {
-        let key = self.context.idempotency_key.clone()?;
-        Some(IdempotencyRecord {
-            scope: self.scope(),
-            key,
-            request_hash: self.request_hash.clone(),
-            response: response.clone(),
-        })
-    }
-
     /// The remembered response when this key was used before: the same response for the same
     /// request, 422 for another request under the same key.
     pub async fn previous_reply(&self, state: &CommandState) -> Result<Option<Reply>, ApiError> {
@@ -167,6 +155,32 @@ where
     A::Command: Clone + Send + Sync + 'static,
     A::Error: Send + 'static,
 {
+    run_with::<A, A>(
+        state, repository, id, command, request, claims, respond, None,
+    )
+    .await
+}
+
+/// [`run`], committing `companion`'s change to a second aggregate in the same transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_with<A, B>(
+    state: &CommandState,
+    repository: &Repository<A>,
+    id: &str,
+    command: A::Command,
+    request: &CommandRequest,
+    claims: Vec<Claim>,
+    respond: Respond<A>,
+    companion: Option<Companion<'_, A, B>>,
+) -> Result<Reply, ApiError>
+where
+    A: Aggregate<Services = ()> + Clone + 'static,
+    A::Error: Refusal,
+    A::Command: Clone + Send + Sync + 'static,
+    A::Error: Send + 'static,
+    B: Aggregate<Services = ()> + Clone + 'static,
+    B::Command: Clone,
+{
     if let Some(reply) = request.previous_reply(state).await? {
         return Ok(reply);
     }
@@ -175,8 +189,12 @@ where
         expected_version: request.context.if_match,
         claims,
         idempotency: request.idempotency_key(&respond),
+        guard: None,
     };
-    match repository.execute(id, command, options).await {
+    match repository
+        .execute_with(id, command, options, companion)
+        .await
+    {
         Ok(outcome) => {
             let mut response = respond(&outcome.state);
             response.etag.get_or_insert(outcome.version);

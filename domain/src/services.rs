@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use crate::{Money, PaymentId};
 
@@ -25,12 +26,15 @@ pub type GatewayFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, GatewayErr
 /// A payment provider. Every call is keyed by the payment id and the step, so that a retried
 /// call (after a timeout, a crash or a redelivered event) never charges twice.
 pub trait PaymentGateway: Send + Sync {
-    /// Authorise `amount` on the card behind `token`: the provider's authorisation id.
+    /// Authorise `amount` on the card behind `token`: the provider's authorisation id. No
+    /// answer `within` (the time left before the payment's deadline) is a
+    /// [`GatewayError::Timeout`].
     fn authorize<'a>(
         &'a self,
         payment_id: PaymentId,
         amount: Money,
         token: &'a str,
+        within: Duration,
     ) -> GatewayFuture<'a, String>;
     /// Take `amount` of the payment's authorisation.
     fn capture(&self, payment_id: PaymentId, amount: Money) -> GatewayFuture<'_, ()>;

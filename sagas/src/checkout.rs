@@ -16,19 +16,25 @@ use commerce_domain::checkout::{
 };
 use commerce_domain::inventory::{Inventory, InventoryCommand, InventoryError};
 use commerce_domain::order::{Order, OrderCommand, OrderError, OrderStatus};
-use commerce_domain::payment::{Payment, PaymentCommand, PaymentError};
+use commerce_domain::payment::{Payment, PaymentCommand, PaymentError, PaymentStatus};
 use commerce_domain::services::{GatewayError, PaymentGateway};
 use commerce_domain::{OrderId, PaymentId};
-use commerce_store::repository::CommandOptions;
-use commerce_store::{CommandError, CommitError, Metadata, Repository, UnitOfWork};
+use commerce_store::{CommandError, CommandOptions, Companion, Metadata, Repository};
 use cqrs_es::Aggregate;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::deadlines;
+use crate::deadlines::{self, Claimed, Due};
+use crate::worker::Lease;
 
-/// Attempts at a step whose commit conflicts with another process's.
-const MAX_ATTEMPTS: usize = 8;
+/// How a run of a saga ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// Nothing left to do until something changes.
+    Settled,
+    /// Another worker holds the saga now; this one wrote nothing after losing it.
+    LeaseLost,
+}
 
 /// How the checkout saga paces itself.
 #[derive(Debug, Clone)]
@@ -60,10 +66,17 @@ pub struct SagaDriver {
 }
 
 /// A step's command failed for a reason other than a business rule.
-fn infrastructure<E: std::error::Error>(error: CommandError<E>) -> anyhow::Error {
+/// The worker lost the saga's lease while it was driving it: a step was fenced off.
+#[derive(Debug, thiserror::Error)]
+#[error("this worker no longer holds the saga's lease")]
+struct LostLease;
+
+/// A step's command failed for a reason other than the business rule the caller handles.
+fn step_failed<E: std::error::Error>(error: CommandError<E>, what: &str) -> anyhow::Error {
     match error {
-        CommandError::Infrastructure(e) => e,
-        other => anyhow::anyhow!("{other}"),
+        CommandError::Fenced(_) => anyhow::Error::new(LostLease),
+        CommandError::Infrastructure(e) => e.context(what.to_owned()),
+        other => anyhow::anyhow!("{what}: {other}"),
     }
 }
 
@@ -91,91 +104,56 @@ impl SagaDriver {
         }
     }
 
-    /// Sends `command` to aggregate `id` and records `then` in the saga, in one transaction: a
-    /// step and its record are one commit, and a crash cannot fall between them. A refusal of
-    /// `command` records nothing; a conflict (another process wrote `id`) decides again.
+    /// Sends `command` to aggregate `id` and records `then` in the saga, in one transaction that
+    /// commits only while `claim` holds the saga's lease (and sets `due` in its row). A refusal
+    /// of `command` records nothing; the store decides again on fresh state after a conflict.
+    #[allow(clippy::too_many_arguments)]
     async fn send_and_record<A>(
         &self,
         repository: &Repository<A>,
         id: &str,
         command: A::Command,
-        order_id: Uuid,
+        claim: Claimed,
         step: &str,
         then: SagaEvent,
+        due: Due,
     ) -> Result<(), CommandError<A::Error>>
     where
         A: Aggregate<Services = ()> + Clone + 'static,
-        A::Command: Clone,
+        A::Command: Clone + Send + Sync + 'static,
+        A::Error: Send + 'static,
     {
-        let metadata =
-            serde_json::to_value(Self::metadata(order_id, step)).context("serialising metadata")?;
-        let record_metadata = serde_json::to_value(Self::metadata(
-            order_id,
-            &format!("record-{}", cqrs_es::DomainEvent::event_type(&then)),
-        ))
-        .context("serialising metadata")?;
-        let saga_id = order_id.to_string();
-        for _ in 0..MAX_ATTEMPTS {
-            let mut target = repository.lock(id).await;
-            let loaded = target.load().await?.clone();
-            let (state, events) = match target.decide(&loaded, command.clone()).await {
-                Ok(decided) => decided,
-                Err(refusal) => {
-                    // A refusal decided on another process's old news is decided again.
-                    if target.is_stale().await? {
-                        target.evict();
-                        continue;
-                    }
-                    return Err(CommandError::Rejected(refusal));
-                }
-            };
-            if events.is_empty() && target.is_stale().await? {
-                target.evict();
-                continue;
-            }
-            let mut saga = self.sagas.lock(&saga_id).await;
-            let saga_loaded = saga.load().await?.clone();
-            let (saga_state, saga_events) = saga
-                .decide(&saga_loaded, SagaCommand::Record(then.clone()))
-                .await
-                .map_err(|e| anyhow::anyhow!("recording a saga step: {e}"))?;
-            let mut unit = UnitOfWork::default();
-            let target_snapshot = !events.is_empty()
-                && target.stage(&mut unit, &loaded, &state, &events, &metadata)?;
-            let saga_snapshot = saga.stage(
-                &mut unit,
-                &saga_loaded,
-                &saga_state,
-                &saga_events,
-                &record_metadata,
-            )?;
-            match unit.commit(&self.pool).await {
-                Ok(_) => {
-                    let version = loaded.version + events.len() as i64;
-                    target.committed(state, version, target_snapshot);
-                    let saga_version = saga_loaded.version + saga_events.len() as i64;
-                    saga.committed(saga_state, saga_version, saga_snapshot);
-                    return Ok(());
-                }
-                Err(CommitError::Conflict) => {
-                    target.evict();
-                    saga.evict();
-                }
-                Err(other) => return Err(other.into()),
-            }
-        }
-        Err(CommandError::Conflict)
+        let order_id = claim.saga_id;
+        let mut options = CommandOptions::new(Self::metadata(order_id, step));
+        options.guard = Some(deadlines::fence(claim, due));
+        let record = Self::metadata(order_id, &Self::record_step(&then));
+        let companion = Companion::new(&self.sagas, order_id.to_string(), record, move |_, _| {
+            Some(SagaCommand::Record(then.clone()))
+        });
+        repository
+            .execute_with(id, command, options, Some(companion))
+            .await
+            .map(drop)
     }
 
-    /// Records a step that changed nothing else (or whose change is already in).
-    async fn record(&self, order_id: Uuid, event: SagaEvent) -> anyhow::Result<()> {
-        let step = format!("record-{}", cqrs_es::DomainEvent::event_type(&event));
-        let options = CommandOptions::new(Self::metadata(order_id, &step));
+    fn record_step(event: &SagaEvent) -> String {
+        format!("record-{}", cqrs_es::DomainEvent::event_type(event))
+    }
+
+    /// Records a step that changed nothing else (or whose change is already in), under the lease.
+    async fn record(&self, claim: Claimed, event: SagaEvent) -> anyhow::Result<()> {
+        let mut options =
+            CommandOptions::new(Self::metadata(claim.saga_id, &Self::record_step(&event)));
+        options.guard = Some(deadlines::fence(claim, Due::AsItWas));
         self.sagas
-            .execute(&order_id.to_string(), SagaCommand::Record(event), options)
+            .execute(
+                &claim.saga_id.to_string(),
+                SagaCommand::Record(event),
+                options,
+            )
             .await
-            .map(|_| ())
-            .map_err(|e| anyhow::anyhow!("recording a saga step: {e}"))
+            .map(drop)
+            .map_err(|e| step_failed(e, "recording a saga step"))
     }
 
     /// Sends an order command and records `then` with it. A refusal because the order already
@@ -183,101 +161,105 @@ impl SagaDriver {
     /// was cancelled and `when_cancelled` is false (the next decision sees the cancellation).
     async fn order_step(
         &self,
-        order_id: Uuid,
+        claim: Claimed,
         command: OrderCommand,
         step: &str,
         then: SagaEvent,
         when_cancelled: bool,
     ) -> anyhow::Result<()> {
-        let id = order_id.to_string();
-        match self
-            .send_and_record(&self.orders, &id, command, order_id, step, then.clone())
-            .await
-        {
+        let id = claim.saga_id.to_string();
+        let sent = self.send_and_record(
+            &self.orders,
+            &id,
+            command,
+            claim,
+            step,
+            then.clone(),
+            Due::AsItWas,
+        );
+        match sent.await {
             Ok(()) => Ok(()),
             Err(CommandError::Rejected(OrderError::InvalidTransition { .. })) => {
                 let status = self.orders.load(&id).await?.state.status;
                 if when_cancelled || status != Some(OrderStatus::Cancelled) {
-                    self.record(order_id, then).await?;
+                    self.record(claim, then).await?;
                 }
                 Ok(())
             }
-            Err(error) => Err(infrastructure(error)).with_context(|| format!("order step {step}")),
+            Err(error) => Err(step_failed(error, &format!("order step {step}"))),
         }
     }
 
-    /// Sends a payment command and records `then` with it; when the payment refuses because it
-    /// already took (or skipped past) that step, records `then` alone.
+    /// Sends a payment command and records `then` with it: `false` when the payment refused
+    /// because it already took (or skipped past) that step, and nothing was recorded.
     async fn payment_step(
         &self,
-        order_id: Uuid,
+        claim: Claimed,
         payment_id: PaymentId,
         command: PaymentCommand,
         step: &str,
         then: SagaEvent,
-    ) -> anyhow::Result<()> {
-        let taken = self
-            .try_payment_step(order_id, payment_id, command, step, then.clone())
-            .await?;
-        if !taken {
-            self.record(order_id, then).await?;
-        }
-        Ok(())
-    }
-
-    /// [`Self::payment_step`] without the record on refusal: `false` when the payment refused
-    /// because it already took (or skipped past) that step, and nothing was recorded.
-    async fn try_payment_step(
-        &self,
-        order_id: Uuid,
-        payment_id: PaymentId,
-        command: PaymentCommand,
-        step: &str,
-        then: SagaEvent,
+        due: Due,
     ) -> anyhow::Result<bool> {
         let id = payment_id.to_string();
         match self
-            .send_and_record(&self.payments, &id, command, order_id, step, then)
+            .send_and_record(&self.payments, &id, command, claim, step, then, due)
             .await
         {
             Ok(()) => Ok(true),
             Err(CommandError::Rejected(
                 PaymentError::InvalidTransition { .. } | PaymentError::AlreadyRequested,
             )) => Ok(false),
-            Err(error) => {
-                Err(infrastructure(error)).with_context(|| format!("payment step {step}"))
-            }
+            Err(error) => Err(step_failed(error, &format!("payment step {step}"))),
         }
+    }
+
+    /// [`Self::payment_step`], recording `then` alone when the payment had taken the step.
+    async fn payment_step_or_record(
+        &self,
+        claim: Claimed,
+        payment_id: PaymentId,
+        command: PaymentCommand,
+        step: &str,
+        then: SagaEvent,
+    ) -> anyhow::Result<()> {
+        let taken = self
+            .payment_step(claim, payment_id, command, step, then.clone(), Due::AsItWas)
+            .await?;
+        if !taken {
+            self.record(claim, then).await?;
+        }
+        Ok(())
     }
 
     /// Sends an inventory command and records `then` with it.
     async fn inventory_step(
         &self,
-        order_id: Uuid,
+        claim: Claimed,
         sku: &str,
         command: InventoryCommand,
         step: &str,
         then: SagaEvent,
     ) -> Result<(), CommandError<InventoryError>> {
+        let step = format!("{step}:{sku}");
         self.send_and_record(
             &self.inventory,
             sku,
             command,
-            order_id,
-            &format!("{step}:{sku}"),
+            claim,
+            &step,
             then,
+            Due::AsItWas,
         )
         .await
     }
 
-    /// Runs saga `order_id` until it has nothing left to do. `keep_lease` is called between
-    /// steps; when it says the claim was lost, the driver stops and leaves the saga to its new owner.
-    #[tracing::instrument(skip_all, fields(order_id = %order_id), err)]
-    pub async fn drive<F, Fut>(&self, order_id: Uuid, mut keep_lease: F) -> anyhow::Result<()>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = anyhow::Result<bool>>,
-    {
+    /// Runs the claimed saga until it has nothing left to do, or until the lease is lost:
+    /// renewed between steps, and checked inside every step's transaction.
+    #[tracing::instrument(skip_all, fields(order_id = %lease.claimed().saga_id), err)]
+    pub async fn drive(&self, lease: &mut Lease) -> anyhow::Result<Run> {
+        let claim = lease.claimed();
+        let order_id = claim.saga_id;
         // Another worker may have driven this saga, and the buyer changed the order, since this
         // process last looked. Within the run the cached order is enough for most steps: every
         // order command is checked against the stream's version when it commits, and a
@@ -286,12 +268,12 @@ impl SagaDriver {
         self.sagas.load_latest(&order_id.to_string()).await?;
         self.orders.load_latest(&order_id.to_string()).await?;
         for _ in 0..1000 {
-            if !keep_lease().await? {
+            if !lease.keep().await? {
                 tracing::warn!("lost the saga's lease; another worker has it");
-                return Ok(());
+                return Ok(Run::LeaseLost);
             }
             // Only the lease holder writes the saga's stream: after the fresh read at the start
-            // of this run, the cached state is current.
+            // of this run, the cached state is current (and a stale one could not commit).
             let saga = self.sagas.load(&order_id.to_string()).await?.state;
             let mut order = self.orders.load(&order_id.to_string()).await?.state;
             let mut action = saga.next_action(&Self::facts(&order));
@@ -303,9 +285,15 @@ impl SagaDriver {
             }
             tracing::debug!(?action, "saga step");
             if action == SagaAction::Idle {
-                return Ok(());
+                return Ok(Run::Settled);
             }
-            self.perform(order_id, &saga, &order, action).await?;
+            if let Err(error) = self.perform(claim, &saga, &order, action).await {
+                if error.downcast_ref::<LostLease>().is_some() {
+                    tracing::warn!("a step was fenced off: another worker holds the saga now");
+                    return Ok(Run::LeaseLost);
+                }
+                return Err(error);
+            }
         }
         anyhow::bail!("saga {order_id} did not settle after 1000 steps")
     }
@@ -333,11 +321,12 @@ impl SagaDriver {
 
     async fn perform(
         &self,
-        order_id: Uuid,
+        claim: Claimed,
         saga: &CheckoutSaga,
         order: &Order,
         action: SagaAction,
     ) -> anyhow::Result<()> {
+        let order_id = claim.saga_id;
         let id = OrderId(order_id);
         let payment_id = saga.payment_id.unwrap_or_else(|| PaymentId::for_order(id));
         match action {
@@ -358,7 +347,7 @@ impl SagaDriver {
                     started_at: now,
                     hold_expires_at: now + hold,
                 };
-                self.record(order_id, started).await?;
+                self.record(claim, started).await?;
             }
             SagaAction::Reserve(line) => {
                 let command = InventoryCommand::Reserve {
@@ -369,7 +358,7 @@ impl SagaDriver {
                     sku: line.sku.clone(),
                 };
                 match self
-                    .inventory_step(order_id, line.sku.as_str(), command, "reserve", reserved)
+                    .inventory_step(claim, line.sku.as_str(), command, "reserve", reserved)
                     .await
                 {
                     Ok(()) => {}
@@ -380,15 +369,15 @@ impl SagaDriver {
                             }
                             other => format!("{} could not be reserved: {other}", line.sku),
                         };
-                        self.record(order_id, SagaEvent::CompensationStarted { reason })
+                        self.record(claim, SagaEvent::CompensationStarted { reason })
                             .await?;
                     }
-                    Err(error) => return Err(infrastructure(error)).context("reserving stock"),
+                    Err(error) => return Err(step_failed(error, "reserving stock")),
                 }
             }
             SagaAction::MarkOrderReserved => {
                 self.order_step(
-                    order_id,
+                    claim,
                     OrderCommand::RecordInventoryReserved,
                     "mark-reserved",
                     SagaEvent::OrderMarkedReserved,
@@ -407,17 +396,28 @@ impl SagaDriver {
                     .unwrap_or(chrono::Duration::seconds(30));
                 let deadline = now + timeout;
                 let requested = SagaEvent::AuthorizationRequested { at: now, deadline };
-                self.payment_step(order_id, payment_id, request, "request-payment", requested)
-                    .await?;
-                deadlines::set_payment_deadline(&self.pool, order_id, deadline).await?;
+                // The deadline goes in the saga's row with the request: should this worker die
+                // waiting for the answer, another acts on it in time.
+                let due = Due::At(deadline, "payment_timeout");
+                let sent = self.payment_step(
+                    claim,
+                    payment_id,
+                    request,
+                    "request-payment",
+                    requested.clone(),
+                    due,
+                );
+                if !sent.await? {
+                    self.record(claim, requested).await?;
+                }
             }
             SagaAction::Authorize { deadline } => {
-                self.authorize(order_id, saga, order, payment_id, deadline)
+                self.authorize(claim, saga, order, payment_id, deadline)
                     .await?
             }
             SagaAction::MarkOrderAuthorized => {
                 self.order_step(
-                    order_id,
+                    claim,
                     OrderCommand::RecordPaymentAuthorized,
                     "mark-authorized",
                     SagaEvent::OrderMarkedAuthorized,
@@ -427,7 +427,7 @@ impl SagaDriver {
             }
             SagaAction::ConfirmOrder => {
                 self.order_step(
-                    order_id,
+                    claim,
                     OrderCommand::Confirm,
                     "confirm",
                     SagaEvent::OrderConfirmed,
@@ -441,10 +441,11 @@ impl SagaDriver {
                     .capture(payment_id, total)
                     .await
                     .map_err(|e| anyhow::anyhow!("capturing: {e}"))?;
-                self.payment_step(
-                    order_id,
+                let capture = PaymentCommand::Capture { amount: total };
+                self.payment_step_or_record(
+                    claim,
                     payment_id,
-                    PaymentCommand::Capture { amount: total },
+                    capture,
                     "capture",
                     SagaEvent::PaymentCaptured,
                 )
@@ -455,28 +456,30 @@ impl SagaDriver {
                 let then = SagaEvent::StockCommitted {
                     sku: line.sku.clone(),
                 };
-                self.inventory_step(order_id, line.sku.as_str(), command, "commit", then)
+                self.inventory_step(claim, line.sku.as_str(), command, "commit", then)
                     .await
-                    .map_err(infrastructure)?;
+                    .map_err(|e| step_failed(e, "committing stock"))?;
             }
             SagaAction::Compensate(reason) => {
                 tracing::info!(%reason, "compensating");
-                self.record(order_id, SagaEvent::CompensationStarted { reason })
+                self.record(claim, SagaEvent::CompensationStarted { reason })
                     .await?;
             }
             SagaAction::VoidPayment => {
+                // Voided at the provider whatever the payment shows here: an authorisation whose
+                // answer never came may still have landed there.
                 self.gateway
                     .void(payment_id)
                     .await
                     .map_err(|e| anyhow::anyhow!("voiding: {e}"))?;
-                let payment = self.payments.load(&payment_id.to_string()).await?.state;
-                let voided = SagaEvent::PaymentVoided;
-                if payment.authorized.is_some() && payment.status.is_some() {
-                    self.payment_step(order_id, payment_id, PaymentCommand::Void, "void", voided)
-                        .await?;
-                } else {
-                    self.record(order_id, voided).await?;
-                }
+                self.payment_step_or_record(
+                    claim,
+                    payment_id,
+                    PaymentCommand::Void,
+                    "void",
+                    SagaEvent::PaymentVoided,
+                )
+                .await?;
             }
             SagaAction::RefundPayment => {
                 let total = saga.total.context("a started saga has a total")?;
@@ -484,10 +487,11 @@ impl SagaDriver {
                     .refund(payment_id, total)
                     .await
                     .map_err(|e| anyhow::anyhow!("refunding: {e}"))?;
-                self.payment_step(
-                    order_id,
+                let refund = PaymentCommand::Refund { amount: total };
+                self.payment_step_or_record(
+                    claim,
                     payment_id,
-                    PaymentCommand::Refund { amount: total },
+                    refund,
                     "refund",
                     SagaEvent::PaymentRefunded,
                 )
@@ -498,31 +502,31 @@ impl SagaDriver {
                 let then = SagaEvent::LineReleased {
                     sku: line.sku.clone(),
                 };
-                self.inventory_step(order_id, line.sku.as_str(), command, "release", then)
+                self.inventory_step(claim, line.sku.as_str(), command, "release", then)
                     .await
-                    .map_err(infrastructure)?;
+                    .map_err(|e| step_failed(e, "releasing stock"))?;
             }
             SagaAction::Restore(line) => {
                 let command = InventoryCommand::Restore { order_id: id };
                 let then = SagaEvent::StockRestored {
                     sku: line.sku.clone(),
                 };
-                self.inventory_step(order_id, line.sku.as_str(), command, "restore", then)
+                self.inventory_step(claim, line.sku.as_str(), command, "restore", then)
                     .await
-                    .map_err(infrastructure)?;
+                    .map_err(|e| step_failed(e, "restoring stock"))?;
             }
             SagaAction::CancelOrder(reason) => {
                 let command = OrderCommand::Cancel {
                     reason,
                     cancelled_by: None,
                 };
-                self.order_step(order_id, command, "cancel", SagaEvent::OrderCancelled, true)
+                self.order_step(claim, command, "cancel", SagaEvent::OrderCancelled, true)
                     .await?;
             }
-            SagaAction::StartReturn => self.record(order_id, SagaEvent::ReturnStarted).await?,
+            SagaAction::StartReturn => self.record(claim, SagaEvent::ReturnStarted).await?,
             SagaAction::MarkOrderRefunded => {
                 self.order_step(
-                    order_id,
+                    claim,
                     OrderCommand::RecordRefund,
                     "mark-refunded",
                     SagaEvent::OrderMarkedRefunded,
@@ -531,7 +535,7 @@ impl SagaDriver {
                 .await?;
             }
             SagaAction::Complete(outcome) => {
-                self.record(order_id, SagaEvent::SagaCompleted { outcome })
+                self.record(claim, SagaEvent::SagaCompleted { outcome })
                     .await?;
                 let name = match outcome {
                     SagaOutcome::Confirmed => "confirmed",
@@ -544,11 +548,13 @@ impl SagaDriver {
         Ok(())
     }
 
-    /// Asks the provider, waiting no later than `deadline`; records the answer on the payment and
-    /// in the saga. No answer in time compensates (and voids, in case the answer comes late).
+    /// Asks the provider, waiting no later than `deadline`; records the answer on the payment
+    /// and in the saga. A decline or no answer in time compensates (voiding, in case a late
+    /// answer lands) — but only while the payment still waits for its answer: whatever the
+    /// payment recorded first (another worker's answer) is what the saga follows.
     async fn authorize(
         &self,
-        order_id: Uuid,
+        claim: Claimed,
         saga: &CheckoutSaga,
         order: &Order,
         payment_id: PaymentId,
@@ -561,71 +567,74 @@ impl SagaDriver {
             .payment_token
             .clone()
             .context("the order has no payment token")?;
-        let answer = match tokio::time::timeout(
-            remaining,
-            self.gateway.authorize(payment_id, total, &token),
-        )
-        .await
-        {
+        let call = self.gateway.authorize(payment_id, total, &token, remaining);
+        let answer = match tokio::time::timeout(remaining, call).await {
             Ok(answer) => answer,
             Err(_) => Err(GatewayError::Timeout),
         };
-        match answer {
-            Ok(authorization_id) => {
-                let record = PaymentCommand::RecordAuthorized {
+        let (command, step, then) = match &answer {
+            Ok(authorization_id) => (
+                PaymentCommand::RecordAuthorized {
                     authorization_id: authorization_id.clone(),
-                };
-                let authorized = SagaEvent::PaymentAuthorized {
+                },
+                "record-authorized",
+                SagaEvent::PaymentAuthorized {
                     authorization_id: authorization_id.clone(),
-                };
-                let taken = self
-                    .try_payment_step(
-                        order_id,
-                        payment_id,
-                        record,
-                        "record-authorized",
-                        authorized,
-                    )
-                    .await?;
-                if taken {
-                    return Ok(());
-                }
-                let payment = self.payments.load(&payment_id.to_string()).await?.state;
-                if payment.status == Some(commerce_domain::payment::PaymentStatus::Declined) {
-                    // Another worker gave up on this authorisation first: compensate, voiding it.
-                    let reason = "the payment provider did not answer in time".to_owned();
-                    self.record(order_id, SagaEvent::CompensationStarted { reason })
-                        .await?;
-                } else {
-                    self.record(order_id, SagaEvent::PaymentAuthorized { authorization_id })
-                        .await?;
-                }
-            }
+                },
+            ),
             Err(error) => {
-                let (recorded, reason) = match &error {
-                    GatewayError::Declined(why) => {
-                        (why.clone(), format!("the payment was declined: {why}"))
-                    }
-                    GatewayError::Timeout => (
-                        "no answer in time".to_owned(),
-                        "the payment provider did not answer in time".to_owned(),
+                tracing::info!(%payment_id, %error, "authorisation failed");
+                let (command, reason) = match error {
+                    GatewayError::Declined(why) => (
+                        PaymentCommand::RecordDeclined {
+                            reason: why.clone(),
+                        },
+                        format!("the payment was declined: {why}"),
                     ),
+                    GatewayError::Timeout => (PaymentCommand::RecordTimedOut, TIMED_OUT.to_owned()),
                     GatewayError::Unavailable(_) => (
-                        "provider unavailable".to_owned(),
+                        PaymentCommand::RecordDeclined {
+                            reason: "provider unavailable".to_owned(),
+                        },
                         "the payment could not be processed".to_owned(),
                     ),
                 };
-                tracing::info!(%payment_id, error = %error, "authorisation failed");
-                self.payment_step(
-                    order_id,
-                    payment_id,
-                    PaymentCommand::RecordDeclined { reason: recorded },
-                    "record-declined",
+                (
+                    command,
+                    "record-answer",
                     SagaEvent::CompensationStarted { reason },
                 )
-                .await?;
             }
+        };
+        if self
+            .payment_step(claim, payment_id, command, step, then, Due::AsItWas)
+            .await?
+        {
+            return Ok(());
         }
-        Ok(())
+        // The payment already has its answer: follow it, whatever this call said.
+        let payment = self
+            .payments
+            .load_latest(&payment_id.to_string())
+            .await?
+            .state;
+        let follow = match (payment.status, payment.authorization_id) {
+            (Some(PaymentStatus::Authorized | PaymentStatus::Captured), Some(authorization_id)) => {
+                SagaEvent::PaymentAuthorized { authorization_id }
+            }
+            (Some(PaymentStatus::TimedOut), _) => SagaEvent::CompensationStarted {
+                reason: TIMED_OUT.to_owned(),
+            },
+            (status, _) => SagaEvent::CompensationStarted {
+                reason: format!(
+                    "the payment could not be processed ({})",
+                    status.map_or("missing".to_owned(), |s| s.to_string())
+                ),
+            },
+        };
+        self.record(claim, follow).await
     }
 }
+
+/// The cancellation reason of an order whose payment went unanswered.
+const TIMED_OUT: &str = "the payment provider did not answer in time";

@@ -1,20 +1,27 @@
 //! The `saga_deadlines` table: when each saga needs a worker next, and who holds it.
+//!
+//! A worker holds a saga under a lease with a fencing token (`fence`, bumped by every claim).
+//! Everything it writes about the saga checks the token: its steps (inside their own transaction,
+//! through [`fence`]), renewals, releases and the final delete. A worker that outlived its lease
+//! writes nothing.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use commerce_store::{CommitError, Guard};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// The channel a wake-up is announced on, so idle workers need not wait for their next poll.
 pub const SAGA_DUE_CHANNEL: &str = "saga_due";
 
-/// A saga a worker claimed, and the wake-up it answers.
+/// A saga a worker claimed: the wake-up it answers, and its fencing token.
 #[derive(Debug, Clone, Copy)]
 pub struct Claimed {
     pub saga_id: Uuid,
     pub generation: i64,
+    pub fence: i64,
 }
 
 /// Wakes the sagas `ids` now, each for its `reasons` entry (inside the caller's transaction),
@@ -44,21 +51,21 @@ pub async fn wake(conn: &mut PgConnection, ids: &[Uuid], reasons: &[&str]) -> an
 
 /// Claims up to `limit` sagas for `worker` until `lease` from now: those due, and those whose
 /// worker's lease lapsed (it died mid-saga: resume at once, not at the next deadline). Rows
-/// another worker holds are skipped, not waited for.
+/// another worker holds are skipped, not waited for. Every claim moves the fencing token on.
 pub async fn claim(
     pool: &PgPool,
     worker: &str,
     limit: i64,
     lease: Duration,
 ) -> anyhow::Result<Vec<Claimed>> {
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+    let rows: Vec<(Uuid, i64, i64)> = sqlx::query_as(
         "WITH due AS ( \
              SELECT saga_id FROM saga_deadlines \
              WHERE (locked_until IS NULL AND due_at <= now()) OR locked_until < now() \
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
          UPDATE saga_deadlines d SET locked_by = $1, locked_until = now() + $3 * interval '1 millisecond', \
-             attempts = d.attempts + 1 \
-         FROM due WHERE d.saga_id = due.saga_id RETURNING d.saga_id, d.generation",
+             attempts = d.attempts + 1, fence = d.fence + 1 \
+         FROM due WHERE d.saga_id = due.saga_id RETURNING d.saga_id, d.generation, d.fence",
     )
     .bind(worker)
     .bind(limit)
@@ -68,20 +75,22 @@ pub async fn claim(
     .context("claiming due sagas")?;
     Ok(rows
         .into_iter()
-        .map(|(saga_id, generation)| Claimed {
+        .map(|(saga_id, generation, fence)| Claimed {
             saga_id,
             generation,
+            fence,
         })
         .collect())
 }
 
 /// Keeps holding a claimed saga for another `lease`: false if the claim was lost.
-pub async fn renew(pool: &PgPool, worker: &str, id: Uuid, lease: Duration) -> anyhow::Result<bool> {
+pub async fn renew(pool: &PgPool, claimed: Claimed, lease: Duration) -> anyhow::Result<bool> {
     let renewed = sqlx::query(
-        "UPDATE saga_deadlines SET locked_until = now() + $3 * interval '1 millisecond' WHERE saga_id = $1 AND locked_by = $2",
+        "UPDATE saga_deadlines SET locked_until = now() + $3 * interval '1 millisecond' \
+         WHERE saga_id = $1 AND fence = $2",
     )
-    .bind(id)
-    .bind(worker)
+    .bind(claimed.saga_id)
+    .bind(claimed.fence)
     .bind(lease.as_millis() as f64)
     .execute(pool)
     .await
@@ -89,45 +98,87 @@ pub async fn renew(pool: &PgPool, worker: &str, id: Uuid, lease: Duration) -> an
     Ok(renewed.rows_affected() == 1)
 }
 
-/// Records when an unanswered authorisation times out, so another worker can act on it if this
-/// one dies while waiting.
-pub async fn set_payment_deadline(
-    pool: &PgPool,
-    id: Uuid,
-    deadline: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE saga_deadlines SET due_at = $2, reason = 'payment_timeout' WHERE saga_id = $1",
-    )
-    .bind(id)
-    .bind(deadline)
-    .execute(pool)
-    .await
-    .context("setting the payment deadline")?;
-    Ok(())
+/// What a saga step leaves in the saga's row, beside checking the lease.
+#[derive(Debug, Clone, Copy)]
+pub enum Due {
+    /// Nothing changes.
+    AsItWas,
+    /// The saga must be looked at again by `at` (an unanswered authorisation times out then),
+    /// even if this worker dies first.
+    At(DateTime<Utc>, &'static str),
 }
 
-/// The saga has nothing left to do: forget it, unless it was woken again meanwhile.
+/// The guard of a saga step's transaction: it commits only while `claimed` is still the saga's
+/// latest claim (the row is locked until the step commits, so no claim slips in between), and
+/// records `due` with the step.
+pub fn fence(claimed: Claimed, due: Due) -> Guard {
+    std::sync::Arc::new(move |conn: &mut PgConnection| {
+        Box::pin(async move {
+            let fence: Option<i64> = sqlx::query_scalar(
+                "SELECT fence FROM saga_deadlines WHERE saga_id = $1 FOR UPDATE",
+            )
+            .bind(claimed.saga_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .context("checking the saga's lease")?;
+            if fence != Some(claimed.fence) {
+                metrics::counter!("commerce_saga_fenced_writes_total").increment(1);
+                tracing::warn!(saga = %claimed.saga_id, held = claimed.fence, current = ?fence, "refusing a step: this worker lost the saga's lease");
+                return Err(CommitError::Fenced(format!(
+                    "saga {} is no longer held under lease {}",
+                    claimed.saga_id, claimed.fence
+                )));
+            }
+            if let Due::At(at, reason) = due {
+                sqlx::query(
+                    "UPDATE saga_deadlines SET due_at = $2, reason = $3 WHERE saga_id = $1",
+                )
+                .bind(claimed.saga_id)
+                .bind(at)
+                .bind(reason)
+                .execute(&mut *conn)
+                .await
+                .context("setting the saga's deadline")?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// The saga has nothing left to do: forget it, unless it was woken again meanwhile (then let
+/// go of it so it is taken up again). Nothing happens if the claim was lost.
 pub async fn finish(pool: &PgPool, claimed: Claimed) -> anyhow::Result<()> {
-    let deleted = sqlx::query("DELETE FROM saga_deadlines WHERE saga_id = $1 AND generation = $2")
-        .bind(claimed.saga_id)
-        .bind(claimed.generation)
-        .execute(pool)
-        .await
-        .context("finishing a saga")?;
+    let deleted = sqlx::query(
+        "DELETE FROM saga_deadlines WHERE saga_id = $1 AND generation = $2 AND fence = $3",
+    )
+    .bind(claimed.saga_id)
+    .bind(claimed.generation)
+    .bind(claimed.fence)
+    .execute(pool)
+    .await
+    .context("finishing a saga")?;
     if deleted.rows_affected() == 0 {
-        release(pool, claimed.saga_id, None).await?;
+        release(pool, claimed, None).await?;
     }
     Ok(())
 }
 
-/// Lets go of the saga; it is due again at `due_at` (or as it was).
-pub async fn release(pool: &PgPool, id: Uuid, due_at: Option<DateTime<Utc>>) -> anyhow::Result<()> {
-    sqlx::query("UPDATE saga_deadlines SET locked_by = NULL, locked_until = NULL, due_at = COALESCE($2, due_at) WHERE saga_id = $1")
-        .bind(id)
-        .bind(due_at)
-        .execute(pool)
-        .await
-        .context("releasing a saga")?;
+/// Lets go of the saga; it is due again at `due_at` (or as it was). Nothing happens if the
+/// claim was lost.
+pub async fn release(
+    pool: &PgPool,
+    claimed: Claimed,
+    due_at: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE saga_deadlines SET locked_by = NULL, locked_until = NULL, due_at = COALESCE($3, due_at) \
+         WHERE saga_id = $1 AND fence = $2",
+    )
+    .bind(claimed.saga_id)
+    .bind(claimed.fence)
+    .bind(due_at)
+    .execute(pool)
+    .await
+    .context("releasing a saga")?;
     Ok(())
 }

@@ -1,15 +1,16 @@
 //! Saga workers: claim due sagas from `saga_deadlines` and drive them, several at a time.
 //! Any number of workers, in any number of processes, share the table.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
+use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkout::SagaDriver;
+use crate::checkout::{Run, SagaDriver};
 use crate::deadlines::{self, Claimed, SAGA_DUE_CHANNEL};
 
 /// The longest a claimed saga goes without renewing its lease between steps.
@@ -103,40 +104,63 @@ pub async fn run_worker(
     Ok(())
 }
 
+/// A worker's hold on one saga: its claim (with the fencing token every step checks) and when
+/// it was last renewed.
+pub struct Lease {
+    pool: PgPool,
+    claimed: Claimed,
+    duration: Duration,
+    renewed_at: Instant,
+}
+
+impl Lease {
+    /// The lease `claimed` holds for `duration` from `claimed_at` (taken before the claim, so
+    /// it ends no later than the row says).
+    pub fn new(pool: PgPool, claimed: Claimed, duration: Duration, claimed_at: Instant) -> Self {
+        Self {
+            pool,
+            claimed,
+            duration,
+            renewed_at: claimed_at,
+        }
+    }
+
+    pub fn claimed(&self) -> Claimed {
+        self.claimed
+    }
+
+    /// Renews the lease when due: false once another worker claimed the saga. Renewed between
+    /// steps only after a second (or a quarter of a short lease): a saga's steps take
+    /// milliseconds, and a renewal is a commit. What is left of the lease then still covers a
+    /// step that waits out the payment timeout.
+    pub async fn keep(&mut self) -> anyhow::Result<bool> {
+        let every = (self.duration / 4).min(RENEW_AFTER);
+        if Instant::now() < self.renewed_at + every {
+            return Ok(true);
+        }
+        let asked_at = Instant::now();
+        let kept = deadlines::renew(&self.pool, self.claimed, self.duration).await?;
+        self.renewed_at = asked_at;
+        Ok(kept)
+    }
+}
+
 async fn drive_one(
     driver: Arc<SagaDriver>,
     config: WorkerConfig,
     claim: Claimed,
     claimed_at: Instant,
 ) {
-    let pool = driver.pool.clone();
-    // The lease is renewed between steps only after a second (or a quarter of a short lease):
-    // a saga's steps take milliseconds, and a renewal is a commit. What is left of the lease
-    // then still covers a step that waits out the payment timeout.
-    let renewed_at = Arc::new(Mutex::new(claimed_at));
-    let keep = || {
-        let pool = pool.clone();
-        let name = config.name.clone();
-        let renewed_at = renewed_at.clone();
-        async move {
-            let every = (config.lease / 4).min(RENEW_AFTER);
-            let due = *renewed_at.lock().unwrap_or_else(|e| e.into_inner()) + every;
-            if Instant::now() < due {
-                return Ok(true);
-            }
-            let asked_at = Instant::now();
-            let kept = deadlines::renew(&pool, &name, claim.saga_id, config.lease).await?;
-            *renewed_at.lock().unwrap_or_else(|e| e.into_inner()) = asked_at;
-            Ok(kept)
-        }
-    };
-    let outcome = match driver.drive(claim.saga_id, keep).await {
-        Ok(()) => deadlines::finish(&driver.pool, claim).await,
+    let mut lease = Lease::new(driver.pool.clone(), claim, config.lease, claimed_at);
+    let outcome = match driver.drive(&mut lease).await {
+        Ok(Run::Settled) => deadlines::finish(&driver.pool, claim).await,
+        // The saga's new owner has it: nothing of ours to clean up.
+        Ok(Run::LeaseLost) => Ok(()),
         Err(error) => {
             tracing::warn!(saga = %claim.saga_id, error = format!("{error:#}"), "saga step failed; retrying later");
             let retry_at = chrono::Utc::now()
                 + chrono::Duration::from_std(config.retry_after).unwrap_or_default();
-            deadlines::release(&driver.pool, claim.saga_id, Some(retry_at)).await
+            deadlines::release(&driver.pool, claim, Some(retry_at)).await
         }
     };
     if let Err(error) = outcome {

@@ -74,7 +74,7 @@ async fn tok_ok_authorises_and_capture_and_refund_stay_within_what_was_authorise
     let payment_id = PaymentId::new();
 
     let authorization_id = gateway
-        .authorize(payment_id, eur(1000), "tok_ok")
+        .authorize(payment_id, eur(1000), "tok_ok", WITHIN)
         .await
         .unwrap();
     assert!(!authorization_id.is_empty());
@@ -131,7 +131,7 @@ async fn capture_without_authorisation_and_refund_without_capture_are_refused() 
         "{capture:?}"
     );
     gateway
-        .authorize(payment_id, eur(100), "tok_ok")
+        .authorize(payment_id, eur(100), "tok_ok", WITHIN)
         .await
         .unwrap();
     let refund = gateway.refund(payment_id, eur(100)).await;
@@ -151,7 +151,9 @@ async fn tok_decline_is_declined_and_recorded() {
     let gateway = client(&sandbox, fast());
     let payment_id = PaymentId::new();
 
-    let result = gateway.authorize(payment_id, eur(500), "tok_decline").await;
+    let result = gateway
+        .authorize(payment_id, eur(500), "tok_decline", WITHIN)
+        .await;
     assert_eq!(result, Err(GatewayError::Declined("card declined".into())));
 
     let view = payment(&sandbox, payment_id).await;
@@ -166,7 +168,7 @@ async fn an_unknown_token_is_declined() {
     let gateway = client(&sandbox, fast());
 
     let result = gateway
-        .authorize(PaymentId::new(), eur(500), "tok_nonsense")
+        .authorize(PaymentId::new(), eur(500), "tok_nonsense", WITHIN)
         .await;
     assert_eq!(result, Err(GatewayError::Declined("unknown token".into())));
 }
@@ -178,7 +180,7 @@ async fn tok_flaky_is_retried_to_exactly_one_authorisation() {
     let payment_id = PaymentId::new();
 
     gateway
-        .authorize(payment_id, eur(700), "tok_flaky")
+        .authorize(payment_id, eur(700), "tok_flaky", WITHIN)
         .await
         .unwrap();
 
@@ -209,13 +211,15 @@ async fn exhausted_retries_are_unavailable_and_a_later_call_still_authorises_onc
     );
     let payment_id = PaymentId::new();
 
-    let result = gateway.authorize(payment_id, eur(700), "tok_flaky").await;
+    let result = gateway
+        .authorize(payment_id, eur(700), "tok_flaky", WITHIN)
+        .await;
     assert!(
         matches!(result, Err(GatewayError::Unavailable(_))),
         "{result:?}"
     );
     gateway
-        .authorize(payment_id, eur(700), "tok_flaky")
+        .authorize(payment_id, eur(700), "tok_flaky", WITHIN)
         .await
         .unwrap();
 
@@ -230,11 +234,11 @@ async fn retrying_authorize_returns_the_same_authorisation_without_charging_agai
     let payment_id = PaymentId::new();
 
     let first = gateway
-        .authorize(payment_id, eur(900), "tok_ok")
+        .authorize(payment_id, eur(900), "tok_ok", WITHIN)
         .await
         .unwrap();
     let again = gateway
-        .authorize(payment_id, eur(900), "tok_ok")
+        .authorize(payment_id, eur(900), "tok_ok", WITHIN)
         .await
         .unwrap();
     assert_eq!(first, again);
@@ -247,8 +251,26 @@ async fn retrying_authorize_returns_the_same_authorisation_without_charging_agai
     );
 }
 
+/// How long the tests' authorisations may wait for an answer.
+const WITHIN: Duration = Duration::from_secs(5);
+
 #[tokio::test]
-async fn tok_timeout_times_out_at_the_client_timeout_and_a_void_is_harmless() {
+async fn an_authorisation_waits_until_its_deadline_not_the_request_timeout() {
+    let sandbox = spawn_sandbox().await;
+    let config = GatewayClientConfig {
+        request_timeout: Duration::from_millis(300),
+        ..fast()
+    };
+    let gateway = client(&sandbox, config);
+    // tok_slow answers after 2 s: far past the request timeout, well within the deadline.
+    let answer = gateway
+        .authorize(PaymentId::new(), eur(100), "tok_slow", WITHIN)
+        .await;
+    assert!(answer.is_ok(), "{answer:?}");
+}
+
+#[tokio::test]
+async fn tok_timeout_times_out_at_the_deadline_and_a_void_is_harmless() {
     let sandbox = spawn_sandbox().await;
     let config = GatewayClientConfig {
         request_timeout: Duration::from_millis(300),
@@ -258,7 +280,14 @@ async fn tok_timeout_times_out_at_the_client_timeout_and_a_void_is_harmless() {
     let payment_id = PaymentId::new();
 
     let started = Instant::now();
-    let result = gateway.authorize(payment_id, eur(100), "tok_timeout").await;
+    let result = gateway
+        .authorize(
+            payment_id,
+            eur(100),
+            "tok_timeout",
+            Duration::from_millis(300),
+        )
+        .await;
     assert_eq!(result, Err(GatewayError::Timeout));
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -284,7 +313,9 @@ async fn tok_slow_times_out_and_the_late_authorisation_is_voided_by_a_later_void
     let gateway = client(&sandbox, config);
     let payment_id = PaymentId::new();
 
-    let result = gateway.authorize(payment_id, eur(100), "tok_slow").await;
+    let result = gateway
+        .authorize(payment_id, eur(100), "tok_slow", Duration::from_millis(500))
+        .await;
     assert_eq!(result, Err(GatewayError::Timeout));
 
     let view = after_late_answer(&sandbox, payment_id).await;
@@ -307,7 +338,9 @@ async fn a_void_right_after_a_timeout_also_voids_the_authorisation_landing_later
     let gateway = client(&sandbox, config);
     let payment_id = PaymentId::new();
 
-    let result = gateway.authorize(payment_id, eur(100), "tok_slow").await;
+    let result = gateway
+        .authorize(payment_id, eur(100), "tok_slow", Duration::from_millis(500))
+        .await;
     assert_eq!(result, Err(GatewayError::Timeout));
     gateway.void(payment_id).await.unwrap();
     assert_eq!(
@@ -348,7 +381,7 @@ async fn an_unreachable_provider_is_unavailable_after_the_retries() {
     let gateway = HttpGateway::new(&format!("http://127.0.0.1:{port}"), fast()).unwrap();
 
     let result = gateway
-        .authorize(PaymentId::new(), eur(100), "tok_ok")
+        .authorize(PaymentId::new(), eur(100), "tok_ok", WITHIN)
         .await;
     assert!(
         matches!(result, Err(GatewayError::Unavailable(ref why)) if why.contains("3 attempts")),
@@ -398,7 +431,7 @@ async fn stopping_the_sandbox_releases_held_requests() {
     let gateway = client(&sandbox, fast());
     let held = tokio::spawn(async move {
         gateway
-            .authorize(PaymentId::new(), eur(100), "tok_timeout")
+            .authorize(PaymentId::new(), eur(100), "tok_timeout", WITHIN)
             .await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;

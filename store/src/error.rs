@@ -14,6 +14,9 @@ pub enum CommitError {
     /// A request with the same idempotency key committed first.
     #[error("a request with this idempotency key was already processed")]
     DuplicateRequest,
+    /// A guard refused the write: the process lost the lease it wrote under.
+    #[error("fenced off: {0}")]
+    Fenced(String),
     #[error(transparent)]
     Database(#[from] anyhow::Error),
 }
@@ -34,6 +37,15 @@ pub enum CommandError<E: std::error::Error> {
     ClaimTaken(Claim),
     #[error("a request with this idempotency key was already processed")]
     DuplicateRequest,
+    /// The writer lost the lease it wrote under (a saga worker that stalled): nothing was written.
+    #[error("fenced off: {0}")]
+    Fenced(String),
+    /// An event would not fit on the bus.
+    #[error("an event of {size} bytes exceeds the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+    /// The change committed together with the command was refused (a saga step out of order).
+    #[error("the accompanying change was refused: {0}")]
+    CompanionRefused(String),
     /// The database or the process failed; any `anyhow::Error` is one of these.
     #[error(transparent)]
     Infrastructure(#[from] anyhow::Error),
@@ -45,6 +57,7 @@ impl<E: std::error::Error> From<CommitError> for CommandError<E> {
             CommitError::Conflict => Self::Conflict,
             CommitError::ClaimTaken(claim) => Self::ClaimTaken(claim),
             CommitError::DuplicateRequest => Self::DuplicateRequest,
+            CommitError::Fenced(why) => Self::Fenced(why),
             CommitError::Database(e) => Self::Infrastructure(e),
         }
     }

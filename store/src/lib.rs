@@ -22,5 +22,8 @@ pub use claims::Claim;
 pub use error::{CommandError, CommitError};
 pub use idempotency::{IdempotencyRecord, StoredResponse};
 pub use metadata::Metadata;
-pub use repository::{CommandOptions, IdempotencyKey, Loaded, Outcome, Repository, Respond};
-pub use unit_of_work::UnitOfWork;
+pub use repository::{
+    CommandOptions, Companion, IdempotencyKey, Loaded, Outcome, Repository, Respond,
+    MAX_EVENT_BYTES,
+};
+pub use unit_of_work::{Guard, UnitOfWork};

@@ -1,12 +1,15 @@
-//! Loading and changing aggregates.
+//! Loading and changing aggregates: the one place that commits commands.
 //!
 //! Commands for one aggregate queue behind a per-id lock in this process, and the state they
 //! leave stays in a bounded in-memory cache, so an aggregate is not reloaded per command. Plain
-//! commands (no claims, idempotency key or expected version) that queue up behind an append are
-//! decided together, in arrival order, and appended in one statement when the lock comes free:
-//! a hot aggregate costs one round trip per group, not per command. The append's sequence check
-//! stays the arbiter across processes: a conflict evicts the cached state and the commands are
-//! decided again on fresh state, a bounded number of times.
+//! commands (no claims, idempotency key, expected version, guard or companion) that queue up
+//! behind an append are decided together, in arrival order, and appended in one statement when
+//! the lock comes free: a hot aggregate costs one round trip per group, not per command. Every
+//! other command is a group of one, through the same loop ([`Repository::commit_group`]):
+//! lock → load → decide → stage → commit, and on a conflict evict and decide again on fresh
+//! state, a bounded number of times. A command may carry a [`Companion`] (a change to a second
+//! aggregate decided on its outcome, committed in the same transaction) and a [`Guard`] (a
+//! fencing check run inside that transaction).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -19,7 +22,7 @@ use lru::LruCache;
 use sqlx::PgPool;
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
-use crate::unit_of_work::{Append, Snapshot};
+use crate::unit_of_work::{Append, Guard, Snapshot};
 use crate::{
     Claim, CommandError, CommitError, IdempotencyRecord, Metadata, StoredResponse, UnitOfWork,
 };
@@ -30,6 +33,9 @@ const MAX_ATTEMPTS: usize = 8;
 const CACHE_CAPACITY: usize = 10_000;
 /// A snapshot is written once this many events were appended since the last one.
 pub const SNAPSHOT_EVERY: i64 = 100;
+/// The largest event payload the store takes: well under the bus's 1 MiB message limit once
+/// metadata and headers are added, so every event committed can be published.
+pub const MAX_EVENT_BYTES: usize = 512 * 1024;
 
 /// An aggregate's state at a version.
 #[derive(Debug, Clone)]
@@ -37,6 +43,8 @@ pub struct Loaded<A> {
     pub state: A,
     /// The sequence of its last event; 0 for an aggregate without events.
     pub version: i64,
+    /// The global position of its last event.
+    pub position: Option<i64>,
     snapshot_version: i64,
 }
 
@@ -45,7 +53,8 @@ pub struct Loaded<A> {
 pub struct Outcome<A: Aggregate> {
     pub state: A,
     pub version: i64,
-    /// The global position of its last event, if it appended any.
+    /// The global position of its last event, or of the aggregate's last event when it appended
+    /// none: what a reader waits for to see the state this answer describes.
     pub position: Option<i64>,
     pub events: Vec<A::Event>,
 }
@@ -69,6 +78,8 @@ pub struct CommandOptions<A> {
     /// Unique values the command takes, written with its events.
     pub claims: Vec<Claim>,
     pub idempotency: Option<IdempotencyKey<A>>,
+    /// Checked inside the commit's transaction (a saga worker's lease).
+    pub guard: Option<Guard>,
 }
 
 impl<A> CommandOptions<A> {
@@ -78,7 +89,55 @@ impl<A> CommandOptions<A> {
             expected_version: None,
             claims: Vec::new(),
             idempotency: None,
+            guard: None,
         }
+    }
+
+    fn is_plain(&self) -> bool {
+        self.claims.is_empty()
+            && self.idempotency.is_none()
+            && self.expected_version.is_none()
+            && self.guard.is_none()
+    }
+}
+
+/// A change to a second aggregate committed in the same transaction as a command, decided on
+/// what the command decided: the saga's record of the step it took, the order a checkout opens.
+/// Its aggregate is locked after the command's (always in that order, so two never deadlock).
+pub struct Companion<'r, A: Aggregate, B: Aggregate> {
+    repository: &'r Repository<B>,
+    id: String,
+    /// The id was just minted: nothing to read (the append's sequence check guards it).
+    new: bool,
+    metadata: Metadata,
+    /// The companion's command, given the command's new state and events; `None` for nothing.
+    command: CompanionCommand<'r, A, B>,
+}
+
+type CompanionCommand<'r, A, B> = Box<
+    dyn Fn(&A, &[<A as Aggregate>::Event]) -> Option<<B as Aggregate>::Command> + Send + Sync + 'r,
+>;
+
+impl<'r, A: Aggregate, B: Aggregate> Companion<'r, A, B> {
+    pub fn new(
+        repository: &'r Repository<B>,
+        id: impl Into<String>,
+        metadata: Metadata,
+        command: impl Fn(&A, &[A::Event]) -> Option<B::Command> + Send + Sync + 'r,
+    ) -> Self {
+        Self {
+            repository,
+            id: id.into(),
+            new: false,
+            metadata,
+            command: Box::new(command),
+        }
+    }
+
+    /// For an aggregate whose id the caller just minted.
+    pub fn new_aggregate(mut self) -> Self {
+        self.new = true;
+        self
     }
 }
 
@@ -96,10 +155,16 @@ struct Shared<A: Aggregate> {
     queues: Mutex<HashMap<String, Vec<Queued<A>>>>,
 }
 
-/// A plain command waiting to be decided with the others queued for its aggregate.
-struct Queued<A: Aggregate> {
+/// One command and everything committed with it.
+struct Request<A: Aggregate> {
     command: A::Command,
     metadata: serde_json::Value,
+    options: CommandOptions<A>,
+}
+
+/// A plain command waiting to be decided with the others queued for its aggregate.
+struct Queued<A: Aggregate> {
+    request: Request<A>,
     reply: oneshot::Sender<CommandResult<A>>,
 }
 
@@ -120,6 +185,10 @@ pub struct Locked<'r, A: Aggregate> {
     slot: OwnedMutexGuard<Option<Loaded<A>>>,
     from_cache: bool,
 }
+
+/// A command decided in an attempt: its new state, version and events, or why not.
+type Decision<A> =
+    Result<(A, i64, Vec<<A as Aggregate>::Event>), CommandError<<A as Aggregate>::Error>>;
 
 impl<A> Repository<A>
 where
@@ -177,34 +246,61 @@ where
     }
 
     /// Decides `command` on the aggregate and commits its events, retrying on conflicts.
-    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id), err(level = "debug"))]
     pub async fn execute(
         &self,
         id: &str,
         command: A::Command,
         options: CommandOptions<A>,
-    ) -> Result<Outcome<A>, CommandError<A::Error>>
+    ) -> CommandResult<A>
     where
         A::Command: Clone + Send + Sync + 'static,
         A::Error: Send + 'static,
     {
-        let plain = options.claims.is_empty()
-            && options.idempotency.is_none()
-            && options.expected_version.is_none();
-        let result = if plain {
-            self.execute_grouped(id, command, &options.metadata).await
+        self.execute_with::<A>(id, command, options, None).await
+    }
+
+    /// [`Self::execute`], committing `companion`'s change in the same transaction.
+    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id), err(level = "debug"))]
+    pub async fn execute_with<B>(
+        &self,
+        id: &str,
+        command: A::Command,
+        options: CommandOptions<A>,
+        companion: Option<Companion<'_, A, B>>,
+    ) -> CommandResult<A>
+    where
+        A::Command: Clone + Send + Sync + 'static,
+        A::Error: Send + 'static,
+        B: Aggregate<Services = ()> + Clone + 'static,
+        B::Command: Clone,
+    {
+        let metadata = serde_json::to_value(&options.metadata).context("serialising metadata")?;
+        let request = Request {
+            command,
+            metadata,
+            options,
+        };
+        let result = if request.options.is_plain() && companion.is_none() {
+            self.execute_grouped(id, request).await
         } else {
-            self.execute_with_retries(id, command, options).await
+            let mut locked = self.lock(id).await;
+            self.commit_group(&mut locked, std::slice::from_ref(&request), companion)
+                .await
+                .map_err(CommandError::from)
+                .and_then(|mut results| results.remove(0))
         };
         let outcome = match &result {
             Ok(_) => "accepted",
             Err(
                 CommandError::Rejected(_)
                 | CommandError::VersionMismatch { .. }
-                | CommandError::ClaimTaken(_),
+                | CommandError::ClaimTaken(_)
+                | CommandError::TooLarge { .. }
+                | CommandError::CompanionRefused(_),
             ) => "rejected",
             Err(CommandError::Conflict) => "conflict",
             Err(CommandError::DuplicateRequest) => "duplicate",
+            Err(CommandError::Fenced(_)) => "fenced",
             Err(CommandError::Infrastructure(_)) => "error",
         };
         metrics::counter!("commerce_commands_total", "aggregate" => A::TYPE, "outcome" => outcome)
@@ -215,17 +311,11 @@ where
     /// Queues a plain command for its aggregate and has it decided with whatever else queued
     /// meanwhile. The group is committed by a task of its own: a caller that goes away (a client
     /// hanging up) cannot leave the others of its group without an answer.
-    async fn execute_grouped(
-        &self,
-        id: &str,
-        command: A::Command,
-        metadata: &Metadata,
-    ) -> CommandResult<A>
+    async fn execute_grouped(&self, id: &str, request: Request<A>) -> CommandResult<A>
     where
         A::Command: Clone + Send + Sync + 'static,
         A::Error: Send + 'static,
     {
-        let metadata = serde_json::to_value(metadata).context("serialising metadata")?;
         let (reply, answer) = oneshot::channel();
         self.shared
             .queues
@@ -233,11 +323,7 @@ where
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .entry(id.to_owned())
             .or_default()
-            .push(Queued {
-                command,
-                metadata,
-                reply,
-            });
+            .push(Queued { request, reply });
         let repository = self.clone();
         let id = id.to_owned();
         tokio::spawn(async move { repository.serve_queue(&id).await });
@@ -265,18 +351,20 @@ where
         if group.is_empty() {
             return;
         }
-        let (commands, replies): (Vec<_>, Vec<_>) = group
+        let (requests, replies): (Vec<_>, Vec<_>) = group
             .into_iter()
-            .map(|queued| ((queued.command, queued.metadata), queued.reply))
+            .map(|queued| (queued.request, queued.reply))
             .unzip();
-        let results = match self.commit_group(&mut locked, &commands).await {
+        let results = match self.commit_group::<A>(&mut locked, &requests, None).await {
             Ok(results) => results,
             // One command the database refuses (a payload it cannot store) must not fail the
-            // others: try each alone.
-            Err(_) if commands.len() > 1 => {
-                let mut results = Vec::with_capacity(commands.len());
-                for command in &commands {
-                    let alone = self.commit_group(&mut locked, std::slice::from_ref(command));
+            // others: try each alone. The group is known not to have landed (`commit_group`
+            // checks an error's outcome), so none is applied twice.
+            Err(_) if requests.len() > 1 => {
+                let mut results = Vec::with_capacity(requests.len());
+                for request in &requests {
+                    let alone =
+                        self.commit_group::<A>(&mut locked, std::slice::from_ref(request), None);
                     results.push(match alone.await {
                         Ok(mut result) => result.remove(0),
                         Err(error) => Err(error.into()),
@@ -292,176 +380,193 @@ where
         }
     }
 
-    /// Decides `commands` in order, each on the state the previous left, and appends all their
-    /// events in one statement (one append per command, with its own metadata). An error fails
-    /// the whole group; a refusal only its command.
-    async fn commit_group(
+    /// Decides `requests` in order, each on the state the previous left, stages their events,
+    /// claims, idempotency records, guards and the companion's change, and commits them in one
+    /// transaction (one append per command, with its own metadata). A refusal fails only its
+    /// command; an error fails the whole group, after learning whether a commit whose outcome
+    /// is unknown (a lost connection) landed after all. A companion goes only with a group of one.
+    async fn commit_group<B>(
         &self,
         locked: &mut Locked<'_, A>,
-        commands: &[(A::Command, serde_json::Value)],
+        requests: &[Request<A>],
+        companion: Option<Companion<'_, A, B>>,
     ) -> Result<Vec<CommandResult<A>>, CommitError>
     where
         A::Command: Clone,
+        B: Aggregate<Services = ()> + Clone + 'static,
+        B::Command: Clone,
     {
+        let mut companion = match &companion {
+            Some(c) => Some((c, c.repository.lock(&c.id).await)),
+            None => None,
+        };
         'attempt: for _ in 0..MAX_ATTEMPTS {
             let loaded = locked.load().await?.clone();
             let mut state = loaded.state.clone();
             let mut version = loaded.version;
-            let mut decided = Vec::with_capacity(commands.len());
+            let mut decided: Vec<Decision<A>> = Vec::with_capacity(requests.len());
             let mut unit = UnitOfWork::default();
-            for (command, metadata) in commands {
-                match decide(&state, command.clone()).await {
-                    Ok((next, events)) => {
-                        if !events.is_empty() {
-                            unit.appends.push(Append {
-                                aggregate_type: A::TYPE,
-                                aggregate_id: locked.id.clone(),
-                                expected_version: version,
-                                events: serialize_events(&events)?,
-                                metadata: metadata.clone(),
-                            });
-                        }
-                        version += events.len() as i64;
-                        decided.push(Ok((next.clone(), version, events)));
-                        state = next;
+            for request in requests {
+                let options = &request.options;
+                if options.expected_version.is_some_and(|v| v != version) {
+                    decided.push(Err(CommandError::VersionMismatch { current: version }));
+                    continue;
+                }
+                let (next, events) = match decide(&state, request.command.clone()).await {
+                    Ok(decision) => decision,
+                    Err(refusal) => {
+                        decided.push(Err(CommandError::Rejected(refusal)));
+                        continue;
                     }
-                    Err(refusal) => decided.push(Err(refusal)),
+                };
+                if let Err(error) =
+                    stage_events::<A>(&mut unit, &locked.id, version, &events, &request.metadata)
+                {
+                    decided.push(Err(error));
+                    continue;
+                }
+                version += events.len() as i64;
+                unit.claims.extend(options.claims.iter().cloned());
+                unit.guards.extend(options.guard.iter().cloned());
+                if let Some(key) = &options.idempotency {
+                    let mut response = (key.respond)(&next);
+                    response.etag.get_or_insert(version);
+                    // With no event of its own, the answer points at the aggregate's last one.
+                    if events.is_empty() {
+                        response.position = response.position.or(loaded.position);
+                    }
+                    unit.idempotency = Some(IdempotencyRecord {
+                        scope: key.scope.clone(),
+                        key: key.key.clone(),
+                        request_hash: key.request_hash.clone(),
+                        response,
+                    });
+                }
+                decided.push(Ok((next.clone(), version, events)));
+                state = next;
+            }
+            // The companion's change, decided on the command's outcome.
+            let mut companion_state = None;
+            if let (Some((spec, other)), Some(Ok((next, _, events)))) =
+                (companion.as_mut(), decided.first())
+            {
+                if let Some(command) = (spec.command)(next, events) {
+                    let other_loaded = if spec.new {
+                        other.start_new()
+                    } else {
+                        other.load().await?.clone()
+                    };
+                    match decide(&other_loaded.state, command).await {
+                        Ok((other_next, other_events)) => {
+                            let metadata = serde_json::to_value(&spec.metadata)
+                                .context("serialising metadata")?;
+                            let version = other_loaded.version;
+                            if let Err(error) = stage_events::<B>(
+                                &mut unit,
+                                &other.id,
+                                version,
+                                &other_events,
+                                &metadata,
+                            ) {
+                                return Ok(vec![Err(error.with_refusal_of())]);
+                            }
+                            let new_version = version + other_events.len() as i64;
+                            let snapshot = other.stage_snapshot(
+                                &mut unit,
+                                &other_loaded,
+                                &other_next,
+                                new_version,
+                            )?;
+                            let position = other_loaded.position;
+                            companion_state = Some((other_next, new_version, snapshot, position));
+                        }
+                        Err(refusal) => {
+                            if other.is_stale().await? {
+                                other.evict();
+                                continue 'attempt;
+                            }
+                            let refused = CommandError::CompanionRefused(refusal.to_string());
+                            return Ok(vec![Err(refused)]);
+                        }
+                    }
                 }
             }
             // An append's sequence check catches decisions on old news; without one, a refusal
             // or a no-op might rest on another process's old news: check before answering.
-            if unit.appends.is_empty() && locked.is_stale().await? {
+            let appends = unit.appends.iter().any(|a| !a.events.is_empty());
+            if !appends && locked.is_stale().await? {
                 locked.evict();
                 continue 'attempt;
             }
-            let snapshot_due = version - loaded.snapshot_version >= SNAPSHOT_EVERY;
-            if snapshot_due {
-                unit.snapshots.push(Snapshot {
-                    aggregate_type: A::TYPE,
-                    aggregate_id: locked.id.clone(),
-                    version,
-                    state: serde_json::to_value(&state).context("serialising a snapshot")?,
-                });
-            }
-            let positions = if unit.appends.is_empty() {
-                Vec::new()
-            } else {
+            let snapshot_due = locked.stage_snapshot(&mut unit, &loaded, &state, version)?;
+            let committed = if unit.writes_anything() {
                 match unit.commit(&self.shared.pool).await {
-                    Ok(committed) => committed.positions,
+                    Ok(committed) => committed,
                     Err(CommitError::Conflict) => {
                         locked.evict();
+                        if let Some((_, other)) = companion.as_mut() {
+                            other.evict();
+                        }
                         continue 'attempt;
+                    }
+                    Err(CommitError::Database(error)) => {
+                        // The connection may have dropped after the commit went through.
+                        locked.evict();
+                        if let Some((_, other)) = companion.as_mut() {
+                            other.evict();
+                        }
+                        match unit.landed(&self.shared.pool).await {
+                            Ok(Some(committed)) => {
+                                tracing::info!(aggregate = A::TYPE, id = %locked.id, "a commit whose answer was lost had landed");
+                                committed
+                            }
+                            _ => return Err(CommitError::Database(error)),
+                        }
                     }
                     Err(other) => return Err(other),
                 }
+            } else {
+                Default::default()
             };
             if version != loaded.version {
-                locked.committed(state, version, snapshot_due);
+                let position = committed.last_position().or(loaded.position);
+                locked.committed(state, version, snapshot_due, position);
             }
-            let mut positions = positions.into_iter();
+            if let (Some((_, other)), Some((state, version, snapshot, position))) =
+                (companion.as_mut(), companion_state)
+            {
+                // The companion's append, when it has one, is the last of the unit.
+                let appended = unit
+                    .appends
+                    .last()
+                    .is_some_and(|a| a.aggregate_type == B::TYPE && a.aggregate_id == other.id);
+                let position = match appended {
+                    true => committed.positions.last().copied().flatten(),
+                    false => position,
+                };
+                other.committed(state, version, snapshot, position);
+            }
+            let mut positions = committed.positions.into_iter();
+            let mut last_position = loaded.position;
             return Ok(decided
                 .into_iter()
                 .map(|decision| {
-                    let (state, version, events) = decision.map_err(CommandError::Rejected)?;
-                    let position = if events.is_empty() {
-                        None
-                    } else {
-                        positions.next().flatten()
-                    };
+                    let (state, version, events) = decision?;
+                    if !events.is_empty() {
+                        last_position = positions.next().flatten().or(last_position);
+                    }
                     Ok(Outcome {
                         state,
                         version,
-                        position,
+                        position: last_position,
                         events,
                     })
                 })
                 .collect());
         }
-        Ok((0..commands.len())
+        Ok((0..requests.len())
             .map(|_| Err(CommandError::Conflict))
             .collect())
-    }
-
-    async fn execute_with_retries(
-        &self,
-        id: &str,
-        command: A::Command,
-        options: CommandOptions<A>,
-    ) -> Result<Outcome<A>, CommandError<A::Error>>
-    where
-        A::Command: Clone,
-    {
-        let metadata = serde_json::to_value(&options.metadata).context("serialising metadata")?;
-        for _ in 0..MAX_ATTEMPTS {
-            let mut locked = self.lock(id).await;
-            let loaded = locked.load().await?.clone();
-            if let Some(expected) = options.expected_version {
-                if expected != loaded.version {
-                    if locked.is_stale().await? {
-                        locked.evict();
-                        continue;
-                    }
-                    return Err(CommandError::VersionMismatch {
-                        current: loaded.version,
-                    });
-                }
-            }
-            let decided = locked.decide(&loaded, command.clone()).await;
-            let (state, events) = match decided {
-                Ok(decided) => decided,
-                Err(rejection) => {
-                    // A refusal decided on another process's old news is decided again.
-                    if locked.is_stale().await? {
-                        locked.evict();
-                        continue;
-                    }
-                    return Err(CommandError::Rejected(rejection));
-                }
-            };
-            if events.is_empty() && options.idempotency.is_none() {
-                if locked.is_stale().await? {
-                    locked.evict();
-                    continue;
-                }
-                return Ok(Outcome {
-                    state,
-                    version: loaded.version,
-                    position: None,
-                    events,
-                });
-            }
-            let version = loaded.version + events.len() as i64;
-            let mut unit = UnitOfWork {
-                claims: options.claims.clone(),
-                ..Default::default()
-            };
-            let snapshot_due = locked.stage(&mut unit, &loaded, &state, &events, &metadata)?;
-            if let Some(key) = &options.idempotency {
-                let mut response = (key.respond)(&state);
-                response.etag.get_or_insert(version);
-                unit.idempotency = Some(IdempotencyRecord {
-                    scope: key.scope.clone(),
-                    key: key.key.clone(),
-                    request_hash: key.request_hash.clone(),
-                    response,
-                });
-            }
-            match unit.commit(&self.shared.pool).await {
-                Ok(committed) => {
-                    let position = committed.last_position();
-                    locked.committed(state.clone(), version, snapshot_due);
-                    return Ok(Outcome {
-                        state,
-                        version,
-                        position,
-                        events,
-                    });
-                }
-                Err(CommitError::Conflict) => locked.evict(),
-                Err(other) => return Err(other.into()),
-            }
-        }
-        Err(CommandError::Conflict)
     }
 }
 
@@ -480,43 +585,25 @@ where
 
     /// The state of an aggregate this process just minted the id of (a new order): nothing to
     /// read. Should the id exist after all, the append's sequence check refuses the write.
-    pub fn start_new(&mut self) -> Loaded<A> {
+    fn start_new(&mut self) -> Loaded<A> {
         let fresh = Loaded {
             state: A::default(),
             version: 0,
+            position: None,
             snapshot_version: 0,
         };
         *self.slot = Some(fresh.clone());
         fresh
     }
 
-    /// Runs the command on a copy of `loaded`: the new state and the events, or the refusal.
-    pub async fn decide(
-        &self,
-        loaded: &Loaded<A>,
-        command: A::Command,
-    ) -> Result<(A, Vec<A::Event>), A::Error> {
-        decide(&loaded.state, command).await
-    }
-
-    /// Adds the events (and a snapshot when one is due) to `unit`; returns whether a snapshot was staged.
-    pub fn stage(
+    /// Stages a snapshot of `state` at `version` when one is due; returns whether it did.
+    fn stage_snapshot(
         &self,
         unit: &mut UnitOfWork,
         loaded: &Loaded<A>,
         state: &A,
-        events: &[A::Event],
-        metadata: &serde_json::Value,
+        version: i64,
     ) -> anyhow::Result<bool> {
-        let serialized = serialize_events(events)?;
-        unit.appends.push(Append {
-            aggregate_type: A::TYPE,
-            aggregate_id: self.id.clone(),
-            expected_version: loaded.version,
-            events: serialized,
-            metadata: metadata.clone(),
-        });
-        let version = loaded.version + events.len() as i64;
         let due = version - loaded.snapshot_version >= SNAPSHOT_EVERY;
         if due {
             unit.snapshots.push(Snapshot {
@@ -530,7 +617,7 @@ where
     }
 
     /// Remembers the state a committed unit of work left.
-    pub fn committed(&mut self, state: A, version: i64, snapshot_written: bool) {
+    fn committed(&mut self, state: A, version: i64, snapshot_written: bool, position: Option<i64>) {
         let snapshot_version = match (&*self.slot, snapshot_written) {
             (_, true) => version,
             (Some(previous), false) => previous.snapshot_version,
@@ -539,6 +626,7 @@ where
         *self.slot = Some(Loaded {
             state,
             version,
+            position,
             snapshot_version,
         });
     }
@@ -564,6 +652,73 @@ where
         .context("checking the stream's version")?;
         Ok(latest != loaded.version)
     }
+}
+
+impl<E: std::error::Error> CommandError<E> {
+    /// The same error for another aggregate's command (a companion's), which has no refusal here.
+    fn with_refusal_of<F: std::error::Error>(self) -> CommandError<F> {
+        match self {
+            CommandError::Rejected(refusal) => CommandError::CompanionRefused(refusal.to_string()),
+            CommandError::VersionMismatch { current } => CommandError::VersionMismatch { current },
+            CommandError::Conflict => CommandError::Conflict,
+            CommandError::ClaimTaken(claim) => CommandError::ClaimTaken(claim),
+            CommandError::DuplicateRequest => CommandError::DuplicateRequest,
+            CommandError::Fenced(why) => CommandError::Fenced(why),
+            CommandError::TooLarge { size, limit } => CommandError::TooLarge { size, limit },
+            CommandError::CompanionRefused(why) => CommandError::CompanionRefused(why),
+            CommandError::Infrastructure(e) => CommandError::Infrastructure(e),
+        }
+    }
+}
+
+/// Stages `events` of aggregate `id` (decided on `version`) as one append; refuses an event
+/// that could not travel on the bus.
+fn stage_events<A: Aggregate>(
+    unit: &mut UnitOfWork,
+    id: &str,
+    version: i64,
+    events: &[A::Event],
+    metadata: &serde_json::Value,
+) -> Result<(), CommandError<A::Error>> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let events = serialize_events(events)?;
+    for (_, _, payload) in &events {
+        let size = json_size(payload);
+        if size > MAX_EVENT_BYTES {
+            return Err(CommandError::TooLarge {
+                size,
+                limit: MAX_EVENT_BYTES,
+            });
+        }
+    }
+    unit.appends.push(Append {
+        aggregate_type: A::TYPE,
+        aggregate_id: id.to_owned(),
+        expected_version: version,
+        events,
+        metadata: metadata.clone(),
+    });
+    Ok(())
+}
+
+/// The length of `value` as JSON text, counted without building the text.
+fn json_size(value: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail; a value that cannot serialise is caught when appended.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Runs `command` on a copy of `state`: the new state and the events, or the refusal.
@@ -594,13 +749,16 @@ pub async fn load_from_store<A>(pool: &PgPool, id: &str) -> anyhow::Result<Loade
 where
     A: Aggregate + Clone,
 {
-    // The snapshot (if any) comes first, flagged; then the events after it.
-    let rows: Vec<(bool, i64, serde_json::Value)> = sqlx::query_as(
+    // The snapshot (if any) comes first, flagged, with the position of the event it covers;
+    // then the events after it.
+    let rows: Vec<(bool, i64, serde_json::Value, Option<i64>)> = sqlx::query_as(
         "WITH snapshot AS ( \
              SELECT last_sequence, payload FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2) \
-         SELECT true, last_sequence, payload FROM snapshot \
+         SELECT true, last_sequence, payload, \
+             (SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = last_sequence) \
+         FROM snapshot \
          UNION ALL \
-         (SELECT false, sequence, payload FROM events \
+         (SELECT false, sequence, payload, position FROM events \
           WHERE aggregate_type = $1 AND aggregate_id = $2 \
             AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0)) \
          ORDER BY 1 DESC, 2",
@@ -611,52 +769,59 @@ where
     .await
     .context("reading the snapshot and the events")?;
     let mut rows = rows.into_iter().peekable();
-    let (mut state, mut version) = match rows.next_if(|(is_snapshot, _, _)| *is_snapshot) {
-        Some((_, version, payload)) => match serde_json::from_value::<A>(payload) {
-            Ok(state) => (state, version),
+    let (mut state, mut version, mut position) = match rows
+        .next_if(|(is_snapshot, _, _, _)| *is_snapshot)
+    {
+        Some((_, version, payload, position)) => match serde_json::from_value::<A>(payload) {
+            Ok(state) => (state, version, position),
             Err(error) => {
                 tracing::warn!(aggregate = A::TYPE, %id, %error, "ignoring a snapshot that no longer deserialises");
-                let (state, version) = replay_from_events::<A>(pool, id).await?;
-                return Ok(Loaded {
-                    state,
-                    version,
-                    snapshot_version: 0,
-                });
+                return replay_from_events::<A>(pool, id).await;
             }
         },
-        None => (A::default(), 0),
+        None => (A::default(), 0, None),
     };
     let snapshot_version = version;
-    for (_, sequence, payload) in rows {
+    for (_, sequence, payload, at) in rows {
         let event: A::Event = serde_json::from_value(payload)
             .with_context(|| format!("decoding {} {id} event {sequence}", A::TYPE))?;
         state.apply(event);
         version = sequence;
+        position = at;
     }
     Ok(Loaded {
         state,
         version,
+        position,
         snapshot_version,
     })
 }
 
 /// Folds every event of the stream from the start, ignoring snapshots.
-pub async fn replay_from_events<A>(pool: &PgPool, id: &str) -> anyhow::Result<(A, i64)>
+pub async fn replay_from_events<A>(pool: &PgPool, id: &str) -> anyhow::Result<Loaded<A>>
 where
     A: Aggregate,
 {
-    let events: Vec<(i64, serde_json::Value)> =
-        sqlx::query_as("SELECT sequence, payload FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence")
-            .bind(A::TYPE)
-            .bind(id)
-            .fetch_all(pool)
-            .await
-            .context("reading the events")?;
-    let mut state = A::default();
-    let mut version = 0;
-    for (sequence, payload) in events {
-        state.apply(serde_json::from_value(payload).context("decoding an event")?);
-        version = sequence;
+    let events: Vec<(i64, serde_json::Value, i64)> = sqlx::query_as(
+        "SELECT sequence, payload, position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+    )
+    .bind(A::TYPE)
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .context("reading the events")?;
+    let mut loaded = Loaded {
+        state: A::default(),
+        version: 0,
+        position: None,
+        snapshot_version: 0,
+    };
+    for (sequence, payload, position) in events {
+        loaded
+            .state
+            .apply(serde_json::from_value(payload).context("decoding an event")?);
+        loaded.version = sequence;
+        loaded.position = Some(position);
     }
-    Ok((state, version))
+    Ok(loaded)
 }

@@ -4,22 +4,18 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use commerce_domain::cart::{Cart, CartCommand};
+use commerce_domain::cart::{Cart, CartCommand, CartEvent};
 use commerce_domain::order::{OrderCommand, ShippingAddress};
 use commerce_domain::{OrderId, Role, Sku};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
-use commerce_store::{CommandError, CommitError, UnitOfWork};
+use commerce_store::Companion;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::catalog::catalog_item;
-use crate::errors::{command_error, Refusal};
-use crate::pipeline::{run, CommandRequest, Reply};
+use crate::pipeline::{run, run_with, CommandRequest, Reply};
 use crate::CommandState;
-
-/// How many times a checkout is decided again after losing a race.
-const CHECKOUT_ATTEMPTS: usize = 8;
 
 /// A cart line's new quantity.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -243,107 +239,54 @@ pub async fn checkout(
         .shipping_address
         .validated()
         .map_err(|e| ApiError::unprocessable(e.0))?;
-    let metadata = serde_json::to_value(request.metadata()).map_err(anyhow::Error::from)?;
     let buyer = caller.account_id.to_string();
-    for attempt in 0..CHECKOUT_ATTEMPTS {
-        // After a lost race, the winner may have been this same request sent twice.
-        if attempt > 0 {
-            if let Some(reply) = request.previous_reply(&state).await? {
-                return Ok(reply);
-            }
-        }
-        let mut cart = state.carts.lock(&buyer).await;
-        let loaded = cart.load().await?.clone();
-        if let Some(expected) = request.context.if_match {
-            if expected != loaded.version {
-                return Err(ApiError::precondition_failed(loaded.version));
-            }
-        }
-        let mut catalog = Vec::with_capacity(loaded.state.lines.len());
-        for sku in loaded.state.lines.keys() {
-            catalog.push((sku.clone(), catalog_item(&state, sku).await?));
-        }
-        let order_id = OrderId::new();
-        let checkout = CartCommand::Checkout {
-            order_id,
-            catalog,
-            shipping_address: shipping_address.clone(),
-        };
-        let (cart_state, cart_events) = match cart.decide(&loaded, checkout).await {
-            Ok(decided) => decided,
-            Err(refusal) => {
-                // The same request, sent twice, may have emptied the cart a moment ago.
-                drop(cart);
-                return match request.previous_reply(&state).await? {
-                    Some(reply) => Ok(reply),
-                    None => Err(refusal.to_api_error()),
-                };
-            }
-        };
-        let Some(commerce_domain::cart::CartEvent::CheckedOut { lines, total, .. }) =
-            cart_events.first().cloned()
-        else {
-            return Err(ApiError::internal(anyhow::anyhow!(
-                "checkout produced no CheckedOut event"
-            )));
-        };
-        let mut order = state.orders.lock(&order_id.to_string()).await;
-        let order_loaded = order.start_new();
-        let place = OrderCommand::Place {
+    let cart = state.carts.load(&buyer).await?;
+    let mut catalog = Vec::with_capacity(cart.state.lines.len());
+    for sku in cart.state.lines.keys() {
+        catalog.push((sku.clone(), catalog_item(&state, sku).await?));
+    }
+    let order_id = OrderId::new();
+    let checkout = CartCommand::Checkout {
+        order_id,
+        catalog,
+        shipping_address: shipping_address.clone(),
+    };
+    // The order opens in the same transaction as the cart closes.
+    let place = move |_: &Cart, events: &[CartEvent]| match events.first() {
+        Some(CartEvent::CheckedOut { lines, total, .. }) => Some(OrderCommand::Place {
             order_id,
             buyer_id: caller.account_id,
-            lines,
-            total,
+            lines: lines.clone(),
+            total: *total,
             payment_token: body.payment_token.clone(),
             shipping_address: shipping_address.clone(),
-        };
-        let (order_state, order_events) = order
-            .decide(&order_loaded, place)
-            .await
-            .map_err(|e| e.to_api_error())?;
-
-        let mut unit = UnitOfWork::default();
-        let cart_snapshot = cart.stage(&mut unit, &loaded, &cart_state, &cart_events, &metadata)?;
-        let order_snapshot = order.stage(
-            &mut unit,
-            &order_loaded,
-            &order_state,
-            &order_events,
-            &metadata,
-        )?;
+        }),
+        _ => None,
+    };
+    let companion = Companion::new(
+        &state.orders,
+        order_id.to_string(),
+        request.metadata(),
+        place,
+    )
+    .new_aggregate();
+    let respond: commerce_store::Respond<Cart> = Arc::new(move |_: &Cart| {
         let mut response =
             Reply::stored(StatusCode::ACCEPTED, Some(json!({ "order_id": order_id })));
         response.location = Some(format!("/v1/orders/{order_id}"));
-        response.etag = Some(order_events.len() as i64);
-        unit.idempotency = request.idempotency_record(&response);
-        match unit.commit(state.pool()).await {
-            Ok(committed) => {
-                cart.committed(
-                    cart_state,
-                    loaded.version + cart_events.len() as i64,
-                    cart_snapshot,
-                );
-                order.committed(order_state, order_events.len() as i64, order_snapshot);
-                response.position = committed.last_position();
-                metrics::counter!("commerce_commands_total", "aggregate" => "cart", "outcome" => "accepted").increment(1);
-                return Ok(Reply(response));
-            }
-            Err(CommitError::Conflict) => cart.evict(),
-            Err(CommitError::DuplicateRequest) => {
-                return request.previous_reply(&state).await?.ok_or_else(|| {
-                    ApiError::conflict(
-                        "a request with this Idempotency-Key is being processed; retry",
-                    )
-                });
-            }
-            Err(other) => {
-                return Err(command_error::<commerce_domain::cart::CartError>(
-                    CommandError::from(other),
-                ))
-            }
-        }
-    }
-    Err(ApiError::conflict(
-        "too many concurrent changes to this cart; retry",
-    ))
+        // The order's version: it was just placed.
+        response.etag = Some(1);
+        response
+    });
+    run_with(
+        &state,
+        &state.carts,
+        &buyer,
+        checkout,
+        &request,
+        Vec::new(),
+        respond,
+        Some(companion),
+    )
+    .await
 }

@@ -37,6 +37,8 @@ pub enum SagaError {
     UnknownLine(Sku),
     #[error("step out of order: {0}")]
     OutOfOrder(&'static str),
+    #[error("the saga has completed")]
+    Completed,
 }
 
 /// What the saga sees of the world when it decides.
@@ -143,6 +145,12 @@ impl CheckoutSaga {
                 if self.authorization_deadline.is_none() {
                     return Err(SagaError::OutOfOrder("authorised before it was requested"));
                 }
+                if self.authorization_id.is_none() && self.compensation.is_some() {
+                    // The saga gave up on the payment; a late answer is voided, not recorded.
+                    return Err(SagaError::OutOfOrder(
+                        "authorised after compensation started",
+                    ));
+                }
                 self.authorization_id.is_some()
             }
             OrderMarkedAuthorized => self.order_marked_authorized,
@@ -185,7 +193,29 @@ impl CheckoutSaga {
             OrderMarkedRefunded => self.order_marked_refunded,
             SagaCompleted { outcome } => self.outcome == Some(*outcome),
         };
-        Ok((!repeat).then_some(event))
+        if repeat {
+            return Ok(None);
+        }
+        if let Some(outcome) = self.outcome {
+            // A completed saga takes no step but undoing a confirmed order (a cancellation or a
+            // return): a worker that outlived its lease cannot reopen what its successor closed.
+            let undoing = matches!(
+                event,
+                CompensationStarted { .. }
+                    | PaymentRefunded
+                    | StockRestored { .. }
+                    | OrderCancelled
+                    | ReturnStarted
+                    | OrderMarkedRefunded
+                    | SagaCompleted {
+                        outcome: SagaOutcome::Cancelled | SagaOutcome::Refunded
+                    }
+            );
+            if outcome != SagaOutcome::Confirmed || !undoing {
+                return Err(SagaError::Completed);
+            }
+        }
+        Ok(Some(event))
     }
 
     /// What to do next, given what the saga recorded and what it sees now.
@@ -465,6 +495,92 @@ mod tests {
             .given(vec![started(), SagaEvent::LineReserved { sku: sku("A") }])
             .when(SagaCommand::Record(SagaEvent::OrderConfirmed))
             .then_expect_error(SagaError::OutOfOrder("confirmed without stock and payment"));
+    }
+
+    fn cancelled_before_payment() -> Vec<SagaEvent> {
+        vec![
+            started(),
+            SagaEvent::LineReserved { sku: sku("A") },
+            requested(),
+            SagaEvent::CompensationStarted {
+                reason: "the payment provider did not answer in time".into(),
+            },
+            SagaEvent::PaymentVoided,
+            SagaEvent::LineReleased { sku: sku("A") },
+            SagaEvent::OrderCancelled,
+            SagaEvent::SagaCompleted {
+                outcome: SagaOutcome::Cancelled,
+            },
+        ]
+    }
+
+    #[test]
+    fn no_step_is_recorded_after_the_saga_completed() {
+        for late in [
+            SagaEvent::LineReserved { sku: sku("B") },
+            SagaEvent::OrderMarkedReserved,
+            SagaEvent::ReturnStarted,
+            SagaEvent::SagaCompleted {
+                outcome: SagaOutcome::Confirmed,
+            },
+        ] {
+            SagaTest::with(())
+                .given(cancelled_before_payment())
+                .when(SagaCommand::Record(late))
+                .then_expect_error(SagaError::Completed);
+        }
+        // A repeat of a recorded step is still a no-op, not an error.
+        SagaTest::with(())
+            .given(cancelled_before_payment())
+            .when(SagaCommand::Record(SagaEvent::LineReserved {
+                sku: sku("A"),
+            }))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn a_completed_confirmed_saga_takes_only_undoing_steps() {
+        let mut confirmed = vec![started()];
+        for s in ["A", "B"] {
+            confirmed.push(SagaEvent::LineReserved { sku: sku(s) });
+        }
+        confirmed.extend([
+            requested(),
+            SagaEvent::PaymentAuthorized {
+                authorization_id: "x".into(),
+            },
+            SagaEvent::OrderConfirmed,
+            SagaEvent::PaymentCaptured,
+            SagaEvent::SagaCompleted {
+                outcome: SagaOutcome::Confirmed,
+            },
+        ]);
+        SagaTest::with(())
+            .given(confirmed.clone())
+            .when(SagaCommand::Record(SagaEvent::ReturnStarted))
+            .then_expect_events(vec![SagaEvent::ReturnStarted]);
+        SagaTest::with(())
+            .given(confirmed)
+            .when(SagaCommand::Record(SagaEvent::PaymentVoided))
+            .then_expect_error(SagaError::Completed);
+    }
+
+    #[test]
+    fn no_authorisation_is_recorded_after_compensation_started() {
+        SagaTest::with(())
+            .given(vec![
+                started(),
+                requested(),
+                SagaEvent::CompensationStarted {
+                    reason: "the payment provider did not answer in time".into(),
+                },
+            ])
+            .when(SagaCommand::Record(SagaEvent::PaymentAuthorized {
+                authorization_id: "late".into(),
+            }))
+            .then_expect_error(SagaError::OutOfOrder(
+                "authorised after compensation started",
+            ));
     }
 
     #[test]

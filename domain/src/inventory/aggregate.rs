@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -29,7 +29,18 @@ pub struct Inventory {
     pub reservations: BTreeMap<OrderId, i64>,
     /// Units sold per confirmed order, until shipped; a cancellation restores them.
     pub committed: BTreeMap<OrderId, i64>,
+    /// Orders whose hold was given back: a reservation for one of them again is refused (a
+    /// stalled saga worker waking up late must not hold stock for a cancelled order). Only the
+    /// latest [`REMEMBERED_RELEASES`] are kept; order ids grow with time (UUID v7), so every
+    /// order at or before `released_before` counts as released.
+    #[serde(default)]
+    pub released: BTreeSet<OrderId>,
+    #[serde(default)]
+    pub released_before: Option<OrderId>,
 }
+
+/// How many released orders a SKU remembers one by one.
+pub const REMEMBERED_RELEASES: usize = 1024;
 
 impl Inventory {
     fn with_on_hand(&self, on_hand: i64) -> Result<StockLevels, InventoryError> {
@@ -90,6 +101,13 @@ impl Inventory {
                     || self.committed.contains_key(&order_id)
                 {
                     return Ok(None);
+                }
+                if self.released.contains(&order_id)
+                    || self
+                        .released_before
+                        .is_some_and(|horizon| order_id <= horizon)
+                {
+                    return Err(InventoryError::AlreadyReleased);
                 }
                 if quantity > levels.available() {
                     return Err(InventoryError::OutOfStock {
@@ -194,6 +212,10 @@ impl Aggregate for Inventory {
                 order_id, levels, ..
             } => {
                 self.reservations.remove(&order_id);
+                self.released.insert(order_id);
+                while self.released.len() > REMEMBERED_RELEASES {
+                    self.released_before = self.released.pop_first();
+                }
                 self.levels = levels;
             }
             InventoryEvent::Committed {
@@ -236,6 +258,61 @@ mod tests {
             quantity: n,
             levels: levels(n, 0),
         }
+    }
+
+    fn reserved(n: u128, quantity: i64, on_hand: i64, held: i64) -> InventoryEvent {
+        InventoryEvent::Reserved {
+            order_id: order(n),
+            quantity,
+            levels: levels(on_hand, held),
+        }
+    }
+
+    fn released(n: u128, quantity: i64, on_hand: i64, held: i64) -> InventoryEvent {
+        InventoryEvent::Released {
+            order_id: order(n),
+            quantity,
+            levels: levels(on_hand, held),
+        }
+    }
+
+    #[test]
+    fn an_order_whose_hold_was_released_is_not_reserved_again() {
+        InventoryTest::with(())
+            .given(vec![stocked(5), reserved(1, 3, 5, 3), released(1, 3, 5, 0)])
+            .when(InventoryCommand::Reserve {
+                order_id: order(1),
+                quantity: 3,
+            })
+            .then_expect_error(InventoryError::AlreadyReleased);
+    }
+
+    #[test]
+    fn forgotten_releases_still_refuse_older_orders() {
+        let mut given = vec![stocked(5)];
+        for n in 1..=(REMEMBERED_RELEASES as u128 + 2) {
+            given.push(reserved(n, 1, 5, 1));
+            given.push(released(n, 1, 5, 0));
+        }
+        let mut inventory = Inventory::default();
+        for event in given.clone() {
+            inventory.apply(event);
+        }
+        assert_eq!(inventory.released.len(), REMEMBERED_RELEASES);
+        InventoryTest::with(())
+            .given(given.clone())
+            .when(InventoryCommand::Reserve {
+                order_id: order(1),
+                quantity: 1,
+            })
+            .then_expect_error(InventoryError::AlreadyReleased);
+        InventoryTest::with(())
+            .given(given)
+            .when(InventoryCommand::Reserve {
+                order_id: order(REMEMBERED_RELEASES as u128 + 3),
+                quantity: 1,
+            })
+            .then_expect_events(vec![reserved(REMEMBERED_RELEASES as u128 + 3, 1, 5, 1)]);
     }
 
     #[test]

@@ -7,7 +7,8 @@ pub enum InventoryCommand {
     Restock { quantity: i64 },
     /// A correction (stock-take, damage): on hand changes by `delta`, never below what is reserved.
     Adjust { delta: i64, reason: String },
-    /// Hold `quantity` units for an order. A second reservation for the same order is a no-op.
+    /// Hold `quantity` units for an order. A second reservation for the same order is a no-op;
+    /// one after the order's hold was released is refused.
     Reserve { order_id: OrderId, quantity: i64 },
     /// Give an order's held units back. A no-op when the order holds none.
     Release { order_id: OrderId },

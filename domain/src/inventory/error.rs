@@ -15,4 +15,6 @@ pub enum InventoryError {
     OutOfStock { requested: i64, available: i64 },
     #[error("the order holds no committed units of this SKU")]
     NothingCommitted,
+    #[error("the order's hold was released; it cannot be reserved again")]
+    AlreadyReleased,
 }

@@ -10,11 +10,13 @@ use crate::{Money, OrderId};
 
 /// Where a payment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     Requested,
     Authorized,
     Declined,
+    /// The provider did not answer in time: the authorisation may still land, and is voided.
+    TimedOut,
     Captured,
     Voided,
     Refunded,
@@ -26,6 +28,7 @@ impl fmt::Display for PaymentStatus {
             Self::Requested => "requested",
             Self::Authorized => "authorized",
             Self::Declined => "declined",
+            Self::TimedOut => "timed_out",
             Self::Captured => "captured",
             Self::Voided => "voided",
             Self::Refunded => "refunded",
@@ -40,6 +43,9 @@ pub struct Payment {
     pub status: Option<PaymentStatus>,
     pub order_id: Option<OrderId>,
     pub authorized: Option<Money>,
+    /// The provider's reference for the authorisation, once it was given.
+    #[serde(default)]
+    pub authorization_id: Option<String>,
     pub captured: Option<Money>,
     pub refunded: Option<Money>,
 }
@@ -87,6 +93,10 @@ impl Payment {
                 self.expect(Requested, "declined")?;
                 Ok(PaymentEvent::PaymentDeclined { reason })
             }
+            PaymentCommand::RecordTimedOut => {
+                self.expect(Requested, "timed out")?;
+                Ok(PaymentEvent::PaymentTimedOut)
+            }
             PaymentCommand::Capture { amount } => {
                 self.expect(Authorized, "captured")?;
                 Ok(PaymentEvent::PaymentCaptured {
@@ -94,8 +104,14 @@ impl Payment {
                 })
             }
             PaymentCommand::Void => {
-                self.expect(Authorized, "voided")?;
-                Ok(PaymentEvent::PaymentVoided)
+                // An authorisation whose answer has not come yet is voided too: once voided
+                // here, a late answer cannot be recorded. (A timed-out one already refuses it.)
+                match self.status {
+                    Some(Requested) => Ok(PaymentEvent::PaymentVoided),
+                    _ => self
+                        .expect(Authorized, "voided")
+                        .map(|()| PaymentEvent::PaymentVoided),
+                }
             }
             PaymentCommand::Refund { amount } => {
                 self.expect(Captured, "refunded")?;
@@ -133,11 +149,15 @@ impl Aggregate for Payment {
                 self.authorized = Some(amount);
                 Requested
             }
-            PaymentEvent::PaymentAuthorized { .. } => Authorized,
+            PaymentEvent::PaymentAuthorized { authorization_id } => {
+                self.authorization_id = Some(authorization_id);
+                Authorized
+            }
             PaymentEvent::PaymentDeclined { .. } => {
                 self.authorized = None;
                 Declined
             }
+            PaymentEvent::PaymentTimedOut => TimedOut,
             PaymentEvent::PaymentCaptured { amount } => {
                 self.captured = Some(amount);
                 Captured
@@ -277,6 +297,58 @@ mod tests {
             .then_expect_error(PaymentError::InvalidTransition {
                 from: PaymentStatus::Refunded,
                 action: "refunded",
+            });
+    }
+
+    #[test]
+    fn no_authorisation_is_recorded_after_a_void() {
+        PaymentTest::with(())
+            .given(vec![requested(), PaymentEvent::PaymentVoided])
+            .when(PaymentCommand::RecordAuthorized {
+                authorization_id: "late".into(),
+            })
+            .then_expect_error(PaymentError::InvalidTransition {
+                from: PaymentStatus::Voided,
+                action: "authorized",
+            });
+    }
+
+    #[test]
+    fn an_unanswered_authorisation_can_be_voided() {
+        PaymentTest::with(())
+            .given(vec![requested()])
+            .when(PaymentCommand::Void)
+            .then_expect_events(vec![PaymentEvent::PaymentVoided]);
+        PaymentTest::with(())
+            .given(vec![requested(), PaymentEvent::PaymentTimedOut])
+            .when(PaymentCommand::Void)
+            .then_expect_error(PaymentError::InvalidTransition {
+                from: PaymentStatus::TimedOut,
+                action: "voided",
+            });
+    }
+
+    #[test]
+    fn a_timeout_is_its_own_outcome_and_takes_no_late_answer() {
+        PaymentTest::with(())
+            .given(vec![requested()])
+            .when(PaymentCommand::RecordTimedOut)
+            .then_expect_events(vec![PaymentEvent::PaymentTimedOut]);
+        PaymentTest::with(())
+            .given(vec![requested(), PaymentEvent::PaymentTimedOut])
+            .when(PaymentCommand::RecordAuthorized {
+                authorization_id: "late".into(),
+            })
+            .then_expect_error(PaymentError::InvalidTransition {
+                from: PaymentStatus::TimedOut,
+                action: "authorized",
+            });
+        PaymentTest::with(())
+            .given(authorized())
+            .when(PaymentCommand::RecordTimedOut)
+            .then_expect_error(PaymentError::InvalidTransition {
+                from: PaymentStatus::Authorized,
+                action: "timed out",
             });
     }
 

@@ -9,8 +9,10 @@ pub enum PaymentEvent {
     PaymentRequested { order_id: OrderId, amount: Money },
     /// The provider authorised the amount.
     PaymentAuthorized { authorization_id: String },
-    /// The provider declined (or did not answer in time).
+    /// The provider declined.
     PaymentDeclined { reason: String },
+    /// The provider did not answer before the payment deadline.
+    PaymentTimedOut,
     /// Money was taken.
     PaymentCaptured { amount: Money },
     /// The authorisation was dropped.
@@ -23,6 +25,7 @@ crate::domain_event!(PaymentEvent {
     PaymentRequested,
     PaymentAuthorized,
     PaymentDeclined,
+    PaymentTimedOut,
     PaymentCaptured,
     PaymentVoided,
     PaymentRefunded,

@@ -49,6 +49,7 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
             json!({ "authorization_id": authorization_id }),
         ),
         PaymentEvent::PaymentDeclined { reason } => ("declined", json!({ "reason": reason })),
+        PaymentEvent::PaymentTimedOut => ("timed_out", json!({})),
         PaymentEvent::PaymentCaptured { amount } => ("captured", json!({ "amount": amount })),
         PaymentEvent::PaymentVoided => ("voided", json!({})),
         PaymentEvent::PaymentRefunded { amount } => ("refunded", json!({ "amount": amount })),

@@ -78,13 +78,20 @@ impl HttpGateway {
         payment_id: PaymentId,
         amount: Money,
         token: &str,
+        within: Duration,
     ) -> Result<String, GatewayError> {
         let body = AuthorizeRequest {
             amount,
             token: token.to_owned(),
         };
+        let deadline = tokio::time::Instant::now() + within;
         let response = self
-            .post(payment_id, Step::Authorize, Some(encode(&body)?))
+            .post(
+                payment_id,
+                Step::Authorize,
+                Some(encode(&body)?),
+                Some(deadline),
+            )
             .await?;
         #[derive(Deserialize)]
         struct Authorized {
@@ -101,15 +108,20 @@ impl HttpGateway {
         amount: Money,
     ) -> Result<(), GatewayError> {
         let body = encode(&AmountRequest { amount })?;
-        self.post(payment_id, step, Some(body)).await.map(drop)
+        self.post(payment_id, step, Some(body), None)
+            .await
+            .map(drop)
     }
 
     /// POST one step, retrying 5xx answers and connection failures; a 2xx answer, or why not.
+    /// With a `deadline`, every attempt gets what is left of it instead of `request_timeout`
+    /// (an authorisation waits as long as the payment's deadline allows, not less).
     async fn post(
         &self,
         payment_id: PaymentId,
         step: Step,
         body: Option<Vec<u8>>,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<reqwest::Response, GatewayError> {
         let url = format!(
             "{}/v1/payments/{payment_id}/{}",
@@ -122,6 +134,13 @@ impl HttpGateway {
         let mut attempt = 1;
         loop {
             let mut request = self.http.post(&url).header(IDEMPOTENCY_KEY, &key);
+            if let Some(deadline) = deadline {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    return Err(GatewayError::Timeout);
+                }
+                request = request.timeout(left);
+            }
             if let Some(body) = &body {
                 request = request
                     .header(CONTENT_TYPE, "application/json")
@@ -160,11 +179,12 @@ impl PaymentGateway for HttpGateway {
         payment_id: PaymentId,
         amount: Money,
         token: &'a str,
+        within: Duration,
     ) -> GatewayFuture<'a, String> {
         observed(
             payment_id,
             Step::Authorize,
-            self.authorize_once(payment_id, amount, token),
+            self.authorize_once(payment_id, amount, token, within),
         )
     }
 
@@ -177,7 +197,11 @@ impl PaymentGateway for HttpGateway {
     }
 
     fn void(&self, payment_id: PaymentId) -> GatewayFuture<'_, ()> {
-        let call = async move { self.post(payment_id, Step::Void, None).await.map(drop) };
+        let call = async move {
+            self.post(payment_id, Step::Void, None, None)
+                .await
+                .map(drop)
+        };
         observed(payment_id, Step::Void, call)
     }
 

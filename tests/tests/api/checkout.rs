@@ -253,7 +253,7 @@ async fn tok_timeout_cancels_after_the_payment_timeout_and_releases_the_units() 
     assert_eq!(stock_of(&app.stock("MUG").await), levels(5, 0));
     let at = app.last_position().await;
     let payment = app.payment(order_id, &buyer, at).await;
-    assert_eq!(payment["status"], "declined");
+    assert_eq!(payment["status"], "timed_out", "{payment}");
     assert_ne!(app.sandbox_payment(order_id).await["status"], "authorized");
 }
 
@@ -277,7 +277,7 @@ async fn a_late_answer_after_the_timeout_changes_nothing() {
     assert_ne!(sandbox["status"], "captured", "{sandbox}");
     let at = app.last_position().await;
     let payment = app.payment(order_id, &buyer, at).await;
-    assert_eq!(payment["status"], "declined");
+    assert_eq!(payment["status"], "timed_out", "{payment}");
 }
 
 #[tokio::test]
@@ -470,7 +470,13 @@ async fn a_returned_order_is_refunded() {
 struct Stuck;
 
 impl PaymentGateway for Stuck {
-    fn authorize<'a>(&'a self, _: PaymentId, _: Money, _: &'a str) -> GatewayFuture<'a, String> {
+    fn authorize<'a>(
+        &'a self,
+        _: PaymentId,
+        _: Money,
+        _: &'a str,
+        _: Duration,
+    ) -> GatewayFuture<'a, String> {
         Box::pin(std::future::pending())
     }
     fn capture(&self, _: PaymentId, _: Money) -> GatewayFuture<'_, ()> {

@@ -3,6 +3,7 @@
 use commerce_domain::cart::Cart;
 use commerce_domain::inventory::Inventory;
 use commerce_store::repository::replay_from_events;
+use commerce_store::Loaded;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -36,7 +37,11 @@ async fn two_concurrent_writers_on_one_cart_lose_no_update() {
         assert_eq!(first.status(), StatusCode::OK);
         assert_eq!(second.status(), StatusCode::OK);
     }
-    let (cart, version) = replay_from_events::<Cart>(&app.pool, &buyer_id.to_string())
+    let Loaded {
+        state: cart,
+        version,
+        ..
+    } = replay_from_events::<Cart>(&app.pool, &buyer_id.to_string())
         .await
         .unwrap();
     let quantities: Vec<(String, u32)> = cart
@@ -73,7 +78,11 @@ async fn twenty_concurrent_writers_on_one_sku_lose_no_update() {
         statuses.iter().all(|s| *s == StatusCode::OK),
         "{statuses:?}"
     );
-    let (inventory, version) = replay_from_events::<Inventory>(&app.pool, "HOT")
+    let Loaded {
+        state: inventory,
+        version,
+        ..
+    } = replay_from_events::<Inventory>(&app.pool, "HOT")
         .await
         .unwrap();
     assert_eq!(inventory.levels.on_hand, 20);

@@ -3,7 +3,7 @@
 use commerce_domain::inventory::{Inventory, InventoryCommand, InventoryError};
 use commerce_domain::OrderId;
 use commerce_store::repository::{
-    load_from_store, replay_from_events, CommandOptions, SNAPSHOT_EVERY,
+    load_from_store, replay_from_events, CommandOptions, Loaded, SNAPSHOT_EVERY,
 };
 use commerce_store::{CommandError, Metadata, Repository};
 use serde_json::{json, Value};
@@ -55,7 +55,11 @@ async fn a_snapshotted_aggregate_equals_a_replayed_one() {
     let from_snapshot = load_from_store::<Inventory>(&app.pool, "SNAP")
         .await
         .unwrap();
-    let (replayed, version) = replay_from_events::<Inventory>(&app.pool, "SNAP")
+    let Loaded {
+        state: replayed,
+        version,
+        ..
+    } = replay_from_events::<Inventory>(&app.pool, "SNAP")
         .await
         .unwrap();
     assert_eq!(from_snapshot.version, commands);
@@ -156,7 +160,7 @@ async fn concurrent_commands_on_one_aggregate_are_each_decided_on_the_state_the_
     assert_eq!(stored, expected);
     assert_eq!(stored.first().unwrap().0, 2);
     assert_eq!(stored.last().unwrap().0, 31);
-    let (state, _) = replay_from_events::<Inventory>(&app.pool, "HOT")
+    let Loaded { state, .. } = replay_from_events::<Inventory>(&app.pool, "HOT")
         .await
         .unwrap();
     assert_eq!((state.levels.on_hand, state.levels.reserved), (30, 30));
@@ -194,7 +198,7 @@ async fn a_command_the_database_refuses_does_not_fail_the_others_of_its_group() 
         }
     }
     assert_eq!((restocked, failed), (20, 1));
-    let (state, version) = replay_from_events::<Inventory>(&app.pool, "NUL")
+    let Loaded { state, version, .. } = replay_from_events::<Inventory>(&app.pool, "NUL")
         .await
         .unwrap();
     assert_eq!((state.levels.on_hand, version), (20, 20));

@@ -13,6 +13,7 @@ mod concurrency;
 mod event_store;
 mod idempotency;
 mod inventory;
+mod leases;
 mod ops;
 mod orders;
 mod products;
