@@ -1,7 +1,12 @@
 //! Pagination: `?limit=` (default 20, at most 100) and an opaque `?cursor=`.
+//!
+//! A cursor is base64 of JSON the client could have written itself, so everything decoded from
+//! one is checked before it is bound into SQL: its text as a body's is (no NUL), its timestamps
+//! through `CursorTime`, its numbers where they are read.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use chrono::{DateTime, Datelike, Utc};
 use commerce_http::ApiError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,12 +38,46 @@ impl PageParams {
         let Some(cursor) = &self.cursor else {
             return Ok(None);
         };
-        URL_SAFE_NO_PAD
+        let bytes = URL_SAFE_NO_PAD
             .decode(cursor)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .map_err(|_| invalid_cursor())?;
+        commerce_http::extract::from_json(&bytes)
             .map(Some)
-            .ok_or_else(|| ApiError::bad_request("cursor is not one this API issued"))
+            .map_err(|_| invalid_cursor())
+    }
+
+    /// Where a listing ordered by `(timestamp, id)`, newest first, resumes: before the cursor's
+    /// position, or before everything on the first page.
+    pub fn newest_first_position(&self) -> Result<(DateTime<Utc>, uuid::Uuid), ApiError> {
+        Ok(self
+            .cursor::<(CursorTime, uuid::Uuid)>()?
+            .map_or((DateTime::<Utc>::MAX_UTC, uuid::Uuid::max()), |(at, id)| {
+                (at.0, id)
+            }))
+    }
+}
+
+/// A cursor that did not decode to a position this API could have issued.
+fn invalid_cursor() -> ApiError {
+    ApiError::bad_request("invalid cursor: pass back a `next_cursor` this API issued")
+}
+
+/// A timestamp from a cursor. Those the API issues are times events happened; a crafted one
+/// could be any time chrono parses, and Postgres refuses those before 4713 BC (a 500), so only
+/// years 1 to 9999 are accepted.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(try_from = "DateTime<Utc>")]
+pub struct CursorTime(pub DateTime<Utc>);
+
+impl TryFrom<DateTime<Utc>> for CursorTime {
+    type Error = &'static str;
+
+    fn try_from(at: DateTime<Utc>) -> Result<Self, Self::Error> {
+        if (1..=9999).contains(&at.year()) {
+            Ok(Self(at))
+        } else {
+            Err("a cursor's time lies in the years 1 to 9999")
+        }
     }
 }
 

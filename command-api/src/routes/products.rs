@@ -232,8 +232,12 @@ pub async fn import(
     }
     let mut results = Vec::with_capacity(lines.len());
     for (line, text) in lines {
-        let outcome = match serde_json::from_str::<ProductDraft>(text) {
-            Err(e) => Err(ApiError::unprocessable(format!("line {line}: {e}"))),
+        // Parsed as every body is, so a NUL in a line is refused before it can reach Postgres.
+        let outcome = match commerce_http::extract::from_json::<ProductDraft>(text.as_bytes()) {
+            Err(e) => Err(ApiError::unprocessable(format!(
+                "line {line}: {}",
+                e.detail()
+            ))),
             Ok(draft) => {
                 // Each line is its own command; a key, when sent, is made per line.
                 let mut line_context = context.clone();

@@ -15,8 +15,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::projections::{CATALOG, INVENTORY, RECOMMENDATIONS, REVIEWS};
 use crate::consistency::{resource, MinPosition};
-use crate::page::{Page, PageParams};
+use crate::page::{CursorTime, Page, PageParams};
 use crate::QueryState;
+
+/// The deepest relevance offset a cursor may carry.
+const MAX_OFFSET: i64 = i32::MAX as i64;
 
 /// How close a misspelt word must be to a product name's word to match it.
 const TYPO_SIMILARITY: f64 = 0.45;
@@ -198,7 +201,14 @@ pub async fn search(
     }
     let mut offset = 0;
     match (&cursor, sort) {
-        (Some(SearchCursor::Offset { offset: o }), Sort::Relevance) => offset = (*o).max(0),
+        (Some(SearchCursor::Offset { offset: o }), Sort::Relevance) => {
+            // Offsets this API issues are sums of page sizes; bounding them keeps the next
+            // cursor's `offset + limit` from overflowing.
+            if !(0..=MAX_OFFSET).contains(o) {
+                return Err(bad_cursor());
+            }
+            offset = *o;
+        }
         (Some(SearchCursor::Keyset { key, id }), _) if sort != Sort::Relevance => {
             let (column, op) = match sort {
                 Sort::Newest => ("created_at", "<"),
@@ -209,14 +219,15 @@ pub async fn search(
             query.push(format_args!(" AND ({column}, product_id) {op} ("));
             match sort {
                 Sort::Newest => {
-                    let at: DateTime<Utc> =
+                    let at: CursorTime =
                         serde_json::from_value(key.clone()).map_err(|_| bad_cursor())?;
-                    query.push_bind(at);
+                    query.push_bind(at.0);
                 }
                 Sort::PriceAsc | Sort::PriceDesc => {
                     query.push_bind(key.as_i64().ok_or_else(bad_cursor)?);
                 }
                 _ => {
+                    // `PageParams::cursor` has refused a NUL in it already.
                     query.push_bind(key.as_str().ok_or_else(bad_cursor)?.to_owned());
                 }
             }
@@ -267,7 +278,7 @@ pub async fn search(
 }
 
 fn bad_cursor() -> ApiError {
-    ApiError::bad_request("cursor is not one this API issued for this sort")
+    ApiError::bad_request("invalid cursor: pass back a `next_cursor` this API issued for this sort")
 }
 
 #[derive(FromRow)]
@@ -385,8 +396,7 @@ pub async fn reviews(
 ) -> Result<axum::Json<Page<ReviewView>>, ApiError> {
     min.wait(&state, &[REVIEWS]).await?;
     let limit = page.limit()?;
-    let cursor: Option<(DateTime<Utc>, uuid::Uuid)> = page.cursor()?;
-    let (at, buyer) = cursor.unwrap_or((DateTime::<Utc>::MAX_UTC, uuid::Uuid::max()));
+    let (at, buyer) = page.newest_first_position()?;
     let rows: Vec<ReviewView> = sqlx::query_as(
         "SELECT buyer_id, rating, title, body, written_at FROM rm_reviews \
          WHERE product_id = $1 AND (written_at, buyer_id) < ($2, $3) \

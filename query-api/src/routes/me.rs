@@ -88,9 +88,7 @@ pub async fn orders(
     caller.require(&[Role::Buyer])?;
     min.wait(&state, &[ORDERS]).await?;
     let limit = page.limit()?;
-    let (at, id): (DateTime<Utc>, uuid::Uuid) = page
-        .cursor()?
-        .unwrap_or((DateTime::<Utc>::MAX_UTC, uuid::Uuid::max()));
+    let (at, id) = page.newest_first_position()?;
     let rows: Vec<OrderView> = sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM rm_orders WHERE buyer_id = $1 AND (placed_at, order_id) < ($2, $3) \
          ORDER BY placed_at DESC, order_id DESC LIMIT $4"

@@ -140,9 +140,7 @@ pub async fn seller_orders(
         cursor: params.cursor,
     };
     let limit = page.limit()?;
-    let (at, id): (DateTime<Utc>, uuid::Uuid) = page
-        .cursor()?
-        .unwrap_or((DateTime::<Utc>::MAX_UTC, uuid::Uuid::max()));
+    let (at, id) = page.newest_first_position()?;
     let rows: Vec<OrderView> = sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM rm_orders WHERE seller_ids @> ARRAY[$1]::uuid[] \
          AND ($2::text IS NULL OR status = $2) AND (placed_at, order_id) < ($3, $4) \

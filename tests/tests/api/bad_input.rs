@@ -5,11 +5,12 @@ use base64::Engine;
 use commerce_domain::{AccountId, Role};
 use commerce_http::JwtKeys;
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, checkout_body, spawn_app, TestApp, DEV_SECRET};
+use crate::orders::confirm;
 
-/// Sends a raw body and asserts the problem status and that the store did not change.
+/// Sends a raw body, asserts the problem status and that the store did not change; the problem.
 async fn refused(
     app: &TestApp,
     method: Method,
@@ -17,7 +18,7 @@ async fn refused(
     token: Option<&str>,
     body: &str,
     status: StatusCode,
-) {
+) -> Value {
     let before = app.event_count().await;
     let mut request = app
         .client
@@ -27,8 +28,9 @@ async fn refused(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    assert_problem(request.send().await.unwrap(), status).await;
+    let problem = assert_problem(request.send().await.unwrap(), status).await;
     assert_eq!(app.event_count().await, before, "{path} appended an event");
+    problem
 }
 
 #[tokio::test]
@@ -507,4 +509,152 @@ async fn invalid_registrations_are_422() {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
+}
+
+/// `body` with the text at the JSON pointer `at` replaced by `text`.
+fn with(mut body: Value, at: &str, text: &str) -> Value {
+    *body.pointer_mut(at).unwrap() = json!(text);
+    body
+}
+
+#[tokio::test]
+async fn a_nul_character_anywhere_in_a_body_is_422_and_appends_nothing() {
+    let app = spawn_app().await;
+    let (_, seller) = app.account("seller").await;
+    let product_id = app.product(&seller, "MUG", 100, 10).await;
+    let (_, buyer) = app.account("buyer").await;
+    // One order delivered (to review and return), one confirmed (to cancel and ship), one cart.
+    app.add_to_cart(&buyer, "MUG", 1).await;
+    let delivered = app.checkout(&buyer).await;
+    confirm(&app, delivered).await;
+    let shipment = json!({"carrier": "DHL", "tracking_number": "1"});
+    let path = format!("/v1/orders/{delivered}/shipments");
+    let response = app.post(&path, Some(&seller), shipment.clone()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let path = format!("/v1/orders/{delivered}/delivery");
+    let response = app.request(Method::POST, &path, Some(&seller), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.add_to_cart(&buyer, "MUG", 1).await;
+    let confirmed = app.checkout(&buyer).await;
+    confirm(&app, confirmed).await;
+    app.add_to_cart(&buyer, "MUG", 1).await;
+
+    let nul = "bad\u{0}text";
+    let product = json!({"sku": "NEW", "name": "New", "description": "fine",
+        "price": {"amount": 100, "currency": "EUR"}, "category": "test/things",
+        "attributes": {"colour": "red"}});
+    let mut nul_key = product.clone();
+    nul_key["attributes"][nul] = json!("red");
+    let review = json!({"rating": 5, "title": "Good", "body": "Sturdy."});
+    let account = json!({"email": "nul@example.com", "password": "long enough", "name": "N", "role": "buyer"});
+    let create = "POST /v1/products";
+    let change = format!("PATCH /v1/products/{product_id}");
+    let ship = format!("POST /v1/orders/{confirmed}/shipments");
+    let review_it = format!("POST /v1/products/{product_id}/reviews");
+    let checkout = "POST /v1/me/cart/checkout";
+    // (caller, "METHOD path", body, the field the problem names); one case a line reads best.
+    #[rustfmt::skip]
+    let cases: Vec<(Option<&str>, String, Value, &str)> = vec![
+        (Some(&seller), create.into(), with(product.clone(), "/description", nul), "description"),
+        (Some(&seller), create.into(), with(product.clone(), "/attributes/colour", nul), "attributes.colour"),
+        (Some(&seller), create.into(), nul_key, "attributes"),
+        (Some(&seller), change, json!({"description": nul}), "description"),
+        (Some(&seller), "POST /v1/inventory/MUG/adjust".into(), json!({"delta": -1, "reason": nul}), "reason"),
+        (Some(&seller), ship.clone(), with(shipment.clone(), "/carrier", nul), "carrier"),
+        (Some(&seller), ship, with(shipment, "/tracking_number", nul), "tracking_number"),
+        (Some(&buyer), format!("POST /v1/orders/{confirmed}/cancel"), json!({"reason": nul}), "reason"),
+        (Some(&buyer), format!("POST /v1/orders/{delivered}/returns"), json!({"reason": nul}), "reason"),
+        (Some(&buyer), review_it.clone(), with(review.clone(), "/title", nul), "title"),
+        (Some(&buyer), review_it, with(review, "/body", nul), "body"),
+        (Some(&buyer), checkout.into(), with(checkout_body(), "/payment_token", nul), "payment_token"),
+        (Some(&buyer), checkout.into(), with(checkout_body(), "/shipping_address/line1", nul), "shipping_address.line1"),
+        (None, "POST /v1/accounts".into(), with(account, "/name", nul), "name"),
+        (None, "POST /v1/auth/token".into(), json!({"email": nul, "password": "long enough"}), "email"),
+    ];
+    for (caller, route, body, field) in cases {
+        let (method, path) = route.split_once(' ').unwrap();
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let body = body.to_string();
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        let problem = refused(&app, method, path, caller, &body, status).await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(field),
+            "{route}: `{detail}` names no `{field}`"
+        );
+    }
+
+    // An import line with a NUL fails on its own; the report says so and nothing is appended.
+    let before = app.event_count().await;
+    let line = with(product.clone(), "/description", nul);
+    let response = app
+        .client
+        .post(format!("{}/v1/products/import", app.address))
+        .bearer_auth(&seller)
+        .body(format!("{line}\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["failed"], 1, "{report}");
+    assert_eq!(report["results"][0]["status"], 422, "{report}");
+    assert_eq!(app.event_count().await, before);
+
+    // The six characters `\u0000` as text (an escaped backslash) are no NUL, and are kept.
+    let literal = with(product, "/description", "a \\u0000 b");
+    let response = app.post("/v1/products", Some(&seller), literal).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["description"], "a \\u0000 b");
+}
+
+/// A cursor as the API encodes them: base64url (no padding) of JSON.
+fn cursor(position: Value) -> String {
+    URL_SAFE_NO_PAD.encode(position.to_string())
+}
+
+#[tokio::test]
+async fn a_nul_in_a_query_and_a_crafted_cursor_are_400() {
+    let app = spawn_app().await;
+    let (_, seller) = app.account("seller").await;
+    let product_id = app.product(&seller, "MUG", 100, 10).await;
+    let (_, buyer) = app.account("buyer").await;
+    let id = uuid::Uuid::now_v7();
+    // A year chrono parses but Postgres cannot hold (its timestamps start in 4713 BC).
+    let ancient = "-100000-01-01T00:00:00Z";
+    let products = "/v1/products";
+    let reviews = format!("/v1/products/{product_id}/reviews");
+    let (seller, buyer) = (Some(seller.as_str()), Some(buyer.as_str()));
+    // (path, caller); one case a line reads best.
+    #[rustfmt::skip]
+    let cases: Vec<(String, Option<&str>)> = vec![
+        (format!("{products}?q=mug%00"), None),
+        (format!("{products}?attr.colour=red%00"), None),
+        (format!("{products}?attr.col%00our=red"), None),
+        (format!("{products}?category=test%00"), None),
+        ("/v1/recommendations?category=test%00".into(), None),
+        ("/v1/seller/orders?status=confirmed%00".into(), seller),
+        ("/v1/inventory/MUG%00".into(), None),
+        // Longer than any parameter the API takes or issues.
+        (format!("{products}?attr.colour={}", "x".repeat(3000)), None),
+        // Crafted cursors: an impossible year, a NUL in a keyset name, offsets out of range.
+        (format!("{products}?sort=newest&cursor={}", cursor(json!({"key": ancient, "id": id}))), None),
+        (format!("{products}?sort=name&cursor={}", cursor(json!({"key": "Mug\u{0}", "id": id}))), None),
+        (format!("{products}?q=mug&cursor={}", cursor(json!({"offset": -1}))), None),
+        (format!("{products}?q=mug&cursor={}", cursor(json!({"offset": i64::MAX}))), None),
+        (format!("{reviews}?cursor={}", cursor(json!([ancient, id]))), None),
+        (format!("/v1/me/orders?cursor={}", cursor(json!([ancient, id]))), buyer),
+        (format!("/v1/seller/orders?cursor={}", cursor(json!([ancient, id]))), seller),
+        (format!("/v1/me/orders?cursor={}", cursor(json!(["2026-01-01T00:00:00Z\u{0}", id]))), buyer),
+        // Garbage: not base64, base64 of no JSON, JSON of no position.
+        (format!("{products}?cursor=%21%21not-base64"), None),
+        (format!("/v1/me/orders?cursor={}", URL_SAFE_NO_PAD.encode("hello")), buyer),
+        (format!("/v1/me/notifications?cursor={}", cursor(json!("ten"))), buyer),
+    ];
+    for (path, caller) in cases {
+        let response = app.request(Method::GET, &path, caller, None).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_problem(response, StatusCode::BAD_REQUEST).await;
+    }
 }
