@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::apply::{apply_batch, seconds_since, BatchReport};
 use super::horizon::HorizonTracker;
 use super::{subjects_of, ErasedProjection, ProjectionConfig, SharedProjection};
+use crate::failure::{is_transient, Backoff};
 use crate::namespace::subject_matches;
 use crate::relay::checkpoint::Checkpoint;
 use crate::{Namespace, StoredEvent};
@@ -53,7 +54,7 @@ impl Worker {
 
     /// Runs until `cancel` is cancelled, starting over after failures.
     pub(super) async fn run(mut self, cancel: CancellationToken) {
-        let mut backoff = self.config.retry_backoff;
+        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.max_backoff);
         loop {
             match self.run_until_failure(&cancel, &mut backoff).await {
                 Ok(()) => {
@@ -66,9 +67,8 @@ impl Worker {
                     self.set_state("failing", Some(&error)).await;
                     tokio::select! {
                         () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(backoff.next_pause()) => {}
                     }
-                    backoff = (backoff * 2).min(self.config.max_backoff);
                 }
             }
         }
@@ -77,7 +77,7 @@ impl Worker {
     async fn run_until_failure(
         &mut self,
         cancel: &CancellationToken,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> anyhow::Result<()> {
         crate::stream::ensure(&self.jetstream, &self.namespace).await?;
         let consumer = self.consumer().await?;
@@ -92,7 +92,8 @@ impl Worker {
             .await
             .context("pulling from the consumer")?;
         tracing::info!(projection = self.name(), consumer = %self.namespace.consumer_name(self.name()), "projection running");
-        *backoff = self.config.retry_backoff;
+        backoff.reset();
+        self.refresh_dead_letter_gauge().await;
 
         // The watermark moves in its own task: asking the consumer for its state can take tens
         // of milliseconds, which batches should not wait for.
@@ -210,6 +211,9 @@ impl Worker {
             }
         }
         self.record_metrics(&report, ignored, malformed.len());
+        if report.parked > 0 {
+            self.refresh_dead_letter_gauge().await;
+        }
         Ok(true)
     }
 
@@ -239,13 +243,15 @@ impl Worker {
         }
     }
 
-    /// Applies the batch, retrying infrastructure failures with backoff; `None` when cancelled.
+    /// Applies the batch, retrying failures that did not let it commit (infrastructure and
+    /// transient ones, see [`crate::failure`]) with backoff, for as long as it takes; `None`
+    /// when cancelled. Its messages stay unacked meanwhile.
     async fn apply_with_retries(
         &self,
         events: &[StoredEvent],
         cancel: &CancellationToken,
     ) -> Option<BatchReport> {
-        let mut backoff = self.config.retry_backoff;
+        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.max_backoff);
         loop {
             let attempt = apply_batch(
                 &self.pool,
@@ -260,16 +266,32 @@ impl Worker {
             match result {
                 Ok(report) => return Some(report),
                 Err(error) => {
+                    let transient = is_transient(&error);
                     let error = format!("{error:#}");
-                    tracing::error!(projection = self.name(), %error, "a batch failed; retrying");
+                    if transient {
+                        tracing::warn!(projection = self.name(), %error, "a batch met a transient failure; retrying");
+                    } else {
+                        tracing::error!(projection = self.name(), %error, "a batch failed; retrying");
+                    }
+                    metrics::counter!("commerce_projection_retries_total", "projection" => self.name())
+                        .increment(1);
                     self.set_state("failing", Some(&error)).await;
                     tokio::select! {
                         () = cancel.cancelled() => return None,
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(backoff.next_pause()) => {}
                     }
-                    backoff = (backoff * 2).min(self.config.max_backoff);
                 }
             }
+        }
+    }
+
+    async fn refresh_dead_letter_gauge(&self) {
+        if let Err(error) = crate::dead_letters::refresh_gauge(&self.pool, self.name()).await {
+            tracing::warn!(
+                projection = self.name(),
+                error = format!("{error:#}"),
+                "could not refresh the dead-letter gauge"
+            );
         }
     }
 
