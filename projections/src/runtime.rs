@@ -43,7 +43,12 @@
 //!   `num_ack_pending == 0`), checked *after* reading the relay's checkpoint.
 //!
 //! Relay checkpoints seen while busy are kept until the ack floor passes them, so the horizon
-//! also moves under continuous load. Relay checkpoints are announced by `NOTIFY
+//! also moves under continuous load. Stream sequences only compare within one stream: a relay
+//! checkpoint names its stream (`stream_created`), and a worker adopts it only when the stream
+//! it reads, looked up *after* asking the consumer, is that one. When the stream is deleted and
+//! recreated, the horizon therefore stays where it was (every event below it *was* applied)
+//! until the relay has republished into the new stream and the consumer, created again by the
+//! worker, has caught up. Relay checkpoints are announced by `NOTIFY
 //! relay_checkpoint`, read once per process and shared by every worker.
 //!
 //! Why a transaction horizon is what read-your-writes needs: a command's response carries the

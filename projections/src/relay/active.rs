@@ -48,27 +48,53 @@ pub struct ActiveRelay {
 }
 
 impl ActiveRelay {
-    /// Loads the checkpoint; if the stream holds fewer messages than the checkpoint says were
-    /// published (it was recreated, or lost its unsynced tail), starts over from the beginning.
+    /// Loads the checkpoint.
     pub(super) async fn start(mut self) -> anyhow::Result<Self> {
         self.checkpoint = checkpoint::load(&mut self.conn, &self.namespace).await?;
-        let stream = self
-            .jetstream
-            .get_stream(self.namespace.stream_name())
-            .await
-            .context("looking up the stream")?;
-        let last_sequence = stream.cached_info().state.last_sequence;
-        if last_sequence < self.checkpoint.stream_sequence {
-            tracing::warn!(
-                namespace = %self.namespace,
-                stream_last_sequence = last_sequence,
-                checkpoint_stream_sequence = self.checkpoint.stream_sequence,
-                "the stream lost messages the relay had published: republishing everything"
-            );
-            checkpoint::reset(&mut self.conn, &self.namespace).await?;
-            self.checkpoint = Checkpoint::default();
-        }
         Ok(self)
+    }
+
+    /// Makes sure the checkpoint speaks of the stream that exists now. When the stream was
+    /// deleted and created again (another identity) or lost messages the relay had published
+    /// (its last sequence is below the checkpoint's, e.g. an unsynced tail lost in a crash),
+    /// the checkpoint is reset and everything is published again from the start of the store:
+    /// there is no telling which events the stream still holds. JetStream drops what is still
+    /// in its duplicate window (only when it is the same stream); projections skip what they
+    /// already applied. A checkpoint stored before identities were recorded adopts the current
+    /// stream when that stream holds at least as many messages as it says were published.
+    async fn check_stream(&mut self) -> anyhow::Result<()> {
+        let (identity, state) = crate::stream::look_up(&self.jetstream, &self.namespace).await?;
+        let shortened = state.last_sequence < self.checkpoint.stream_sequence;
+        match self.checkpoint.stream_created {
+            Some(known) if known == identity && !shortened => return Ok(()),
+            None if !shortened => {
+                // Stored at once (when there is a checkpoint at all): an idle relay might not
+                // store one for a long time, and until then projections trust none.
+                let stored = self.checkpoint != Checkpoint::default();
+                self.checkpoint.stream_created = Some(identity);
+                if stored {
+                    checkpoint::store(&mut self.conn, &self.namespace, &self.checkpoint).await?;
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        tracing::warn!(
+            namespace = %self.namespace,
+            stream_created = %identity,
+            checkpoint_stream_created = ?self.checkpoint.stream_created,
+            stream_last_sequence = state.last_sequence,
+            checkpoint_stream_sequence = self.checkpoint.stream_sequence,
+            "the stream was recreated or lost messages the relay had published: republishing everything"
+        );
+        metrics::counter!("commerce_relay_stream_resets_total", "namespace" => self.namespace.to_string())
+            .increment(1);
+        checkpoint::reset(&mut self.conn, &self.namespace).await?;
+        self.checkpoint = Checkpoint {
+            stream_created: Some(identity),
+            ..Checkpoint::default()
+        };
+        Ok(())
     }
 
     /// The last stored checkpoint.
@@ -84,8 +110,13 @@ impl ActiveRelay {
     /// Only events of transactions older than every running transaction are read
     /// (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`), ordered by `(tx_id, position)`: an
     /// event whose position was handed out before a later one committed is never skipped.
+    ///
+    /// Every batch first checks that the stream is still the one the checkpoint speaks of (see
+    /// `check_stream`), so a stream deleted, recreated or shortened behind the relay's back
+    /// is republished from the start.
     #[tracing::instrument(skip_all, fields(namespace = %self.namespace, events), err)]
     pub async fn publish_next(&mut self) -> anyhow::Result<Published> {
+        self.check_stream().await?;
         let horizon: i64 =
             sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
                 .fetch_one(&mut self.conn)

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{apply_batch, seconds_since, BatchReport};
-use super::horizon::HorizonTracker;
+use super::horizon::{HorizonTracker, StreamOf};
 use super::{subjects_of, ErasedProjection, ProjectionConfig, SharedProjection};
 use crate::failure::{is_transient, Backoff};
 use crate::namespace::subject_matches;
@@ -82,7 +82,11 @@ impl Worker {
         crate::stream::ensure(&self.jetstream, &self.namespace).await?;
         let consumer = self.consumer().await?;
         self.set_state("running", None).await;
-        let tracker = HorizonTracker::load(&self.pool, self.name()).await?;
+        let stream = StreamOf {
+            jetstream: self.jetstream.clone(),
+            namespace: self.namespace.clone(),
+        };
+        let tracker = HorizonTracker::load(&self.pool, self.name(), stream).await?;
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(self.config.batch_size.max(1))
@@ -118,6 +122,9 @@ impl Worker {
                     if let Some(Err(error)) = &first {
                         if error.kind() == pull::MessagesErrorKind::MissingHeartbeat {
                             tracing::warn!(projection = self.name(), %error, "the server missed a heartbeat");
+                            // The stream may have been deleted (and its consumers with it):
+                            // then start over, which recreates both.
+                            self.check_consumer_exists().await?;
                             continue;
                         }
                     }
@@ -283,6 +290,20 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Fails when the consumer is gone, so that [`Worker::run`] creates it again.
+    async fn check_consumer_exists(&self) -> anyhow::Result<()> {
+        let stream = self
+            .jetstream
+            .get_stream(self.namespace.stream_name())
+            .await
+            .context("looking up the stream")?;
+        stream
+            .consumer_info(self.namespace.consumer_name(self.name()))
+            .await
+            .context("looking up the consumer")?;
+        Ok(())
     }
 
     async fn refresh_dead_letter_gauge(&self) {

@@ -256,6 +256,53 @@ impl World {
             .unwrap();
     }
 
+    /// The followed events the counter's watermark covers (`tx_id` below its horizon) that it has
+    /// not applied: the watermark must never cover any. One statement, so one snapshot.
+    pub async fn unapplied_below_watermark(&self) -> Vec<(String, String, i64)> {
+        sqlx::query_as(
+            "SELECT e.aggregate_type, e.aggregate_id, e.sequence \
+             FROM events e JOIN projection_positions p ON p.name = $1 AND e.tx_id < p.horizon \
+             WHERE e.aggregate_type IN ('order', 'cart') AND NOT EXISTS ( \
+               SELECT 1 FROM test_applied a WHERE a.projection = $1 \
+                 AND a.aggregate_type = e.aggregate_type AND a.aggregate_id = e.aggregate_id \
+                 AND a.sequence = e.sequence) \
+             ORDER BY e.position",
+        )
+        .bind(Counter::NAME)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Waits until the counter's watermark passes `position`, checking on every look that it
+    /// never covers an event the counter has not applied.
+    pub async fn caught_up_honestly(&self, position: i64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let caught_up = commerce_projections::wait_for_position(
+                &self.pool,
+                &[Counter::NAME],
+                position,
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                self.unapplied_below_watermark().await,
+                [],
+                "the watermark covers events the projection has not applied"
+            );
+            if caught_up {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the projection did not catch up with position {position}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Whether the counter has applied everything up to `position`, within [`PATIENCE`].
     pub async fn caught_up(&self, position: i64) -> bool {
         commerce_projections::wait_for_position(&self.pool, &[Counter::NAME], position, PATIENCE)

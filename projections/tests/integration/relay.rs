@@ -206,3 +206,70 @@ async fn lock_connection_exists(world: &World, instance: &str) -> bool {
         .await
         .unwrap()
 }
+
+/// The stream is deleted and created again behind the relay's back, once while the projection
+/// is stopped (so events only the lost stream held were never applied) and once while it runs
+/// (so its consumer vanishes). Every event still reaches the projection, and at no point does
+/// its watermark cover an event it has not applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_stream_is_republished_and_the_watermark_never_runs_ahead() {
+    let world = World::new().await;
+    let relay = world.spawn_relay(world.relay("only"));
+    let projection = world.spawn_projection(Counter::default());
+    let mut last = 0;
+    for sequence in 1..=3 {
+        last = world.append("order", "A", sequence).await;
+    }
+    world.caught_up_honestly(last).await;
+
+    // C's only event is published while the projection is stopped, then lost with the stream.
+    projection.stop().await;
+    world.append("order", "C", 1).await;
+    eventually("C is published", || async {
+        world.stream_messages().await == 4
+    })
+    .await;
+    world
+        .jetstream
+        .delete_stream(world.namespace.stream_name())
+        .await
+        .unwrap();
+    commerce_projections::stream::ensure(&world.jetstream, &world.namespace)
+        .await
+        .unwrap();
+    last = world.append("order", "A", 4).await;
+    let projection = world.spawn_projection(Counter::default());
+    world.caught_up_honestly(last).await;
+    assert_eq!(world.count("order", "C").await, 1, "C was republished");
+    assert_eq!(world.count("order", "A").await, 4);
+
+    // Deleted under a running projection: its consumer goes with it and is created again.
+    world
+        .jetstream
+        .delete_stream(world.namespace.stream_name())
+        .await
+        .unwrap();
+    world.append("order", "A", 5).await;
+    last = world.append("cart", "B", 1).await;
+    world.caught_up_honestly(last).await;
+    assert_eq!(world.count("order", "A").await, 5);
+    assert_eq!(world.count("cart", "B").await, 1);
+    assert_eq!(world.count("order", "C").await, 1);
+    assert_eq!(world.dead_letter_count().await, 0);
+    let stored = checkpoint::load(&world.pool, &world.namespace)
+        .await
+        .unwrap();
+    let mut stream = world
+        .jetstream
+        .get_stream(world.namespace.stream_name())
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        stored.stream_created,
+        Some(commerce_projections::stream::identity(info).unwrap()),
+        "the checkpoint speaks of the stream that exists"
+    );
+    relay.stop().await;
+    projection.stop().await;
+}
