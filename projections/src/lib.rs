@@ -19,7 +19,7 @@
 //! - [`envelope`]: [`StoredEvent`] and how it travels as a NATS message.
 //! - [`namespace`] and [`stream`]: names and the stream's configuration.
 //!
-//! Tables (migration `20261122000003` and later): `relay_checkpoint`,
+//! Tables (migration `20261122000003` and later): `relay_checkpoint`, `relay_parked_events`,
 //! `projection_positions`, `projection_sequences`, `dead_letters`, `stuck_sagas`.
 
 pub mod dead_letters;

@@ -494,3 +494,55 @@ impl Projection for Counter {
         Ok(())
     }
 }
+
+/// A NATS server of the test's own (on a free port, in a temporary directory), for tests that
+/// need another configuration than the shared server's. Killed, by its own handle, when dropped.
+pub struct NatsServer {
+    pub url: String,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js` with `config` (nats-server configuration text) added.
+    pub async fn start(config: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("projections-nats-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config_file = dir.join("nats.conf");
+        std::fs::write(&config_file, config).unwrap();
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.join("store"))
+            .arg("-c")
+            .arg(&config_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server is installed");
+        let server = Self {
+            url: format!("nats://127.0.0.1:{port}"),
+            child,
+            dir,
+        };
+        eventually("the test's NATS server answers", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        server
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}

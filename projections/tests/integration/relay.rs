@@ -1,6 +1,6 @@
 //! The relay: commit order without gaps, crash safety, one active instance.
 
-use crate::helpers::{append_on, eventually, Counter, World, PATIENCE};
+use crate::helpers::{append_on, eventually, Counter, NatsServer, World, PATIENCE};
 use commerce_projections::relay::checkpoint;
 use serde_json::json;
 
@@ -272,4 +272,43 @@ async fn a_recreated_stream_is_republished_and_the_watermark_never_runs_ahead() 
     );
     relay.stop().await;
     projection.stop().await;
+}
+
+/// An event larger than the server's `max_payload` cannot be published, ever: the relay parks
+/// it with the reason and publishes the events after it instead of stalling on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_large_for_the_bus_is_parked_and_the_relay_moves_on() {
+    let nats = NatsServer::start("max_payload: 8192\n").await;
+    let world = World::on_nats(&nats.url).await;
+    world.append("order", "X", 1).await;
+    let big = world
+        .append_with("order", "Big", 1, json!({ "blob": "x".repeat(16 * 1024) }))
+        .await;
+    let last = world.append("order", "Y", 1).await;
+    let relay = world.spawn_relay(world.relay("only"));
+
+    eventually("the events around the big one are published", || async {
+        world.stream_messages().await == 2
+    })
+    .await;
+    assert_eq!(world.stream_message_ids().await, ["order:X:1", "order:Y:1"]);
+    let parked: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT position, aggregate_id, reason FROM relay_parked_events WHERE namespace = $1",
+    )
+    .bind(world.namespace.as_str())
+    .fetch_all(&world.pool)
+    .await
+    .unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!((parked[0].0, parked[0].1.as_str()), (big, "Big"));
+    assert!(parked[0].2.contains("8192"), "{}", parked[0].2);
+    eventually("the checkpoint moves past it", || async {
+        checkpoint::load(&world.pool, &world.namespace)
+            .await
+            .unwrap()
+            .published_position
+            >= last
+    })
+    .await;
+    relay.stop().await;
 }
