@@ -3,11 +3,16 @@
 //! A parked event's sequence counts as applied, so its projection moved on; a retry applies the
 //! event again (after the events that followed it, which the operator should keep in mind) and,
 //! when it succeeds, stamps `retried_at`.
+//!
+//! A projection that drives sagas ([`Projection::saga_of`]) also records, with the dead letter,
+//! the saga the event would have moved in `stuck_sagas`: nothing else would wake it. A retry
+//! that applies the event removes that record.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
+use uuid::Uuid;
 
 use crate::runtime::ErasedProjection;
 use crate::{Projection, StoredEvent};
@@ -62,24 +67,35 @@ pub enum RetryOutcome {
     NotFound,
 }
 
-/// Parks `event` for `projection` inside the batch's transaction.
-pub(crate) async fn park(
-    conn: &mut PgConnection,
-    projection: &str,
-    event: &StoredEvent,
-    error: &anyhow::Error,
-    attempts: u32,
-) -> anyhow::Result<()> {
+/// An event a projection gives up on.
+pub(crate) struct Parked<'a> {
+    pub projection: &'static str,
+    pub event: &'a StoredEvent,
+    pub error: &'a anyhow::Error,
+    pub attempts: u32,
+    /// The saga the event drives, if its projection drives sagas: it is stuck now.
+    pub saga: Option<Uuid>,
+}
+
+/// Parks an event inside the batch's transaction and, when it drives a saga, records that saga
+/// in `stuck_sagas` in the same statement (a saga already stuck keeps its first cause).
+pub(crate) async fn park(conn: &mut PgConnection, parked: &Parked<'_>) -> anyhow::Result<()> {
+    let event = parked.event;
     sqlx::query(
-        "INSERT INTO dead_letters \
-           (projection, aggregate_type, aggregate_id, sequence, position, event_type, event_version, \
-            payload, metadata, recorded_at, error, attempts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (projection, aggregate_type, aggregate_id, sequence) DO UPDATE SET \
-           error = EXCLUDED.error, attempts = dead_letters.attempts + EXCLUDED.attempts, \
-           parked_at = now(), retried_at = NULL",
+        "WITH letter AS ( \
+           INSERT INTO dead_letters \
+             (projection, aggregate_type, aggregate_id, sequence, position, event_type, event_version, \
+              payload, metadata, recorded_at, error, attempts) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+           ON CONFLICT (projection, aggregate_type, aggregate_id, sequence) DO UPDATE SET \
+             error = EXCLUDED.error, attempts = dead_letters.attempts + EXCLUDED.attempts, \
+             parked_at = now(), retried_at = NULL \
+           RETURNING id, error) \
+         INSERT INTO stuck_sagas (saga_id, projection, dead_letter_id, reason) \
+         SELECT $13, $1, id, error FROM letter WHERE $13::uuid IS NOT NULL \
+         ON CONFLICT (saga_id) DO NOTHING",
     )
-    .bind(projection)
+    .bind(parked.projection)
     .bind(&event.aggregate_type)
     .bind(&event.aggregate_id)
     .bind(event.sequence)
@@ -89,14 +105,54 @@ pub(crate) async fn park(
     .bind(&event.payload)
     .bind(&event.metadata)
     .bind(event.recorded_at)
-    .bind(format!("{error:#}"))
-    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+    .bind(format!("{:#}", parked.error))
+    .bind(i32::try_from(parked.attempts).unwrap_or(i32::MAX))
+    .bind(parked.saga)
     .execute(conn)
     .await
     .context("parking an event in dead_letters")?;
-    metrics::counter!("commerce_projection_dead_letters_total", "projection" => projection.to_owned())
+    metrics::counter!("commerce_projection_dead_letters_total", "projection" => parked.projection)
         .increment(1);
     Ok(())
+}
+
+/// Sets the `commerce_dead_letters` gauge of `projection` to the number of its events still
+/// parked. Workers call it at start and after a batch that parked; a retry calls it too.
+pub async fn refresh_gauge(
+    executor: impl PgExecutor<'_>,
+    projection: &'static str,
+) -> anyhow::Result<()> {
+    let parked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dead_letters WHERE projection = $1 AND retried_at IS NULL",
+    )
+    .bind(projection)
+    .fetch_one(executor)
+    .await
+    .context("counting dead letters")?;
+    metrics::gauge!("commerce_dead_letters", "projection" => projection).set(parked as f64);
+    Ok(())
+}
+
+/// One row of `stuck_sagas`: a saga a parked event of a saga-driving projection left stuck.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct StuckSaga {
+    pub saga_id: Uuid,
+    pub projection: String,
+    pub dead_letter_id: i64,
+    /// The parked event's error.
+    pub reason: String,
+    pub stuck_at: DateTime<Utc>,
+}
+
+/// Every stuck saga, oldest first.
+pub async fn list_stuck_sagas(executor: impl PgExecutor<'_>) -> anyhow::Result<Vec<StuckSaga>> {
+    sqlx::query_as(
+        "SELECT saga_id, projection, dead_letter_id, reason, stuck_at FROM stuck_sagas \
+         ORDER BY stuck_at, saga_id",
+    )
+    .fetch_all(executor)
+    .await
+    .context("listing stuck sagas")
 }
 
 /// The events still parked, oldest first; of one projection, or of all.
@@ -153,11 +209,15 @@ async fn retry_erased(
                 .commit()
                 .await
                 .context("releasing the savepoint")?;
-            sqlx::query("UPDATE dead_letters SET retried_at = now() WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .context("stamping the dead letter")?;
+            // The saga it left stuck (if it drives one) is unstuck with it.
+            sqlx::query(
+                "WITH stamped AS (UPDATE dead_letters SET retried_at = now() WHERE id = $1) \
+                 DELETE FROM stuck_sagas WHERE dead_letter_id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .context("stamping the dead letter")?;
             RetryOutcome::Applied
         }
         Err(error) => {
@@ -178,5 +238,11 @@ async fn retry_erased(
         }
     };
     tx.commit().await.context("committing the retry")?;
+    if let Err(error) = refresh_gauge(pool, projection.erased_name()).await {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "could not refresh the dead-letter gauge"
+        );
+    }
     Ok(outcome)
 }

@@ -12,16 +12,19 @@
 //!   [`ProjectionRuntime`] which runs one worker per projection. Its module documentation
 //!   explains the watermark that read-your-writes relies on.
 //! - [`positions`]: [`wait_for_position`] for `X-Min-Position`, and the projections' progress.
-//! - [`dead_letters`]: events a projection parked, for operators to list and retry.
+//! - [`dead_letters`]: events a projection parked, for operators to list and retry, and the
+//!   sagas a parked event left stuck.
+//! - [`failure`]: which failures are transient (retried, never parked) and the retry backoff.
 //! - [`replay`]: [`apply_from_store`], applying events straight from the event store.
 //! - [`envelope`]: [`StoredEvent`] and how it travels as a NATS message.
 //! - [`namespace`] and [`stream`]: names and the stream's configuration.
 //!
-//! Tables (migration `20261122000003`): `relay_checkpoint`, `projection_positions`,
-//! `projection_sequences`, `dead_letters`.
+//! Tables (migration `20261122000003` and later): `relay_checkpoint`, `relay_parked_events`,
+//! `projection_positions`, `projection_sequences`, `dead_letters`, `stuck_sagas`.
 
 pub mod dead_letters;
 pub mod envelope;
+pub mod failure;
 pub mod namespace;
 pub mod positions;
 pub mod read_models;

@@ -20,9 +20,16 @@
 //! - **Waking up.** `LISTEN events_appended` (a statement trigger notifies it) wakes the relay,
 //!   with polling as a fallback (500 ms), and a quick re-poll (20 ms) while events wait behind
 //!   an open older transaction.
+//! - **Stream identity.** The checkpoint names the stream it speaks of by its creation time. On
+//!   every batch the relay compares it, and the stream's last sequence, with the stream that
+//!   exists: a stream deleted and recreated, or shortened, resets the checkpoint and everything
+//!   is published again from the start of the store (projections skip what they have).
+//! - **Unpublishable events.** An event larger than the bus's `max_payload` is parked in
+//!   `relay_parked_events` with the reason and skipped (`commerce_relay_parked_events_total`);
+//!   projections following its aggregate still read it from the store when they heal the gap.
 //! - **Watermark.** The checkpoint's `horizon` says every event with `tx_id < horizon` is in the
-//!   stream, at or below `stream_sequence`; projections build their own watermark on it (see
-//!   [`crate::runtime`]).
+//!   stream named by `stream_created`, at or below `stream_sequence` (or was parked);
+//!   projections build their own watermark on it (see [`crate::runtime`]).
 //! - **Telemetry.** `commerce_relay_events_published_total`, `commerce_relay_lag_seconds` (the
 //!   age of the oldest event not yet published, roughly) and `commerce_relay_active`, each
 //!   labelled with the namespace.

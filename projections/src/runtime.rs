@@ -14,11 +14,18 @@
 //!   duplicate: acked, no effect. An event that skips ahead is *healed*: the missing events of
 //!   that aggregate are read from the event store and applied first, in order. So redelivery,
 //!   out-of-order delivery (`max_ack_pending > 1`) and messages lost by JetStream are harmless.
-//! - **Failures.** A batch is first applied without savepoints. If an event fails, the batch is
-//!   rolled back and applied again with a savepoint per event: a failing event is retried
-//!   ([`ProjectionConfig::max_attempts`] in all), then parked in `dead_letters` with its error,
-//!   its sequence counted as applied, and the batch goes on. Infrastructure failures (the
-//!   database gone) retry the batch with backoff; the messages stay unacked meanwhile.
+//! - **Failures.** Every failure is classified by [`crate::failure`]. A *transient* one (lost
+//!   connection, pool timeout, deadlock, serialization failure, lock or statement timeout, …),
+//!   whether of the bookkeeping or of the projection's own statements, rolls the batch back;
+//!   it is retried with exponential backoff and jitter ([`ProjectionConfig::retry_backoff`] up
+//!   to [`ProjectionConfig::max_backoff`]) for as long as it takes, its messages unacked, and
+//!   `commerce_projection_retries_total` counts the retries. It is never parked: a parked
+//!   event of the saga trigger would strand its order. A *deterministic* failure (the batch
+//!   is first applied without savepoints; then again with a savepoint per event) is retried
+//!   ([`ProjectionConfig::max_attempts`] in all), then parked in `dead_letters` with its
+//!   error, its sequence counted as applied, and the batch goes on. A parked event of a
+//!   projection that drives sagas ([`Projection::saga_of`]) also records its saga in
+//!   `stuck_sagas`. `commerce_dead_letters` gauges the rows still parked, per projection.
 //!
 //! # The watermark: which events a projection has applied
 //!
@@ -36,7 +43,12 @@
 //!   `num_ack_pending == 0`), checked *after* reading the relay's checkpoint.
 //!
 //! Relay checkpoints seen while busy are kept until the ack floor passes them, so the horizon
-//! also moves under continuous load. Relay checkpoints are announced by `NOTIFY
+//! also moves under continuous load. Stream sequences only compare within one stream: a relay
+//! checkpoint names its stream (`stream_created`), and a worker adopts it only when the stream
+//! it reads, looked up *after* asking the consumer, is that one. When the stream is deleted and
+//! recreated, the horizon therefore stays where it was (every event below it *was* applied)
+//! until the relay has republished into the new stream and the consumer, created again by the
+//! worker, has caught up. Relay checkpoints are announced by `NOTIFY
 //! relay_checkpoint`, read once per process and shared by every worker.
 //!
 //! Why a transaction horizon is what read-your-writes needs: a command's response carries the
@@ -60,6 +72,7 @@ use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 pub(crate) use apply::apply_batch;
 
@@ -134,6 +147,15 @@ pub trait Projection: Send + Sync + 'static {
             Ok(())
         }
     }
+
+    /// The saga this event drives, for a projection that starts or wakes sagas (the saga
+    /// trigger); `None`, the default, for a plain read model. When such an event is parked its
+    /// saga is recorded in `stuck_sagas`, in the same transaction, so that it is not silently
+    /// stranded: nothing else would ever wake it.
+    fn saga_of(&self, event: &StoredEvent) -> Option<Uuid> {
+        let _ = event;
+        None
+    }
 }
 
 /// The object-safe face of [`Projection`], so that projections of different types share one
@@ -151,6 +173,7 @@ pub(crate) trait ErasedProjection: Send + Sync + 'static {
         conn: &'a mut PgConnection,
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn erased_saga_of(&self, event: &StoredEvent) -> Option<Uuid>;
 }
 
 impl<P: Projection> ErasedProjection for P {
@@ -176,6 +199,10 @@ impl<P: Projection> ErasedProjection for P {
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.apply_batch(conn, events))
+    }
+
+    fn erased_saga_of(&self, event: &StoredEvent) -> Option<Uuid> {
+        self.saga_of(event)
     }
 }
 
@@ -219,6 +246,10 @@ impl Projection for SharedProjection {
     ) -> anyhow::Result<()> {
         self.0.erased_apply_batch(conn, events).await
     }
+
+    fn saga_of(&self, event: &StoredEvent) -> Option<Uuid> {
+        self.0.erased_saga_of(event)
+    }
 }
 
 /// The subjects a projection's consumer follows.
@@ -245,7 +276,8 @@ pub struct ProjectionConfig {
     pub batch_size: usize,
     /// How long a batch may wait for messages the server says are on their way.
     pub batch_linger: Duration,
-    /// Attempts at applying one event before it is parked.
+    /// Attempts at applying one event that fails deterministically before it is parked
+    /// (transient failures are retried without limit, never parked).
     pub max_attempts: u32,
     /// Messages delivered and not yet acked, per consumer.
     pub max_ack_pending: i64,
@@ -253,7 +285,8 @@ pub struct ProjectionConfig {
     pub ack_wait: Duration,
     /// How often a worker behind the relay's horizon checks its consumer when idle.
     pub idle_tick: Duration,
-    /// First pause after a failed batch; it doubles up to [`Self::max_backoff`].
+    /// First pause after a failed batch; it doubles up to [`Self::max_backoff`], each pause
+    /// drawn between half and all of its step.
     pub retry_backoff: Duration,
     /// Longest pause between retries.
     pub max_backoff: Duration,
@@ -268,7 +301,7 @@ impl Default for ProjectionConfig {
             max_ack_pending: 1000,
             ack_wait: Duration::from_secs(10),
             idle_tick: Duration::from_millis(25),
-            retry_backoff: Duration::from_millis(100),
+            retry_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
         }
     }

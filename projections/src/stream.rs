@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, stream};
+use chrono::{DateTime, Utc};
 
 use crate::Namespace;
 
@@ -43,4 +44,26 @@ pub async fn ensure(
                 namespace.stream_name()
             )
         })
+}
+
+/// The identity of a stream: its creation time, to the microsecond (what a `timestamptz`
+/// keeps). A stream deleted and created again under the same name gets a new one, so stream
+/// sequences are only comparable between two looks that saw the same identity.
+pub fn identity(info: &stream::Info) -> anyhow::Result<DateTime<Utc>> {
+    let micros = i64::try_from(info.created.unix_timestamp_nanos() / 1000)
+        .context("the stream's creation time is out of range")?;
+    DateTime::from_timestamp_micros(micros).context("the stream's creation time is out of range")
+}
+
+/// The identity and state of the namespace's stream, as the server sees it now.
+pub async fn look_up(
+    jetstream: &jetstream::Context,
+    namespace: &Namespace,
+) -> anyhow::Result<(DateTime<Utc>, stream::State)> {
+    let mut stream = jetstream
+        .get_stream(namespace.stream_name())
+        .await
+        .context("looking up the stream")?;
+    let info = stream.info().await.context("reading the stream's state")?;
+    Ok((identity(info)?, info.state.clone()))
 }

@@ -28,6 +28,11 @@ impl Projection for SagaTriggers {
         self.apply_batch(conn, std::slice::from_ref(event)).await
     }
 
+    /// An order's saga has the order's id: a parked order event leaves that saga stuck.
+    fn saga_of(&self, event: &StoredEvent) -> Option<Uuid> {
+        event.aggregate_id.parse().ok()
+    }
+
     /// One statement wakes every saga of the batch (an order woken twice keeps its last reason).
     async fn apply_batch(
         &self,

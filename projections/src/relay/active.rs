@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use async_nats::jetstream;
+use async_nats::jetstream::context::PublishErrorKind;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
@@ -21,8 +22,10 @@ struct Row {
 /// What one [`ActiveRelay::publish_next`] published; not yet checkpointed.
 #[derive(Debug, Clone)]
 pub struct Published {
-    /// How many events were published.
+    /// How many events were read and handled: published, or parked (see `parked`).
     pub events: usize,
+    /// Of those, how many could not be published and were parked in `relay_parked_events`.
+    pub parked: usize,
     /// The batch was full: more events may be publishable right away.
     pub full: bool,
     /// When the oldest event still waiting behind the horizon (an open older transaction) was
@@ -48,27 +51,53 @@ pub struct ActiveRelay {
 }
 
 impl ActiveRelay {
-    /// Loads the checkpoint; if the stream holds fewer messages than the checkpoint says were
-    /// published (it was recreated, or lost its unsynced tail), starts over from the beginning.
+    /// Loads the checkpoint.
     pub(super) async fn start(mut self) -> anyhow::Result<Self> {
         self.checkpoint = checkpoint::load(&mut self.conn, &self.namespace).await?;
-        let stream = self
-            .jetstream
-            .get_stream(self.namespace.stream_name())
-            .await
-            .context("looking up the stream")?;
-        let last_sequence = stream.cached_info().state.last_sequence;
-        if last_sequence < self.checkpoint.stream_sequence {
-            tracing::warn!(
-                namespace = %self.namespace,
-                stream_last_sequence = last_sequence,
-                checkpoint_stream_sequence = self.checkpoint.stream_sequence,
-                "the stream lost messages the relay had published: republishing everything"
-            );
-            checkpoint::reset(&mut self.conn, &self.namespace).await?;
-            self.checkpoint = Checkpoint::default();
-        }
         Ok(self)
+    }
+
+    /// Makes sure the checkpoint speaks of the stream that exists now. When the stream was
+    /// deleted and created again (another identity) or lost messages the relay had published
+    /// (its last sequence is below the checkpoint's, e.g. an unsynced tail lost in a crash),
+    /// the checkpoint is reset and everything is published again from the start of the store:
+    /// there is no telling which events the stream still holds. JetStream drops what is still
+    /// in its duplicate window (only when it is the same stream); projections skip what they
+    /// already applied. A checkpoint stored before identities were recorded adopts the current
+    /// stream when that stream holds at least as many messages as it says were published.
+    async fn check_stream(&mut self) -> anyhow::Result<()> {
+        let (identity, state) = crate::stream::look_up(&self.jetstream, &self.namespace).await?;
+        let shortened = state.last_sequence < self.checkpoint.stream_sequence;
+        match self.checkpoint.stream_created {
+            Some(known) if known == identity && !shortened => return Ok(()),
+            None if !shortened => {
+                // Stored at once (when there is a checkpoint at all): an idle relay might not
+                // store one for a long time, and until then projections trust none.
+                let stored = self.checkpoint != Checkpoint::default();
+                self.checkpoint.stream_created = Some(identity);
+                if stored {
+                    checkpoint::store(&mut self.conn, &self.namespace, &self.checkpoint).await?;
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        tracing::warn!(
+            namespace = %self.namespace,
+            stream_created = %identity,
+            checkpoint_stream_created = ?self.checkpoint.stream_created,
+            stream_last_sequence = state.last_sequence,
+            checkpoint_stream_sequence = self.checkpoint.stream_sequence,
+            "the stream was recreated or lost messages the relay had published: republishing everything"
+        );
+        metrics::counter!("commerce_relay_stream_resets_total", "namespace" => self.namespace.to_string())
+            .increment(1);
+        checkpoint::reset(&mut self.conn, &self.namespace).await?;
+        self.checkpoint = Checkpoint {
+            stream_created: Some(identity),
+            ..Checkpoint::default()
+        };
+        Ok(())
     }
 
     /// The last stored checkpoint.
@@ -84,8 +113,15 @@ impl ActiveRelay {
     /// Only events of transactions older than every running transaction are read
     /// (`tx_id < pg_snapshot_xmin(pg_current_snapshot())`), ordered by `(tx_id, position)`: an
     /// event whose position was handed out before a later one committed is never skipped.
+    ///
+    /// Every batch first checks that the stream is still the one the checkpoint speaks of (see
+    /// `check_stream`), so a stream deleted, recreated or shortened behind the relay's back
+    /// is republished from the start. An event too large for the bus (NATS `max_payload`) is
+    /// parked in `relay_parked_events` with the reason and skipped, so that it cannot stall
+    /// every later event.
     #[tracing::instrument(skip_all, fields(namespace = %self.namespace, events), err)]
     pub async fn publish_next(&mut self) -> anyhow::Result<Published> {
+        self.check_stream().await?;
         let horizon: i64 =
             sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
                 .fetch_one(&mut self.conn)
@@ -112,14 +148,22 @@ impl ActiveRelay {
         tracing::Span::current().record("events", rows.len());
 
         let mut acks = Vec::with_capacity(rows.len());
+        let mut too_large = Vec::new();
         for row in &rows {
             let message = row.event.to_message(&self.namespace)?;
-            let ack = self
+            let sent = self
                 .jetstream
                 .publish_with_headers(message.subject, message.headers, message.payload)
-                .await
-                .context("publishing an event")?;
-            acks.push(ack);
+                .await;
+            match sent {
+                Ok(ack) => acks.push(ack),
+                // The client checks the size against the server's `max_payload` before
+                // sending: no later attempt can succeed, so the event is parked and skipped.
+                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    too_large.push((&row.event, error.to_string()));
+                }
+                Err(error) => return Err(error).context("publishing an event"),
+            }
         }
         let mut stream_sequence = self.checkpoint.stream_sequence;
         let mut unknown_sequence = false;
@@ -139,6 +183,10 @@ impl ActiveRelay {
                 .context("looking up the stream")?;
             let info = stream.info().await.context("reading the stream's state")?;
             stream_sequence = stream_sequence.max(info.state.last_sequence);
+        }
+
+        for (event, reason) in &too_large {
+            self.park(event, reason).await?;
         }
 
         let full = rows.len() >= self.batch_size;
@@ -176,6 +224,7 @@ impl ActiveRelay {
 
         Ok(Published {
             events: rows.len(),
+            parked: too_large.len(),
             full,
             waiting_since,
             first_recorded_at: rows.first().map(|row| row.event.recorded_at),
@@ -194,7 +243,7 @@ impl ActiveRelay {
             checkpoint::store(&mut self.conn, &self.namespace, &published.checkpoint).await?;
             self.checkpoint = published.checkpoint;
         }
-        let events = u64::try_from(published.events).unwrap_or_default();
+        let events = u64::try_from(published.events - published.parked).unwrap_or_default();
         self.status.add_published(events);
         let namespace = self.namespace.to_string();
         metrics::counter!("commerce_relay_events_published_total", "namespace" => namespace.clone())
@@ -208,6 +257,38 @@ impl ActiveRelay {
             (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
         });
         metrics::gauge!("commerce_relay_lag_seconds", "namespace" => namespace).set(lag);
+        Ok(())
+    }
+
+    /// Records an event that cannot be published, with why, for operators; parking it again
+    /// (a batch republished after a crash) changes nothing.
+    async fn park(&mut self, event: &StoredEvent, reason: &str) -> anyhow::Result<()> {
+        tracing::error!(
+            namespace = %self.namespace,
+            aggregate_type = %event.aggregate_type,
+            aggregate_id = %event.aggregate_id,
+            sequence = event.sequence,
+            position = event.position,
+            reason,
+            "an event cannot be published: parked in relay_parked_events"
+        );
+        sqlx::query(
+            "INSERT INTO relay_parked_events \
+               (namespace, position, aggregate_type, aggregate_id, sequence, event_type, reason) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (namespace, position) DO NOTHING",
+        )
+        .bind(self.namespace.as_str())
+        .bind(event.position)
+        .bind(&event.aggregate_type)
+        .bind(&event.aggregate_id)
+        .bind(event.sequence)
+        .bind(&event.event_type)
+        .bind(reason)
+        .execute(&mut self.conn)
+        .await
+        .context("parking an event the relay cannot publish")?;
+        metrics::counter!("commerce_relay_parked_events_total", "namespace" => self.namespace.to_string())
+            .increment(1);
         Ok(())
     }
 

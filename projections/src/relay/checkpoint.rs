@@ -1,6 +1,7 @@
 //! The relay's checkpoint: how far the event store has been published, in commit order.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 
 use crate::Namespace;
@@ -21,6 +22,9 @@ pub struct Checkpoint {
     pub stream_sequence: u64,
     /// The highest global position published.
     pub published_position: i64,
+    /// The identity ([`crate::stream::identity`]) of the stream `stream_sequence` and the
+    /// horizon speak of; `None` before the relay first checked it.
+    pub stream_created: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -30,6 +34,7 @@ struct Row {
     horizon: i64,
     stream_sequence: i64,
     published_position: i64,
+    stream_created: Option<DateTime<Utc>>,
 }
 
 impl From<Row> for Checkpoint {
@@ -40,6 +45,7 @@ impl From<Row> for Checkpoint {
             horizon: row.horizon,
             stream_sequence: u64::try_from(row.stream_sequence).unwrap_or_default(),
             published_position: row.published_position,
+            stream_created: row.stream_created,
         }
     }
 }
@@ -51,7 +57,7 @@ pub async fn load(
 ) -> anyhow::Result<Checkpoint> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT tx_id::text::bigint AS tx_id, position, horizon::text::bigint AS horizon, \
-                stream_sequence, published_position \
+                stream_sequence, published_position, stream_created \
          FROM relay_checkpoint WHERE namespace = $1",
     )
     .bind(namespace.as_str())
@@ -61,8 +67,10 @@ pub async fn load(
     Ok(row.map(Checkpoint::from).unwrap_or_default())
 }
 
-/// Stores `checkpoint` (never moving any part of it backwards) and notifies
-/// [`CHECKPOINT_CHANNEL`].
+/// Stores `checkpoint` (never moving any part of it backwards within one stream) and notifies
+/// [`CHECKPOINT_CHANNEL`]. The relay [`reset`]s the checkpoint before it speaks of another
+/// stream; should it not have, the stream sequence of the other stream replaces the old one
+/// instead of being compared with it.
 pub(crate) async fn store(
     conn: &mut PgConnection,
     namespace: &Namespace,
@@ -71,14 +79,17 @@ pub(crate) async fn store(
     sqlx::query(
         "WITH stored AS ( \
            INSERT INTO relay_checkpoint \
-             (namespace, tx_id, position, horizon, stream_sequence, published_position, updated_at) \
-           VALUES ($1, $2::text::xid8, $3, $4::text::xid8, $5, $6, now()) \
+             (namespace, tx_id, position, horizon, stream_sequence, published_position, stream_created, updated_at) \
+           VALUES ($1, $2::text::xid8, $3, $4::text::xid8, $5, $6, $8, now()) \
            ON CONFLICT (namespace) DO UPDATE SET \
              tx_id = GREATEST(relay_checkpoint.tx_id, EXCLUDED.tx_id), \
              position = CASE WHEN (EXCLUDED.tx_id, EXCLUDED.position) > (relay_checkpoint.tx_id, relay_checkpoint.position) \
                              THEN EXCLUDED.position ELSE relay_checkpoint.position END, \
              horizon = GREATEST(relay_checkpoint.horizon, EXCLUDED.horizon), \
-             stream_sequence = GREATEST(relay_checkpoint.stream_sequence, EXCLUDED.stream_sequence), \
+             stream_sequence = CASE WHEN relay_checkpoint.stream_created IS NOT DISTINCT FROM EXCLUDED.stream_created \
+                                    THEN GREATEST(relay_checkpoint.stream_sequence, EXCLUDED.stream_sequence) \
+                                    ELSE EXCLUDED.stream_sequence END, \
+             stream_created = EXCLUDED.stream_created, \
              published_position = GREATEST(relay_checkpoint.published_position, EXCLUDED.published_position), \
              updated_at = now() \
            RETURNING namespace) \
@@ -91,6 +102,7 @@ pub(crate) async fn store(
     .bind(i64::try_from(checkpoint.stream_sequence).context("stream sequence out of range")?)
     .bind(checkpoint.published_position)
     .bind(CHECKPOINT_CHANNEL)
+    .bind(checkpoint.stream_created)
     .execute(conn)
     .await
     .context("storing the relay checkpoint")?;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::ErasedProjection;
+use crate::failure::is_transient;
 use crate::StoredEvent;
 
 /// What applying a batch did.
@@ -43,12 +44,14 @@ impl BatchReport {
 enum Mode {
     /// No savepoints: the first failure abandons the whole attempt.
     Optimistic,
-    /// A savepoint per event, `max_attempts` tries, then park.
+    /// A savepoint per event, `max_attempts` tries, then park (deterministic failures only).
     Isolated { max_attempts: u32 },
 }
 
 /// Applies `events` (in the given order) in one transaction with the bookkeeping, trying the
-/// cheap way first. An error means the batch did not commit (an infrastructure failure).
+/// cheap way first. An error means the batch did not commit: an infrastructure failure, or a
+/// transient failure of the projection itself (see [`crate::failure`]), which must be retried
+/// later rather than parked.
 #[tracing::instrument(skip_all, fields(projection = projection.erased_name(), events = events.len()), err)]
 pub(crate) async fn apply_batch(
     pool: &PgPool,
@@ -83,6 +86,11 @@ async fn apply_in_transaction(
     match mode {
         Mode::Optimistic => {
             if let Err(error) = projection.erased_apply_batch(&mut tx, &plan).await {
+                if is_transient(&error) {
+                    // Isolating the events would only meet the same lock, deadlock or lost
+                    // connection again, one savepoint at a time: retry the whole batch later.
+                    return Err(error.context("applying a batch (transient failure)"));
+                }
                 tracing::debug!(
                     projection = name,
                     error = format!("{error:#}"),
@@ -143,7 +151,8 @@ async fn plan<'e>(
     Ok(plan.map_or(Cow::Borrowed(events), Cow::Owned))
 }
 
-/// Applies one event under its own savepoint, `max_attempts` times, then parks it.
+/// Applies one event under its own savepoint, up to `max_attempts` times, then parks it. A
+/// transient failure is returned instead: the batch is rolled back and retried, never parked.
 async fn apply_isolated(
     conn: &mut PgConnection,
     projection: &dyn ErasedProjection,
@@ -160,6 +169,12 @@ async fn apply_isolated(
                 failure = None;
                 break;
             }
+            Err(error) if is_transient(&error) => {
+                return Err(error.context(format!(
+                    "applying {} (transient failure)",
+                    event.message_id()
+                )));
+            }
             Err(error) => {
                 // A connection that cannot even roll back is an infrastructure failure: the
                 // whole batch fails instead of parking the event.
@@ -174,17 +189,25 @@ async fn apply_isolated(
     match failure {
         None => report.applied += 1,
         Some(error) => {
+            let saga = projection.erased_saga_of(event);
             tracing::warn!(
                 projection = projection.erased_name(),
                 aggregate_type = %event.aggregate_type,
                 aggregate_id = %event.aggregate_id,
                 sequence = event.sequence,
                 position = event.position,
+                saga = saga.map(tracing::field::display),
                 error = format!("{error:#}"),
                 "an event kept failing: parked in dead_letters"
             );
-            crate::dead_letters::park(conn, projection.erased_name(), event, &error, max_attempts)
-                .await?;
+            let parked = crate::dead_letters::Parked {
+                projection: projection.erased_name(),
+                event,
+                error: &error,
+                attempts: max_attempts,
+                saga,
+            };
+            crate::dead_letters::park(conn, &parked).await?;
             report.parked += 1;
         }
     }

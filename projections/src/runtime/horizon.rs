@@ -4,7 +4,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -77,24 +78,38 @@ async fn follow_relay(
     }
 }
 
+/// The stream a worker's consumer reads.
+pub(super) struct StreamOf {
+    pub jetstream: jetstream::Context,
+    pub namespace: Namespace,
+}
+
 /// What a worker knows about its own watermark.
 pub(super) struct HorizonTracker {
     projection: &'static str,
+    /// The stream the projection's consumer reads.
+    stream: StreamOf,
     /// Every followed event with `tx_id < horizon` is applied; stored in `projection_positions`.
     horizon: i64,
     /// Every followed message at or below this stream sequence is applied.
     confirmed_sequence: u64,
     /// Relay checkpoints above `confirmed_sequence`, by increasing stream sequence.
     candidates: VecDeque<Checkpoint>,
-    /// The stream sequence of the last relay checkpoint seen: one going backwards means the
-    /// stream was recreated and what was confirmed no longer holds.
+    /// The stream sequence and stream identity of the last relay checkpoint seen: another
+    /// identity (or a sequence going backwards) means the stream was recreated, and sequences
+    /// confirmed in the old stream say nothing about the new one.
     last_relay_sequence: u64,
+    last_relay_stream: Option<DateTime<Utc>>,
     last_check: Option<Instant>,
 }
 
 impl HorizonTracker {
     /// Starts from the stored horizon.
-    pub(super) async fn load(pool: &PgPool, projection: &'static str) -> anyhow::Result<Self> {
+    pub(super) async fn load(
+        pool: &PgPool,
+        projection: &'static str,
+        stream: StreamOf,
+    ) -> anyhow::Result<Self> {
         let horizon: Option<i64> = sqlx::query_scalar(
             "SELECT horizon::text::bigint FROM projection_positions WHERE name = $1",
         )
@@ -104,10 +119,12 @@ impl HorizonTracker {
         .context("loading the projection's horizon")?;
         Ok(Self {
             projection,
+            stream,
             horizon: horizon.unwrap_or_default(),
             confirmed_sequence: 0,
             candidates: VecDeque::new(),
             last_relay_sequence: 0,
+            last_relay_stream: None,
             last_check: None,
         })
     }
@@ -125,19 +142,33 @@ impl HorizonTracker {
 
     /// Moves the horizon as far as the consumer confirms, given the relay's checkpoint `relay`
     /// (read before calling). Asks the consumer at most every [`MIN_CHECK_INTERVAL`].
+    ///
+    /// The checkpoint speaks of one stream (its identity, [`Checkpoint::stream_created`]); the
+    /// consumer reads whichever stream exists. So the stream's identity is read *after* the
+    /// consumer's state: when it is still the checkpoint's, that stream existed from before the
+    /// checkpoint was read until after the consumer answered (identities never repeat), so the
+    /// consumer's answer was about it. Otherwise nothing is adopted: the relay republishes into
+    /// the new stream and checkpoints it, and the horizon moves on then.
     pub(super) async fn advance(
         &mut self,
         pool: &PgPool,
         consumer: &PullConsumer,
         relay: Checkpoint,
     ) -> anyhow::Result<()> {
-        if relay.stream_sequence < self.last_relay_sequence {
+        if relay.stream_sequence < self.last_relay_sequence
+            || relay.stream_created != self.last_relay_stream
+        {
             self.consumer_reset();
         }
         self.last_relay_sequence = relay.stream_sequence;
+        self.last_relay_stream = relay.stream_created;
         if !self.is_behind(&relay) {
             return Ok(());
         }
+        let Some(relay_stream) = relay.stream_created else {
+            // A checkpoint that names no stream vouches for none.
+            return Ok(());
+        };
         if relay.stream_sequence <= self.confirmed_sequence {
             return self.store(pool, relay.horizon, None).await;
         }
@@ -153,6 +184,14 @@ impl HorizonTracker {
             .get_info()
             .await
             .context("reading the consumer's state")?;
+        let (current_stream, _) =
+            crate::stream::look_up(&self.stream.jetstream, &self.stream.namespace)
+                .await
+                .context("reading the stream's identity")?;
+        if current_stream != relay_stream {
+            self.consumer_reset();
+            return Ok(());
+        }
         let pending = info.num_pending + u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX);
         let mut horizon = self.horizon;
         if pending == 0 {

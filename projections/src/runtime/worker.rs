@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::apply::{apply_batch, seconds_since, BatchReport};
-use super::horizon::HorizonTracker;
+use super::horizon::{HorizonTracker, StreamOf};
 use super::{subjects_of, ErasedProjection, ProjectionConfig, SharedProjection};
+use crate::failure::{is_transient, Backoff};
 use crate::namespace::subject_matches;
 use crate::relay::checkpoint::Checkpoint;
 use crate::{Namespace, StoredEvent};
@@ -53,7 +54,7 @@ impl Worker {
 
     /// Runs until `cancel` is cancelled, starting over after failures.
     pub(super) async fn run(mut self, cancel: CancellationToken) {
-        let mut backoff = self.config.retry_backoff;
+        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.max_backoff);
         loop {
             match self.run_until_failure(&cancel, &mut backoff).await {
                 Ok(()) => {
@@ -66,9 +67,8 @@ impl Worker {
                     self.set_state("failing", Some(&error)).await;
                     tokio::select! {
                         () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(backoff.next_pause()) => {}
                     }
-                    backoff = (backoff * 2).min(self.config.max_backoff);
                 }
             }
         }
@@ -77,12 +77,16 @@ impl Worker {
     async fn run_until_failure(
         &mut self,
         cancel: &CancellationToken,
-        backoff: &mut Duration,
+        backoff: &mut Backoff,
     ) -> anyhow::Result<()> {
         crate::stream::ensure(&self.jetstream, &self.namespace).await?;
         let consumer = self.consumer().await?;
         self.set_state("running", None).await;
-        let tracker = HorizonTracker::load(&self.pool, self.name()).await?;
+        let stream = StreamOf {
+            jetstream: self.jetstream.clone(),
+            namespace: self.namespace.clone(),
+        };
+        let tracker = HorizonTracker::load(&self.pool, self.name(), stream).await?;
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(self.config.batch_size.max(1))
@@ -92,7 +96,8 @@ impl Worker {
             .await
             .context("pulling from the consumer")?;
         tracing::info!(projection = self.name(), consumer = %self.namespace.consumer_name(self.name()), "projection running");
-        *backoff = self.config.retry_backoff;
+        backoff.reset();
+        self.refresh_dead_letter_gauge().await;
 
         // The watermark moves in its own task: asking the consumer for its state can take tens
         // of milliseconds, which batches should not wait for.
@@ -117,6 +122,9 @@ impl Worker {
                     if let Some(Err(error)) = &first {
                         if error.kind() == pull::MessagesErrorKind::MissingHeartbeat {
                             tracing::warn!(projection = self.name(), %error, "the server missed a heartbeat");
+                            // The stream may have been deleted (and its consumers with it):
+                            // then start over, which recreates both.
+                            self.check_consumer_exists().await?;
                             continue;
                         }
                     }
@@ -210,6 +218,9 @@ impl Worker {
             }
         }
         self.record_metrics(&report, ignored, malformed.len());
+        if report.parked > 0 {
+            self.refresh_dead_letter_gauge().await;
+        }
         Ok(true)
     }
 
@@ -239,13 +250,15 @@ impl Worker {
         }
     }
 
-    /// Applies the batch, retrying infrastructure failures with backoff; `None` when cancelled.
+    /// Applies the batch, retrying failures that did not let it commit (infrastructure and
+    /// transient ones, see [`crate::failure`]) with backoff, for as long as it takes; `None`
+    /// when cancelled. Its messages stay unacked meanwhile.
     async fn apply_with_retries(
         &self,
         events: &[StoredEvent],
         cancel: &CancellationToken,
     ) -> Option<BatchReport> {
-        let mut backoff = self.config.retry_backoff;
+        let mut backoff = Backoff::new(self.config.retry_backoff, self.config.max_backoff);
         loop {
             let attempt = apply_batch(
                 &self.pool,
@@ -260,16 +273,46 @@ impl Worker {
             match result {
                 Ok(report) => return Some(report),
                 Err(error) => {
+                    let transient = is_transient(&error);
                     let error = format!("{error:#}");
-                    tracing::error!(projection = self.name(), %error, "a batch failed; retrying");
+                    if transient {
+                        tracing::warn!(projection = self.name(), %error, "a batch met a transient failure; retrying");
+                    } else {
+                        tracing::error!(projection = self.name(), %error, "a batch failed; retrying");
+                    }
+                    metrics::counter!("commerce_projection_retries_total", "projection" => self.name())
+                        .increment(1);
                     self.set_state("failing", Some(&error)).await;
                     tokio::select! {
                         () = cancel.cancelled() => return None,
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(backoff.next_pause()) => {}
                     }
-                    backoff = (backoff * 2).min(self.config.max_backoff);
                 }
             }
+        }
+    }
+
+    /// Fails when the consumer is gone, so that [`Worker::run`] creates it again.
+    async fn check_consumer_exists(&self) -> anyhow::Result<()> {
+        let stream = self
+            .jetstream
+            .get_stream(self.namespace.stream_name())
+            .await
+            .context("looking up the stream")?;
+        stream
+            .consumer_info(self.namespace.consumer_name(self.name()))
+            .await
+            .context("looking up the consumer")?;
+        Ok(())
+    }
+
+    async fn refresh_dead_letter_gauge(&self) {
+        if let Err(error) = crate::dead_letters::refresh_gauge(&self.pool, self.name()).await {
+            tracing::warn!(
+                projection = self.name(),
+                error = format!("{error:#}"),
+                "could not refresh the dead-letter gauge"
+            );
         }
     }
 

@@ -2,7 +2,7 @@
 //! its own stream and consumers), both removed when the world is dropped.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -48,12 +48,18 @@ pub struct World {
     pub jetstream: jetstream::Context,
     pub namespace: Namespace,
     database: String,
+    nats_url: String,
     /// Parent of every background task's token: dropping the world stops them first.
     tasks: CancellationToken,
 }
 
 impl World {
     pub async fn new() -> Self {
+        Self::on_nats(&nats_url()).await
+    }
+
+    /// A world whose bus is the NATS server at `nats_url` (one the test started itself).
+    pub async fn on_nats(nats_url: &str) -> Self {
         init_logging();
         let id = Uuid::new_v4().simple().to_string();
         let database = format!("projections_test_{id}");
@@ -68,13 +74,14 @@ impl World {
                projection text, aggregate_type text, aggregate_id text, \
                count bigint NOT NULL, last_sequence bigint NOT NULL, \
                PRIMARY KEY (projection, aggregate_type, aggregate_id)); \
+             CREATE TABLE test_gate (id int); \
              CREATE TABLE test_applied ( \
                applied_order bigserial, projection text, aggregate_type text, aggregate_id text, \
                sequence bigint, PRIMARY KEY (projection, aggregate_type, aggregate_id, sequence))",
         )
         .await
         .unwrap();
-        let client = async_nats::connect(nats_url()).await.unwrap();
+        let client = async_nats::connect(nats_url).await.unwrap();
         let jetstream = jetstream::new(client);
         let namespace = Namespace::parse(&format!("t{}", &id[..12])).unwrap();
         Self {
@@ -82,6 +89,7 @@ impl World {
             jetstream,
             namespace,
             database,
+            nats_url: nats_url.to_owned(),
             tasks: CancellationToken::new(),
         }
     }
@@ -248,6 +256,53 @@ impl World {
             .unwrap();
     }
 
+    /// The followed events the counter's watermark covers (`tx_id` below its horizon) that it has
+    /// not applied: the watermark must never cover any. One statement, so one snapshot.
+    pub async fn unapplied_below_watermark(&self) -> Vec<(String, String, i64)> {
+        sqlx::query_as(
+            "SELECT e.aggregate_type, e.aggregate_id, e.sequence \
+             FROM events e JOIN projection_positions p ON p.name = $1 AND e.tx_id < p.horizon \
+             WHERE e.aggregate_type IN ('order', 'cart') AND NOT EXISTS ( \
+               SELECT 1 FROM test_applied a WHERE a.projection = $1 \
+                 AND a.aggregate_type = e.aggregate_type AND a.aggregate_id = e.aggregate_id \
+                 AND a.sequence = e.sequence) \
+             ORDER BY e.position",
+        )
+        .bind(Counter::NAME)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Waits until the counter's watermark passes `position`, checking on every look that it
+    /// never covers an event the counter has not applied.
+    pub async fn caught_up_honestly(&self, position: i64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let caught_up = commerce_projections::wait_for_position(
+                &self.pool,
+                &[Counter::NAME],
+                position,
+                Duration::ZERO,
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                self.unapplied_below_watermark().await,
+                [],
+                "the watermark covers events the projection has not applied"
+            );
+            if caught_up {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the projection did not catch up with position {position}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Whether the counter has applied everything up to `position`, within [`PATIENCE`].
     pub async fn caught_up(&self, position: i64) -> bool {
         commerce_projections::wait_for_position(&self.pool, &[Counter::NAME], position, PATIENCE)
@@ -262,13 +317,14 @@ impl Drop for World {
         self.tasks.cancel();
         let database = self.database.clone();
         let stream = self.namespace.stream_name();
+        let nats_url = self.nats_url.clone();
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                if let Ok(client) = async_nats::connect(nats_url()).await {
+                if let Ok(client) = async_nats::connect(nats_url).await {
                     jetstream::new(client).delete_stream(&stream).await.ok();
                 }
                 let admin = format!("{}/postgres", postgres_root());
@@ -345,10 +401,19 @@ where
 /// The test projection: counts events per aggregate and logs each application. It refuses an
 /// event that is not above the last sequence it applied for its aggregate (so a duplicate or
 /// out-of-order application shows up in `dead_letters`), and, while `poison` is set, any event
-/// whose payload has `"poison": true`.
+/// whose payload has `"poison": true`. An event whose payload has `"divide_by_zero": true`
+/// fails in Postgres (`SELECT 1/0`), every time.
+///
+/// When `gated`, every application first locks `test_gate` (ROW EXCLUSIVE) under a short
+/// `lock_timeout`: while the test holds it in SHARE mode, it fails with Postgres's own
+/// lock-timeout error (55P03), counted in `transient_failures`. When `drives_sagas`, an event drives the saga named by its
+/// aggregate id (a UUID), like the saga trigger's order events.
 #[derive(Clone, Default)]
 pub struct Counter {
     pub poison: Arc<AtomicBool>,
+    pub gated: bool,
+    pub transient_failures: Arc<AtomicU32>,
+    pub drives_sagas: bool,
 }
 
 impl Counter {
@@ -357,6 +422,7 @@ impl Counter {
     pub fn poisonable() -> Self {
         Self {
             poison: Arc::new(AtomicBool::new(true)),
+            ..Self::default()
         }
     }
 }
@@ -370,10 +436,31 @@ impl Projection for Counter {
         &["order", "cart"]
     }
 
+    fn saga_of(&self, event: &StoredEvent) -> Option<Uuid> {
+        self.drives_sagas
+            .then(|| event.aggregate_id.parse().ok())
+            .flatten()
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         if self.poison.load(Ordering::Acquire) && event.payload.get("poison") == Some(&json!(true))
         {
             anyhow::bail!("poisoned event {}", event.message_id());
+        }
+        if event.payload.get("divide_by_zero") == Some(&json!(true)) {
+            sqlx::query("SELECT 1/0").execute(&mut *conn).await?;
+        }
+        if self.gated {
+            sqlx::query("SET LOCAL lock_timeout = '20ms'")
+                .execute(&mut *conn)
+                .await?;
+            let read = sqlx::query("LOCK TABLE test_gate IN ROW EXCLUSIVE MODE")
+                .execute(&mut *conn)
+                .await;
+            if let Err(error) = read {
+                self.transient_failures.fetch_add(1, Ordering::AcqRel);
+                return Err(error.into());
+            }
         }
         let counted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO test_counts (projection, aggregate_type, aggregate_id, count, last_sequence) \
@@ -405,5 +492,57 @@ impl Projection for Counter {
         .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+}
+
+/// A NATS server of the test's own (on a free port, in a temporary directory), for tests that
+/// need another configuration than the shared server's. Killed, by its own handle, when dropped.
+pub struct NatsServer {
+    pub url: String,
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl NatsServer {
+    /// Starts `nats-server -js` with `config` (nats-server configuration text) added.
+    pub async fn start(config: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("projections-nats-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config_file = dir.join("nats.conf");
+        std::fs::write(&config_file, config).unwrap();
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.join("store"))
+            .arg("-c")
+            .arg(&config_file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server is installed");
+        let server = Self {
+            url: format!("nats://127.0.0.1:{port}"),
+            child,
+            dir,
+        };
+        eventually("the test's NATS server answers", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        server
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        std::fs::remove_dir_all(&self.dir).ok();
     }
 }

@@ -173,3 +173,138 @@ async fn replaying_from_the_store_applies_each_event_once() {
     assert_eq!(world.count("payment", "C").await, 0, "not followed");
     assert_eq!(world.dead_letter_count().await, 0);
 }
+
+/// A lock timeout (Postgres's own 55P03) is transient: the batch is retried, with backoff and
+/// without acking, for as long as the lock is held (many more times than the attempts after
+/// which an event is parked), and the event applies once the lock is gone. Nothing is parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried_until_it_applies_and_never_parked() {
+    let world = World::new().await;
+    let counter = Counter {
+        gated: true,
+        ..Counter::default()
+    };
+    // SHARE, not ACCESS EXCLUSIVE: that one takes a transaction id, which would hold back the
+    // relay's horizon and so the very event under test.
+    let mut gate = world.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE test_gate IN SHARE MODE")
+        .execute(&mut *gate)
+        .await
+        .unwrap();
+    let projection = world.spawn_projection(counter.clone());
+    let relay = world.spawn_relay(world.relay("only"));
+    let last = world.append("order", "A", 1).await;
+
+    eventually("the projection keeps retrying", || async {
+        counter.transient_failures.load(Ordering::Acquire) >= 8
+    })
+    .await;
+    assert_eq!(world.count("order", "A").await, 0);
+    assert_eq!(
+        world.dead_letter_count().await,
+        0,
+        "a transient failure parked"
+    );
+    let state: (String, Option<String>) =
+        sqlx::query_as("SELECT state, last_error FROM projection_positions WHERE name = $1")
+            .bind(Counter::NAME)
+            .fetch_one(&world.pool)
+            .await
+            .unwrap();
+    assert_eq!(state.0, "failing");
+    assert!(
+        state
+            .1
+            .as_deref()
+            .unwrap_or_default()
+            .contains("lock timeout"),
+        "{state:?}"
+    );
+
+    gate.commit().await.unwrap();
+    assert!(world.caught_up(last).await);
+    assert_eq!(world.count("order", "A").await, 1);
+    assert_eq!(world.dead_letter_count().await, 0);
+    relay.stop().await;
+    projection.stop().await;
+}
+
+/// A failure that cannot heal (here Postgres refusing `1/0`) parks the event with its error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deterministic_failure_parks_the_event_with_its_error() {
+    let world = World::new().await;
+    let projection = world.spawn_projection(Counter::default());
+    let relay = world.spawn_relay(world.relay("only"));
+    world
+        .append_with("order", "Z", 1, json!({ "divide_by_zero": true }))
+        .await;
+    let last = world.append("order", "Z", 2).await;
+    assert!(world.caught_up(last).await);
+
+    let parked = dead_letters::list_parked(&world.pool, None).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (parked[0].aggregate_id.as_str(), parked[0].sequence),
+        ("Z", 1)
+    );
+    assert!(
+        parked[0].error.contains("division by zero"),
+        "{}",
+        parked[0].error
+    );
+    assert_eq!(world.count("order", "Z").await, 1, "the next event applied");
+    assert_eq!(
+        dead_letters::list_stuck_sagas(&world.pool).await.unwrap(),
+        [],
+        "the counter drives no saga"
+    );
+    relay.stop().await;
+    projection.stop().await;
+}
+
+/// A parked event of a projection that drives sagas marks its saga stuck, in the same
+/// transaction; a retry that applies it unmarks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_of_a_saga_driving_projection_marks_its_saga_stuck() {
+    let world = World::new().await;
+    let counter = Counter {
+        drives_sagas: true,
+        ..Counter::poisonable()
+    };
+    let projection = world.spawn_projection(counter.clone());
+    let relay = world.spawn_relay(world.relay("only"));
+    let stranded = uuid::Uuid::new_v4();
+    let fine = uuid::Uuid::new_v4();
+    world
+        .append_with("order", &stranded.to_string(), 1, json!({ "poison": true }))
+        .await;
+    let last = world.append("order", &fine.to_string(), 1).await;
+    assert!(world.caught_up(last).await);
+
+    let letter = dead_letters::list_parked(&world.pool, None)
+        .await
+        .unwrap()
+        .remove(0);
+    let stuck = dead_letters::list_stuck_sagas(&world.pool).await.unwrap();
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(stuck[0].saga_id, stranded);
+    assert_eq!(stuck[0].projection, Counter::NAME);
+    assert_eq!(stuck[0].dead_letter_id, letter.id);
+    assert!(
+        stuck[0].reason.contains("poisoned event"),
+        "{}",
+        stuck[0].reason
+    );
+
+    counter.poison.store(false, Ordering::Release);
+    let retried = dead_letters::retry(&world.pool, &counter, letter.id)
+        .await
+        .unwrap();
+    assert_eq!(retried, RetryOutcome::Applied);
+    assert_eq!(
+        dead_letters::list_stuck_sagas(&world.pool).await.unwrap(),
+        []
+    );
+    relay.stop().await;
+    projection.stop().await;
+}

@@ -1,6 +1,6 @@
 //! The relay: commit order without gaps, crash safety, one active instance.
 
-use crate::helpers::{append_on, eventually, Counter, World, PATIENCE};
+use crate::helpers::{append_on, eventually, Counter, NatsServer, World, PATIENCE};
 use commerce_projections::relay::checkpoint;
 use serde_json::json;
 
@@ -205,4 +205,110 @@ async fn lock_connection_exists(world: &World, instance: &str) -> bool {
         .fetch_one(&world.pool)
         .await
         .unwrap()
+}
+
+/// The stream is deleted and created again behind the relay's back, once while the projection
+/// is stopped (so events only the lost stream held were never applied) and once while it runs
+/// (so its consumer vanishes). Every event still reaches the projection, and at no point does
+/// its watermark cover an event it has not applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_stream_is_republished_and_the_watermark_never_runs_ahead() {
+    let world = World::new().await;
+    let relay = world.spawn_relay(world.relay("only"));
+    let projection = world.spawn_projection(Counter::default());
+    let mut last = 0;
+    for sequence in 1..=3 {
+        last = world.append("order", "A", sequence).await;
+    }
+    world.caught_up_honestly(last).await;
+
+    // C's only event is published while the projection is stopped, then lost with the stream.
+    projection.stop().await;
+    world.append("order", "C", 1).await;
+    eventually("C is published", || async {
+        world.stream_messages().await == 4
+    })
+    .await;
+    world
+        .jetstream
+        .delete_stream(world.namespace.stream_name())
+        .await
+        .unwrap();
+    commerce_projections::stream::ensure(&world.jetstream, &world.namespace)
+        .await
+        .unwrap();
+    last = world.append("order", "A", 4).await;
+    let projection = world.spawn_projection(Counter::default());
+    world.caught_up_honestly(last).await;
+    assert_eq!(world.count("order", "C").await, 1, "C was republished");
+    assert_eq!(world.count("order", "A").await, 4);
+
+    // Deleted under a running projection: its consumer goes with it and is created again.
+    world
+        .jetstream
+        .delete_stream(world.namespace.stream_name())
+        .await
+        .unwrap();
+    world.append("order", "A", 5).await;
+    last = world.append("cart", "B", 1).await;
+    world.caught_up_honestly(last).await;
+    assert_eq!(world.count("order", "A").await, 5);
+    assert_eq!(world.count("cart", "B").await, 1);
+    assert_eq!(world.count("order", "C").await, 1);
+    assert_eq!(world.dead_letter_count().await, 0);
+    let stored = checkpoint::load(&world.pool, &world.namespace)
+        .await
+        .unwrap();
+    let mut stream = world
+        .jetstream
+        .get_stream(world.namespace.stream_name())
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(
+        stored.stream_created,
+        Some(commerce_projections::stream::identity(info).unwrap()),
+        "the checkpoint speaks of the stream that exists"
+    );
+    relay.stop().await;
+    projection.stop().await;
+}
+
+/// An event larger than the server's `max_payload` cannot be published, ever: the relay parks
+/// it with the reason and publishes the events after it instead of stalling on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_large_for_the_bus_is_parked_and_the_relay_moves_on() {
+    let nats = NatsServer::start("max_payload: 8192\n").await;
+    let world = World::on_nats(&nats.url).await;
+    world.append("order", "X", 1).await;
+    let big = world
+        .append_with("order", "Big", 1, json!({ "blob": "x".repeat(16 * 1024) }))
+        .await;
+    let last = world.append("order", "Y", 1).await;
+    let relay = world.spawn_relay(world.relay("only"));
+
+    eventually("the events around the big one are published", || async {
+        world.stream_messages().await == 2
+    })
+    .await;
+    assert_eq!(world.stream_message_ids().await, ["order:X:1", "order:Y:1"]);
+    let parked: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT position, aggregate_id, reason FROM relay_parked_events WHERE namespace = $1",
+    )
+    .bind(world.namespace.as_str())
+    .fetch_all(&world.pool)
+    .await
+    .unwrap();
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!((parked[0].0, parked[0].1.as_str()), (big, "Big"));
+    assert!(parked[0].2.contains("8192"), "{}", parked[0].2);
+    eventually("the checkpoint moves past it", || async {
+        checkpoint::load(&world.pool, &world.namespace)
+            .await
+            .unwrap()
+            .published_position
+            >= last
+    })
+    .await;
+    relay.stop().await;
 }
