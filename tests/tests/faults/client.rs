@@ -29,10 +29,7 @@ pub struct Ack {
 #[derive(Debug)]
 pub enum Answer {
     /// 2xx.
-    Ok {
-        body: Value,
-        position: Option<i64>,
-    },
+    Ok { body: Value, position: Option<i64> },
     /// A 4xx: the engine refused (a business rule), nothing to retry.
     Refused { status: StatusCode, body: Value },
     /// No answer before the deadline.
@@ -171,7 +168,8 @@ impl Api {
     /// Registers an account and signs in: `(account_id, token)`.
     pub async fn account(&self, role: &str) -> (Uuid, String) {
         let email = format!("{role}-{}@example.com", Uuid::new_v4().simple());
-        let body = json!({"email": email, "password": PASSWORD, "name": "Fault Tester", "role": role});
+        let body =
+            json!({"email": email, "password": PASSWORD, "name": "Fault Tester", "role": role});
         let id = match self.command(Method::POST, "/v1/accounts", None, body).await {
             Answer::Ok { body, .. } => body["account_id"]
                 .as_str()
@@ -180,7 +178,10 @@ impl Api {
             other => panic!("registering a {role}: {other:?}"),
         };
         let body = json!({"email": email, "password": PASSWORD});
-        let token = match self.command(Method::POST, "/v1/auth/token", None, body).await {
+        let token = match self
+            .command(Method::POST, "/v1/auth/token", None, body)
+            .await
+        {
             Answer::Ok { body, .. } => body["access_token"]
                 .as_str()
                 .expect("an access token")

@@ -137,7 +137,9 @@ impl Process {
 
     /// Whether it exited on its own (a crash), with its status.
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 }
 
@@ -247,7 +249,10 @@ impl Cluster {
                 Process {
                     program: binary.clone(),
                     args: vec!["serve".into(), (*role).into()],
-                    env: env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+                    env: env
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
                     port: *port,
                     log: dir.join(format!("{name}.log")),
                     child: None,
@@ -403,6 +408,10 @@ impl Drop for Cluster {
             );
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        if std::env::var("FAULTS_KEEP").is_ok() {
+            eprintln!("fault suite: database {} kept (FAULTS_KEEP)", self.database);
+            return;
         }
         // Drop cannot await: the database goes from a thread and runtime of its own.
         let database = self.database.clone();

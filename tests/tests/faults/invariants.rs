@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::client::Ack;
+use crate::workload::BUYER_CANCEL_REASON;
 
 /// One event of a saga's stream.
 #[derive(Debug, Clone)]
@@ -225,12 +226,14 @@ impl ReadModels {
                 Some(status) => out.push(format!(
                     "rm_orders {id}: status {status}, the store says {folded}"
                 )),
-                None => out.push(format!(
-                    "rm_orders {id}: missing, the store says {folded}"
-                )),
+                None => out.push(format!("rm_orders {id}: missing, the store says {folded}")),
             }
         }
-        for id in self.orders.keys().filter(|id| !store.orders.contains_key(id)) {
+        for id in self
+            .orders
+            .keys()
+            .filter(|id| !store.orders.contains_key(id))
+        {
             out.push(format!("rm_orders {id}: no such order in the store"));
         }
         for (sku, inventory) in &store.inventory {
@@ -253,7 +256,9 @@ impl ReadModels {
                 Some(status) => out.push(format!(
                     "rm_payments {id}: status {status}, the store says {folded}"
                 )),
-                None => out.push(format!("rm_payments {id}: missing, the store says {folded}")),
+                None => out.push(format!(
+                    "rm_payments {id}: missing, the store says {folded}"
+                )),
             }
         }
         out
@@ -340,13 +345,11 @@ pub async fn acknowledged_writes(
                     ));
                 }
             }
-            "cancel" => {
-                if !cancelled_events.contains(&ack.subject) {
-                    out.push(format!(
-                        "cancel of order {} acknowledged at {position}, but its stream has no OrderCancelled",
-                        ack.subject
-                    ));
-                }
+            "cancel" if !cancelled_events.contains(&ack.subject) => {
+                out.push(format!(
+                    "cancel of order {} acknowledged at {position}, but its stream has no OrderCancelled",
+                    ack.subject
+                ));
             }
             "restock" => {
                 let quantity = payload["Restocked"]["quantity"].as_i64();
@@ -420,10 +423,26 @@ pub fn stock_conserved(store: &StoreView) -> Vec<String> {
             ));
         }
         if inventory.levels.reserved != 0 || !inventory.reservations.is_empty() {
+            let held: Vec<String> = inventory
+                .reservations
+                .iter()
+                .map(|(order, quantity)| {
+                    let status = store
+                        .orders
+                        .get(&order.0)
+                        .and_then(|o| o.status)
+                        .map_or("none", OrderStatus::as_str);
+                    format!(
+                        "{quantity} for order {} ({status}, saga {})",
+                        order.0,
+                        store.saga_outcome(&order.0).unwrap_or("not completed")
+                    )
+                })
+                .collect();
             out.push(format!(
-                "{sku}: {} units still reserved, held for orders {:?}",
+                "{sku}: {} units still reserved: {}",
                 inventory.levels.reserved,
-                inventory.reservations
+                held.join("; ")
             ));
         }
         let confirmed = confirmed_by_sku.get(sku).cloned().unwrap_or_default();
@@ -469,13 +488,15 @@ fn agrees(engine: Option<PaymentStatus>, sandbox: Option<SandboxStatus>) -> bool
     }
 }
 
-/// At most one authorisation per payment; the engine's payment state is the sandbox's; a
-/// confirmed order is captured, a cancelled one holds no money.
+/// `(double authorisations, money at risk, state disagreements)`: at most one authorisation
+/// per payment; a confirmed order is captured, a cancelled one holds no money at the gateway;
+/// the engine's payment state is the sandbox's.
 pub fn payments_agree(
     store: &StoreView,
     sandbox: &BTreeMap<Uuid, Option<PaymentView>>,
-) -> (Vec<String>, Vec<String>) {
+) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut double = Vec::new();
+    let mut money = Vec::new();
     let mut disagree = Vec::new();
     for (order_id, order) in &store.orders {
         let payment_id = store.payment_of.get(order_id).copied().unwrap_or_else(|| {
@@ -489,7 +510,14 @@ pub fn payments_agree(
         let calls = view.as_ref().map_or_else(String::new, |v| {
             v.calls
                 .iter()
-                .map(|c| format!("{:?}:{:?}@{}", c.step, c.outcome, c.at.format("%H:%M:%S%.3f")))
+                .map(|c| {
+                    format!(
+                        "{:?}:{:?}@{}",
+                        c.step,
+                        c.outcome,
+                        c.at.format("%H:%M:%S%.3f")
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         });
@@ -502,15 +530,18 @@ pub fn payments_agree(
             }
         }
         let engine_name = engine.map_or_else(|| "none".to_owned(), |s| s.to_string());
-        let sandbox_name = at_sandbox.map_or_else(|| "never called".to_owned(), |s| format!("{s:?}"));
+        let sandbox_name =
+            at_sandbox.map_or_else(|| "never called".to_owned(), |s| format!("{s:?}"));
         if !agrees(engine, at_sandbox) {
             disagree.push(format!(
                 "order {order_id} ({status}, {token}) payment {payment_id}: engine {engine_name}, sandbox {sandbox_name} [{calls}]"
             ));
-            continue;
         }
         let money_ok = match order.status {
-            Some(OrderStatus::Confirmed) => engine == Some(PaymentStatus::Captured),
+            Some(OrderStatus::Confirmed) => {
+                engine == Some(PaymentStatus::Captured)
+                    && at_sandbox == Some(SandboxStatus::Captured)
+            }
             Some(OrderStatus::Cancelled) => !matches!(
                 at_sandbox,
                 Some(SandboxStatus::Authorized | SandboxStatus::Captured)
@@ -518,12 +549,12 @@ pub fn payments_agree(
             _ => true,
         };
         if !money_ok {
-            disagree.push(format!(
+            money.push(format!(
                 "order {order_id} is {status} ({token}) but its payment is {engine_name} (sandbox {sandbox_name}) [{calls}]"
             ));
         }
     }
-    (double, disagree)
+    (double, money, disagree)
 }
 
 /// Steps the saga only ever takes on its way forward (never while compensating or after an end).
@@ -538,10 +569,10 @@ const FORWARD: [&str; 8] = [
     "StockCommitted",
 ];
 
-/// Steps a confirmed saga may still take: a cancellation of the confirmed order (refund, put
-/// the stock back, cancel) or a return.
-const AFTER_CONFIRMED: [&str; 6] = [
-    "CompensationStarted",
+/// Steps a confirmed saga may still take: a cancellation of the confirmed order by its buyer
+/// (refund, put the stock back, cancel) or a return. `CompensationStarted` is judged apart: only
+/// for the buyer's reason.
+const AFTER_CONFIRMED: [&str; 5] = [
     "PaymentRefunded",
     "StockRestored",
     "OrderCancelled",
@@ -551,7 +582,9 @@ const AFTER_CONFIRMED: [&str; 6] = [
 
 /// Saga streams the state machine forbids: `(after completion, forward while compensating)`.
 /// After `SagaCompleted(cancelled|refunded)` nothing may follow; after
-/// `SagaCompleted(confirmed)` only a cancellation's or return's steps and their own completion.
+/// `SagaCompleted(confirmed)` only the steps of a cancellation by the buyer (or of a return)
+/// and their own completion: a compensation for any other reason (a payment timeout noticed
+/// late, say) is a worker acting on stale news.
 pub fn saga_streams(store: &StoreView) -> (Vec<String>, Vec<String>) {
     let mut after_completion = Vec::new();
     let mut forward_while_compensating = Vec::new();
@@ -561,8 +594,12 @@ pub fn saga_streams(store: &StoreView) -> (Vec<String>, Vec<String>) {
         for step in steps {
             if let Some(done) = completed {
                 let outcome = done.outcome().unwrap_or("?");
+                let buyer_cancelled = step.event_type == "CompensationStarted"
+                    && step.payload["CompensationStarted"]["reason"].as_str()
+                        == Some(BUYER_CANCEL_REASON);
                 let allowed = outcome == "confirmed"
                     && (AFTER_CONFIRMED.contains(&step.event_type.as_str())
+                        || buyer_cancelled
                         || matches!(step.outcome(), Some("cancelled" | "refunded")));
                 if !allowed {
                     after_completion.push(format!(
@@ -571,7 +608,11 @@ pub fn saga_streams(store: &StoreView) -> (Vec<String>, Vec<String>) {
                         step.position,
                         (step.recorded_at - done.recorded_at).num_milliseconds() as f64 / 1000.0,
                         done.describe(),
-                        steps.iter().map(SagaStep::describe).collect::<Vec<_>>().join(", ")
+                        steps
+                            .iter()
+                            .map(SagaStep::describe)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                     break;
                 }
@@ -585,7 +626,11 @@ pub fn saga_streams(store: &StoreView) -> (Vec<String>, Vec<String>) {
                         step.position,
                         (step.recorded_at - started.recorded_at).num_milliseconds() as f64 / 1000.0,
                         started.describe(),
-                        steps.iter().map(SagaStep::describe).collect::<Vec<_>>().join(", ")
+                        steps
+                            .iter()
+                            .map(SagaStep::describe)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                     break;
                 }

@@ -13,6 +13,10 @@ use uuid::Uuid;
 
 use crate::client::{Ack, Answer, Api};
 
+/// The reason buyers give when they cancel: a saga that compensates a confirmed order for any
+/// other reason was not asked to.
+pub const BUYER_CANCEL_REASON: &str = "changed my mind";
+
 /// Sandbox tokens and how often buyers use them.
 const TOKENS: [(&str, u32); 5] = [
     ("tok_ok", 40),
@@ -87,7 +91,9 @@ pub async fn buyer(
             {
                 Answer::Ok { .. } => {}
                 Answer::Refused { status, body } => {
-                    report.refused.push(format!("PUT cart {sku}: {status} {body}"));
+                    report
+                        .refused
+                        .push(format!("PUT cart {sku}: {status} {body}"));
                     cart_ok = false;
                 }
                 Answer::GaveUp(why) => {
@@ -135,7 +141,7 @@ pub async fn buyer(
             tokio::time::sleep(after).await;
             let key = Uuid::new_v4().to_string();
             let path = format!("/v1/orders/{order_id}/cancel");
-            let body = json!({"reason": "changed my mind"});
+            let body = json!({"reason": BUYER_CANCEL_REASON});
             match api
                 .command_with_key(Method::POST, &path, Some(&token), body, &key)
                 .await
@@ -177,7 +183,7 @@ pub async fn seller(api: Api, seller: Arc<Seller>, stop: Arc<AtomicBool>) -> (u3
         let (sku, quantity, pause) = {
             let mut rng = rand::thread_rng();
             let sku = seller.skus.choose(&mut rng).cloned().unwrap_or_default();
-            (sku, rng.gen_range(2..=6), rng.gen_range(1000..2500))
+            (sku, rng.gen_range(5..=15), rng.gen_range(1000..2500))
         };
         if api.restock(&seller.token, &sku, quantity).await {
             restocks += 1;
