@@ -707,3 +707,39 @@ pub async fn describe_saga(pool: &PgPool, id: &Uuid) -> String {
         Err(error) => format!("unreadable: {error:#}"),
     }
 }
+
+/// Per SKU and order, the inventory's own record: a reservation only once, and never after the
+/// order's units were released or sold (a worker acting on stale news reserves again).
+pub async fn inventory_streams(pool: &PgPool) -> Vec<String> {
+    let rows: Vec<(String, i64, i64, String, String)> = sqlx::query_as(
+        "SELECT aggregate_id, sequence, position, event_type, (payload -> event_type ->> 'order_id') \
+         FROM events WHERE aggregate_type = 'inventory' \
+         AND event_type IN ('Reserved', 'Released', 'Committed', 'Restored') \
+         ORDER BY aggregate_id, sequence",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("reading the inventory streams");
+    let mut history: BTreeMap<(String, String), Vec<(i64, i64, String)>> = BTreeMap::new();
+    for (sku, sequence, position, event_type, order) in rows {
+        history
+            .entry((sku, order))
+            .or_default()
+            .push((sequence, position, event_type));
+    }
+    let mut out = Vec::new();
+    for ((sku, order), events) in history {
+        let reservations = events.iter().filter(|(_, _, e)| e == "Reserved").count();
+        if reservations > 1 {
+            let listed: Vec<String> = events
+                .iter()
+                .map(|(seq, pos, e)| format!("#{seq}@{pos} {e}"))
+                .collect();
+            out.push(format!(
+                "{sku} for order {order}: reserved {reservations} times [{}]",
+                listed.join(", ")
+            ));
+        }
+    }
+    out
+}

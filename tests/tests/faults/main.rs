@@ -373,6 +373,10 @@ async fn invariants_hold_through_crashes_restarts_and_a_stalled_saga_worker() {
         "stock is conserved per SKU (on_hand = restocked − sold to confirmed orders; reserved = 0)",
         invariants::stock_conserved(&store),
     );
+    add(
+        "an order's units are reserved at most once per SKU (never again after a release)",
+        invariants::inventory_streams(&pool).await,
+    );
     let (double, money, disagree) = invariants::payments_agree(&store, &views);
     add("at most one successful authorisation per payment", double);
     add(
