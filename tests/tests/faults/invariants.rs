@@ -720,7 +720,9 @@ pub async fn inventory_streams(pool: &PgPool) -> Vec<String> {
     .fetch_all(pool)
     .await
     .expect("reading the inventory streams");
-    let mut history: BTreeMap<(String, String), Vec<(i64, i64, String)>> = BTreeMap::new();
+    // (SKU, order) → (sequence, position, event type), in stream order.
+    type History = BTreeMap<(String, String), Vec<(i64, i64, String)>>;
+    let mut history: History = BTreeMap::new();
     for (sku, sequence, position, event_type, order) in rows {
         history
             .entry((sku, order))
