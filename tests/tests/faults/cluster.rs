@@ -1,0 +1,439 @@
+//! The engine as separate processes of the `commerce` binary, with a NATS server, a sandbox
+//! payment gateway and a database of their own. Every process is a child of this test: only
+//! their PIDs are ever signalled, and dropping the [`Cluster`] kills them all (even on panic),
+//! drops the database and removes the scratch directory (kept, with the logs, when the test
+//! failed).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Signs tokens in every engine process, so a token survives the restart of the one that issued it.
+const JWT_SECRET: &str = "fault-injection-suite-secret-0123456789abcdef";
+
+/// How long an authorisation may go unanswered; a saga's lease is this plus 5 s
+/// (`WorkerConfig::for_payment_timeout`).
+pub const PAYMENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The lease a saga worker holds a saga for, as the engine derives it.
+pub const SAGA_LEASE: Duration = Duration::from_secs(3 + 5);
+
+/// The `commerce` binary: `COMMERCE_BIN`, else the one `cargo test --workspace --all-targets`
+/// (and `cargo build --bin commerce`) puts next to this test's `deps/` directory.
+pub fn commerce_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("COMMERCE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in <target>/<profile>/deps");
+    let binary = profile_dir.join(format!("commerce{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --bin commerce` first (`make test` builds it), \
+         or set COMMERCE_BIN",
+        binary.display()
+    );
+    binary
+}
+
+fn base_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/commerce".into())
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, name: &str) -> String {
+    let (without_query, query) = url
+        .split_once('?')
+        .map_or((url, None), |(u, q)| (u, Some(q)));
+    let prefix = &without_query[..without_query.rfind('/').expect("a database URL has a path")];
+    match query {
+        Some(query) => format!("{prefix}/{name}?{query}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
+/// Ports nobody listens on right now (held together, so they differ).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound address").port())
+        .collect()
+}
+
+/// One process the test runs, and how to run it again.
+struct Process {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+    stopped: bool,
+    starts: u32,
+}
+
+impl Process {
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "spawning a process that runs");
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("the log file opens");
+        self.starts += 1;
+        let _ = writeln!(log, "==== start #{} ====", self.starts);
+        let stderr: File = log.try_clone().expect("the log file is cloned");
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr);
+        if let Ok(path) = std::env::var("PATH") {
+            command.env("PATH", path);
+        }
+        self.child = Some(command.spawn().unwrap_or_else(|e| {
+            panic!("starting {} {:?}: {e}", self.program.display(), self.args)
+        }));
+        self.stopped = false;
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, and reap it.
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.stopped = false;
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let pid = self.pid().expect("signalling a process that runs");
+        let status = Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .expect("`kill` runs");
+        assert!(status.success(), "kill -s {signal} {pid} failed");
+    }
+
+    /// Whether it exited on its own (a crash), with its status.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+/// The engine's roles, the NATS server and the sandbox gateway, by name.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub database: String,
+    pub database_url: String,
+    pub namespace: String,
+    pub nats_port: u16,
+    pub sandbox_url: String,
+    pub command_url: String,
+    pub query_url: String,
+    processes: BTreeMap<&'static str, Process>,
+    http: reqwest::Client,
+    keep_dir: bool,
+}
+
+/// The engine roles this suite runs: name and `commerce serve` role.
+pub const ROLES: [(&str, &str); 6] = [
+    ("command-api", "command-api"),
+    ("query-api", "query-api"),
+    ("projections-1", "projections"),
+    ("projections-2", "projections"),
+    ("sagas-1", "sagas"),
+    ("sagas-2", "sagas"),
+];
+
+impl Cluster {
+    /// Starts NATS, the sandbox gateway and every role, each waited for until it answers.
+    pub async fn start() -> Cluster {
+        let binary = commerce_binary();
+        let run = Uuid::new_v4().simple().to_string();
+        let dir = std::env::temp_dir().join(format!("commerce-faults-{}", &run[..12]));
+        std::fs::create_dir_all(dir.join("nats")).expect("the scratch directory is created");
+        let database = format!("commerce_faults_{run}");
+        let database_url = with_database(&base_database_url(), &database);
+        let namespace = format!("faults_{}", &run[..12]);
+        let ports = free_ports(2 + ROLES.len());
+        let nats_port = ports[0];
+        let sandbox_port = ports[1];
+        let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
+        let nats_url = format!("nats://127.0.0.1:{nats_port}");
+
+        let mut processes = BTreeMap::new();
+        processes.insert(
+            "nats",
+            Process {
+                program: PathBuf::from("nats-server"),
+                args: vec![
+                    "-a".into(),
+                    "127.0.0.1".into(),
+                    "-p".into(),
+                    nats_port.to_string(),
+                    "-js".into(),
+                    "-sd".into(),
+                    dir.join("nats").display().to_string(),
+                ],
+                env: vec![],
+                port: nats_port,
+                log: dir.join("nats.log"),
+                child: None,
+                stopped: false,
+                starts: 0,
+            },
+        );
+        processes.insert(
+            "sandbox",
+            Process {
+                program: binary.clone(),
+                args: vec![
+                    "sandbox-gateway".into(),
+                    "--bind".into(),
+                    format!("127.0.0.1:{sandbox_port}"),
+                ],
+                env: vec![("RUST_LOG".into(), "info".into())],
+                port: sandbox_port,
+                log: dir.join("sandbox.log"),
+                child: None,
+                stopped: false,
+                starts: 0,
+            },
+        );
+        for ((name, role), port) in ROLES.iter().zip(&ports[2..]) {
+            let pool = match *role {
+                "command-api" => 10,
+                "query-api" => 4,
+                _ => 6,
+            };
+            let env = [
+                ("DATABASE_URL", database_url.clone()),
+                ("NATS_URL", nats_url.clone()),
+                ("COMMERCE_NAMESPACE", namespace.clone()),
+                ("COMMERCE_BIND", format!("127.0.0.1:{port}")),
+                ("COMMERCE_JWT_SECRET", JWT_SECRET.to_owned()),
+                ("COMMERCE_PAYMENT_GATEWAY_URL", sandbox_url.clone()),
+                (
+                    "COMMERCE_PAYMENT_TIMEOUT",
+                    format!("{}s", PAYMENT_TIMEOUT.as_secs()),
+                ),
+                ("COMMERCE_DB_POOL", pool.to_string()),
+                ("COMMERCE_LOG_FORMAT", "json".to_owned()),
+                ("RUST_LOG", "info".to_owned()),
+            ];
+            processes.insert(
+                *name,
+                Process {
+                    program: binary.clone(),
+                    args: vec!["serve".into(), (*role).into()],
+                    env: env
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
+                    port: *port,
+                    log: dir.join(format!("{name}.log")),
+                    child: None,
+                    stopped: false,
+                    starts: 0,
+                },
+            );
+        }
+        let command_url = format!("http://127.0.0.1:{}", processes["command-api"].port);
+        let query_url = format!("http://127.0.0.1:{}", processes["query-api"].port);
+        let mut cluster = Cluster {
+            dir,
+            database,
+            database_url: database_url.clone(),
+            namespace,
+            nats_port,
+            sandbox_url,
+            command_url,
+            query_url,
+            processes,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("an HTTP client"),
+            keep_dir: false,
+        };
+
+        // The schema first, once, so the roles do not all race to migrate.
+        let migrate = Command::new(&binary)
+            .arg("migrate")
+            .env("DATABASE_URL", &database_url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("`commerce migrate` runs");
+        assert!(
+            migrate.status.success(),
+            "commerce migrate failed: {}",
+            String::from_utf8_lossy(&migrate.stderr)
+        );
+        cluster.start_process("nats").await;
+        cluster.start_process("sandbox").await;
+        for (name, _) in ROLES {
+            cluster.start_process(name).await;
+        }
+        cluster
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&self.database_url)
+            .await
+            .expect("the test connects to its database")
+    }
+
+    /// Starts `name` and waits until it answers (TCP for NATS, `/health/live` otherwise).
+    pub async fn start_process(&mut self, name: &str) {
+        let process = self.processes.get_mut(name).expect("a known process");
+        process.spawn();
+        let port = process.port;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let up = if name == "nats" {
+                TcpStream::connect(("127.0.0.1", port)).is_ok()
+            } else {
+                let path = if name == "sandbox" {
+                    "/v1/payments"
+                } else {
+                    "/health/live"
+                };
+                self.http
+                    .get(format!("http://127.0.0.1:{port}{path}"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            };
+            if up {
+                return;
+            }
+            let process = self.processes.get_mut(name).expect("a known process");
+            if let Some(status) = process.exited() {
+                panic!(
+                    "{name} exited ({status}) while starting; see {}",
+                    process.log.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not answer on port {port} within 60 s; see {}",
+                process.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `kill -9` of `name` (a child of this test), reaped.
+    pub fn kill9(&mut self, name: &str) {
+        self.processes
+            .get_mut(name)
+            .expect("a known process")
+            .kill9();
+    }
+
+    /// SIGSTOP: the process is frozen mid-whatever-it-was-doing.
+    pub fn freeze(&mut self, name: &str) {
+        let process = self.processes.get_mut(name).expect("a known process");
+        process.signal("STOP");
+        process.stopped = true;
+    }
+
+    /// SIGCONT: it resumes exactly where it was.
+    pub fn thaw(&mut self, name: &str) {
+        let process = self.processes.get_mut(name).expect("a known process");
+        process.signal("CONT");
+        process.stopped = false;
+    }
+
+    /// Every process that died without being told to, with how.
+    pub fn crashed(&mut self) -> Vec<String> {
+        self.processes
+            .iter_mut()
+            .filter_map(|(name, p)| p.exited().map(|status| format!("{name} exited: {status}")))
+            .collect()
+    }
+
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.processes[name].pid()
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.processes[name].log.clone()
+    }
+
+    /// Keep the scratch directory (logs, NATS store) after the test.
+    pub fn keep(&mut self) {
+        self.keep_dir = true;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for process in self.processes.values_mut() {
+            if process.stopped && process.child.is_some() {
+                process.signal("CONT");
+            }
+            process.kill9();
+        }
+        let keep = self.keep_dir || std::thread::panicking();
+        if keep {
+            eprintln!(
+                "fault suite: logs and the NATS store kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        if std::env::var("FAULTS_KEEP").is_ok() {
+            eprintln!("fault suite: database {} kept (FAULTS_KEEP)", self.database);
+            return;
+        }
+        // Drop cannot await: the database goes from a thread and runtime of its own.
+        let database = self.database.clone();
+        let admin_url = with_database(&base_database_url(), "postgres");
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!(
+                        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
