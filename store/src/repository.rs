@@ -445,6 +445,13 @@ where
                 decided.push(Ok((next.clone(), version, events)));
                 state = next;
             }
+            // An append's sequence check catches decisions on old news; without one, a refusal
+            // or a no-op (nothing to restore, say) might rest on another process's old news:
+            // check before answering, or before a companion records it as done.
+            if unit.appends.is_empty() && locked.is_stale().await? {
+                locked.evict();
+                continue 'attempt;
+            }
             // The companion's change, decided on the command's outcome.
             let mut companion_state = None;
             if let (Some((spec, other)), Some(Ok((next, _, events)))) =
@@ -490,13 +497,6 @@ where
                         }
                     }
                 }
-            }
-            // An append's sequence check catches decisions on old news; without one, a refusal
-            // or a no-op might rest on another process's old news: check before answering.
-            let appends = unit.appends.iter().any(|a| !a.events.is_empty());
-            if !appends && locked.is_stale().await? {
-                locked.evict();
-                continue 'attempt;
             }
             let snapshot_due = locked.stage_snapshot(&mut unit, &loaded, &state, version)?;
             let committed = if unit.writes_anything() {

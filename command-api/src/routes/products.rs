@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use commerce_domain::product::{Product, ProductChanges, ProductCommand, ProductDraft};
 use commerce_domain::{ProductId, Role};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
@@ -12,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
-use crate::pipeline::{run, CommandRequest, Reply};
+use crate::pipeline::{run, CommandRequest, Reply, EVENT_POSITION};
 use crate::CommandState;
 
 /// Most lines one import may hold.
@@ -210,7 +211,7 @@ pub async fn import(
     caller: Caller,
     context: RequestContext,
     body: Result<String, axum::extract::rejection::StringRejection>,
-) -> Result<axum::Json<ImportReport>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(&[Role::Seller])?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -231,6 +232,8 @@ pub async fn import(
         )));
     }
     let mut results = Vec::with_capacity(lines.len());
+    // The position of the last event any line appended: what a reader waits for to see them all.
+    let mut last_position = None;
     for (line, text) in lines {
         // Parsed as every body is, so a NUL in a line is refused before it can reach Postgres.
         let outcome = match commerce_http::extract::from_json::<ProductDraft>(text.as_bytes()) {
@@ -255,12 +258,15 @@ pub async fn import(
             }
         };
         results.push(match outcome {
-            Ok(reply) => ImportLine {
-                line,
-                status: reply.0.status,
-                product_id: reply.0.body.and_then(|b| b.get("product_id").cloned()),
-                error: None,
-            },
+            Ok(reply) => {
+                last_position = last_position.max(reply.0.position);
+                ImportLine {
+                    line,
+                    status: reply.0.status,
+                    product_id: reply.0.body.and_then(|b| b.get("product_id").cloned()),
+                    error: None,
+                }
+            }
             Err(error) => {
                 let status = error.status().as_u16();
                 ImportLine {
@@ -273,9 +279,11 @@ pub async fn import(
         });
     }
     let created = results.iter().filter(|r| r.status == 201).count();
-    Ok(axum::Json(ImportReport {
+    let report = axum::Json(ImportReport {
         created,
         failed: results.len() - created,
         results,
-    }))
+    });
+    let position = last_position.map(|p| [(EVENT_POSITION, p.to_string())]);
+    Ok((position, report).into_response())
 }

@@ -658,3 +658,28 @@ async fn a_nul_in_a_query_and_a_crafted_cursor_are_400() {
         assert_problem(response, StatusCode::BAD_REQUEST).await;
     }
 }
+
+#[tokio::test]
+async fn an_event_too_large_for_the_bus_is_413_naming_the_limit_and_appends_nothing() {
+    let app = spawn_app().await;
+    let (_, seller) = app.account("seller").await;
+    // Every field within its own limit, and the body within 1 MiB: 100 variants of 30
+    // attributes of 200 characters make a product event of some 650 KB.
+    let attributes: serde_json::Map<String, Value> = (0..30)
+        .map(|i| (format!("attribute_{i}"), json!("v".repeat(200))))
+        .collect();
+    let variants: Vec<Value> = (0..100)
+        .map(|i| json!({"sku": format!("HUGE-{i}"), "attributes": attributes}))
+        .collect();
+    let body = json!({"sku": "HUGE", "name": "Huge", "description": "d",
+        "price": {"amount": 1, "currency": "EUR"}, "category": "c", "variants": variants});
+    assert!(body.to_string().len() < 1024 * 1024);
+    let before = app.event_count().await;
+    let response = app.post("/v1/products", Some(&seller), body).await;
+    let problem = assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("524288"),
+        "{problem}"
+    );
+    assert_eq!(app.event_count().await, before);
+}

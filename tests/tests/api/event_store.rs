@@ -5,7 +5,7 @@ use commerce_domain::OrderId;
 use commerce_store::repository::{
     load_from_store, replay_from_events, CommandOptions, Loaded, SNAPSHOT_EVERY,
 };
-use commerce_store::{CommandError, Metadata, Repository};
+use commerce_store::{CommandError, Companion, Metadata, Repository};
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
@@ -135,7 +135,8 @@ async fn concurrent_commands_on_one_aggregate_are_each_decided_on_the_state_the_
             (correlation_id, Ok(outcome)) if !outcome.events.is_empty() => {
                 reserved.push((correlation_id, outcome.version, outcome.position.unwrap()));
             }
-            (_, Ok(outcome)) => assert!(outcome.position.is_none()),
+            // The repeat appends nothing; its answer points at the stream's last event.
+            (_, Ok(outcome)) => assert!(outcome.position.is_some()),
             (_, Err(CommandError::Rejected(InventoryError::OutOfStock { .. }))) => refused += 1,
             (_, Err(other)) => panic!("unexpected outcome: {other}"),
         }
@@ -246,4 +247,86 @@ async fn events_carry_version_and_metadata_from_the_request() {
     assert_eq!(metadata["causation_id"], request_id.to_string());
     assert_eq!(metadata["actor"], seller_id.to_string());
     assert_eq!(metadata["idempotency_key"], "create-tee");
+}
+
+fn plain() -> CommandOptions<Inventory> {
+    CommandOptions::new(Metadata::new(None))
+}
+
+#[tokio::test]
+async fn a_no_op_decided_on_another_process_s_old_news_is_decided_again_before_its_companion_commits(
+) {
+    let app = spawn_app().await;
+    // Two processes: this one caches the SKU before the other reserves some of it.
+    let here: Repository<Inventory> = Repository::new(app.pool.clone());
+    let elsewhere: Repository<Inventory> = Repository::new(app.pool.clone());
+    let order = OrderId::new();
+    here.execute("STALE", InventoryCommand::Restock { quantity: 5 }, plain())
+        .await
+        .unwrap();
+    elsewhere
+        .execute(
+            "STALE",
+            InventoryCommand::Reserve {
+                order_id: order,
+                quantity: 2,
+            },
+            plain(),
+        )
+        .await
+        .unwrap();
+    // Releasing here, with a record written beside it: the cached state knows no reservation,
+    // but the store does, and the release must take it back.
+    let record = Companion::new(&here, "BESIDE", Metadata::new(None), |_, _| {
+        Some(InventoryCommand::Restock { quantity: 1 })
+    });
+    let released = here
+        .execute_with(
+            "STALE",
+            InventoryCommand::Release { order_id: order },
+            plain(),
+            Some(record),
+        )
+        .await
+        .unwrap();
+    assert_eq!(released.events.len(), 1, "{:?}", released.events);
+    let Loaded { state, .. } = load_from_store::<Inventory>(&app.pool, "STALE")
+        .await
+        .unwrap();
+    assert_eq!((state.levels.on_hand, state.levels.reserved), (5, 0));
+    let beside = load_from_store::<Inventory>(&app.pool, "BESIDE")
+        .await
+        .unwrap();
+    assert_eq!(beside.state.levels.on_hand, 1);
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_is_found_in_the_store_not_applied_twice() {
+    let app = spawn_app().await;
+    let repository: Repository<Inventory> = Repository::new(app.pool.clone());
+    repository
+        .execute("LOST", InventoryCommand::Restock { quantity: 5 }, plain())
+        .await
+        .unwrap();
+    let metadata = serde_json::to_value(Metadata::new(None)).unwrap();
+    let restock = commerce_store::unit_of_work::Append {
+        aggregate_type: "inventory",
+        aggregate_id: "LOST".into(),
+        expected_version: 1,
+        events: vec![(
+            "Restocked".into(),
+            commerce_domain::EVENT_VERSION.into(),
+            json!({"Restocked": {"quantity": 3, "levels": {"on_hand": 8, "reserved": 0}}}),
+        )],
+        metadata,
+    };
+    let mut unit = commerce_store::UnitOfWork {
+        appends: vec![restock],
+        ..Default::default()
+    };
+    assert!(unit.landed(&app.pool).await.unwrap().is_none());
+    let committed = unit.commit(&app.pool).await.unwrap();
+    // As if the connection dropped before the answer came: the store says it landed.
+    let found = unit.landed(&app.pool).await.unwrap().unwrap();
+    assert_eq!(found.positions, committed.positions);
 }

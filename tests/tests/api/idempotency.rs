@@ -128,3 +128,39 @@ async fn a_stale_if_match_is_412_with_the_current_version() {
     assert_problem(response, StatusCode::PRECONDITION_FAILED).await;
     assert_eq!(app.event_count().await, count);
 }
+
+#[tokio::test]
+async fn an_import_retried_with_its_key_answers_the_first_position_and_appends_nothing() {
+    let app = spawn_app().await;
+    let (_, seller) = app.account("seller").await;
+    let ndjson = [
+        json!({"sku": "IMP-1", "name": "One", "description": "d", "price": {"amount": 100, "currency": "EUR"}, "category": "mugs", "attributes": {}}),
+        json!({"sku": "IMP-2", "name": "Two", "description": "d", "price": {"amount": 200, "currency": "EUR"}, "category": "mugs", "attributes": {}}),
+    ]
+    .map(|line| line.to_string())
+    .join("\n");
+    let send = || {
+        app.client
+            .post(format!("{}/v1/products/import", app.address))
+            .bearer_auth(&seller)
+            .header("idempotency-key", "import-7")
+            .header("content-type", "application/x-ndjson")
+            .body(ndjson.clone())
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let position = first.headers().get("x-event-position").cloned();
+    let report: Value = first.json().await.unwrap();
+    assert_eq!(report["created"], 2, "{report}");
+    assert!(
+        position.is_some(),
+        "the import's answer has no X-Event-Position"
+    );
+    let count = app.event_count().await;
+
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status(), StatusCode::OK);
+    assert_eq!(retry.headers().get("x-event-position"), position.as_ref());
+    assert_eq!(app.event_count().await, count);
+}

@@ -479,11 +479,13 @@ fn agrees(engine: Option<PaymentStatus>, sandbox: Option<SandboxStatus>) -> bool
     let sandbox = sandbox.unwrap_or(S::None);
     match engine {
         None | Some(PaymentStatus::Requested) => sandbox == S::None,
-        // Declined, or unanswered in time: nothing held (a late authorisation voided on landing).
         Some(PaymentStatus::Declined) => matches!(sandbox, S::None | S::Declined | S::Voided),
+        // Unanswered in time: nothing held (a late authorisation is voided on landing).
+        Some(PaymentStatus::TimedOut) => matches!(sandbox, S::None | S::Voided),
         Some(PaymentStatus::Authorized) => sandbox == S::Authorized,
         Some(PaymentStatus::Captured) => sandbox == S::Captured,
-        Some(PaymentStatus::Voided) => sandbox == S::Voided,
+        // Voided before any answer came: the provider may never have authorised at all.
+        Some(PaymentStatus::Voided) => matches!(sandbox, S::Voided | S::None),
         Some(PaymentStatus::Refunded) => sandbox == S::Refunded,
     }
 }
