@@ -81,7 +81,7 @@ impl Config {
     /// The defaults of API.md's table, as if no variable were set.
     pub fn defaults() -> Self {
         Self {
-            database_url: "postgres://postgres@127.0.0.1:5432/commerce".into(),
+            database_url: commerce_store::db::DEFAULT_DATABASE_URL.into(),
             nats_url: "nats://127.0.0.1:4222".into(),
             namespace: "commerce".into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),

@@ -7,6 +7,28 @@ use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgPool};
 
+/// Where the database is when `DATABASE_URL` does not say.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/commerce";
+
+/// `DATABASE_URL`, or the default.
+pub fn database_url_from_env() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// `url` naming database `name` instead (a test's own database, or `postgres` to administer).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (without_query, query) = url
+        .split_once('?')
+        .map_or((url, None), |(u, q)| (u, Some(q)));
+    let prefix = without_query
+        .rfind('/')
+        .map_or(without_query, |slash| &without_query[..slash]);
+    match query {
+        Some(query) => format!("{prefix}/{name}?{query}"),
+        None => format!("{prefix}/{name}"),
+    }
+}
+
 /// Creates the database named in `url` if it does not exist yet.
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     let options = PgConnectOptions::from_str(url).context("parsing DATABASE_URL")?;

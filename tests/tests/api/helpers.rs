@@ -17,23 +17,6 @@ pub const PASSWORD: &str = "correct horse battery";
 /// The development secret the engine signs with when none is configured.
 pub const DEV_SECRET: &[u8] = b"commerce-development-secret-do-not-use-in-production";
 
-fn base_database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/commerce".into())
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (without_query, query) = url
-        .split_once('?')
-        .map_or((url, None), |(u, q)| (u, Some(q)));
-    let prefix = &without_query[..without_query.rfind('/').expect("a database URL has a path")];
-    match query {
-        Some(query) => format!("{prefix}/{name}?{query}"),
-        None => format!("{prefix}/{name}"),
-    }
-}
-
 /// A running engine, its database and an HTTP client. Dropping it stops the engine; dropping
 /// the first one also drops the database and the namespace's stream.
 pub struct TestApp {
@@ -96,7 +79,8 @@ pub async fn spawn_app() -> TestApp {
 /// An engine on a fresh database, with `adjust` applied to its configuration.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let database = format!("commerce_test_{}", Uuid::new_v4().simple());
-    let url = with_database(&base_database_url(), &database);
+    let url =
+        commerce_store::db::with_database(&commerce_store::db::database_url_from_env(), &database);
     let mut config = config(&url);
     adjust(&mut config);
     start(config, database, true).await
@@ -286,7 +270,7 @@ impl Drop for TestApp {
             commerce_projections::Namespace::parse(&self.namespace).map(|n| n.stream_name());
         let nats_url = self.nats_url.clone();
         let database = self.database.clone();
-        let url = base_database_url();
+        let url = commerce_store::db::database_url_from_env();
         // Clean up from a thread of its own: Drop cannot await.
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()

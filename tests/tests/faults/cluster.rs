@@ -45,23 +45,6 @@ pub fn commerce_binary() -> PathBuf {
     binary
 }
 
-fn base_database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/commerce".into())
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (without_query, query) = url
-        .split_once('?')
-        .map_or((url, None), |(u, q)| (u, Some(q)));
-    let prefix = &without_query[..without_query.rfind('/').expect("a database URL has a path")];
-    match query {
-        Some(query) => format!("{prefix}/{name}?{query}"),
-        None => format!("{prefix}/{name}"),
-    }
-}
-
 /// Ports nobody listens on right now (held together, so they differ).
 fn free_ports(count: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..count)
@@ -176,7 +159,10 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("commerce-faults-{}", &run[..12]));
         std::fs::create_dir_all(dir.join("nats")).expect("the scratch directory is created");
         let database = format!("commerce_faults_{run}");
-        let database_url = with_database(&base_database_url(), &database);
+        let database_url = commerce_store::db::with_database(
+            &commerce_store::db::database_url_from_env(),
+            &database,
+        );
         let namespace = format!("faults_{}", &run[..12]);
         let ports = free_ports(2 + ROLES.len());
         let nats_port = ports[0];
@@ -415,7 +401,10 @@ impl Drop for Cluster {
         }
         // Drop cannot await: the database goes from a thread and runtime of its own.
         let database = self.database.clone();
-        let admin_url = with_database(&base_database_url(), "postgres");
+        let admin_url = commerce_store::db::with_database(
+            &commerce_store::db::database_url_from_env(),
+            "postgres",
+        );
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
