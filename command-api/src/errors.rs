@@ -96,7 +96,8 @@ pub(crate) fn command_error<E: Refusal>(error: CommandError<E>) -> ApiError {
         CommandError::TooLarge { limit, .. } => ApiError::payload_too_large(format!(
             "an event this command would record exceeds the {limit}-byte limit of the event bus"
         )),
-        CommandError::CompanionRefused(why) => ApiError::conflict(why),
+        // The change opened beside a command (the order a checkout places) refused its input.
+        CommandError::CompanionRefused(why) => ApiError::unprocessable(why),
         CommandError::Fenced(e) => ApiError::internal(anyhow::anyhow!("fenced off: {e}")),
         CommandError::Infrastructure(e) => ApiError::internal(e),
     }

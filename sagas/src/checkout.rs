@@ -287,6 +287,10 @@ impl SagaDriver {
             if action == SagaAction::Idle {
                 return Ok(Run::Settled);
             }
+            if Self::moves_money(&action) && !lease.confirm().await? {
+                tracing::warn!("lost the saga's lease before a call to the payment provider");
+                return Ok(Run::LeaseLost);
+            }
             if let Err(error) = self.perform(claim, &saga, &order, action).await {
                 if error.downcast_ref::<LostLease>().is_some() {
                     tracing::warn!("a step was fenced off: another worker holds the saga now");
@@ -296,6 +300,17 @@ impl SagaDriver {
             }
         }
         anyhow::bail!("saga {order_id} did not settle after 1000 steps")
+    }
+
+    /// Steps that call the payment provider: no transaction fences the call itself.
+    fn moves_money(action: &SagaAction) -> bool {
+        matches!(
+            action,
+            SagaAction::Authorize { .. }
+                | SagaAction::Capture
+                | SagaAction::VoidPayment
+                | SagaAction::RefundPayment
+        )
     }
 
     fn facts(order: &Order) -> Facts {

@@ -51,7 +51,7 @@ pub async fn wake(conn: &mut PgConnection, ids: &[Uuid], reasons: &[&str]) -> an
 
 /// Claims up to `limit` sagas for `worker` until `lease` from now: those due, and those whose
 /// worker's lease lapsed (it died mid-saga: resume at once, not at the next deadline). Rows
-/// another worker holds are skipped, not waited for. Every claim moves the fencing token on.
+/// another worker holds are skipped, not waited for. Every claim takes a new fencing token.
 pub async fn claim(
     pool: &PgPool,
     worker: &str,
@@ -64,7 +64,7 @@ pub async fn claim(
              WHERE (locked_until IS NULL AND due_at <= now()) OR locked_until < now() \
              ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
          UPDATE saga_deadlines d SET locked_by = $1, locked_until = now() + $3 * interval '1 millisecond', \
-             attempts = d.attempts + 1, fence = d.fence + 1 \
+             attempts = d.attempts + 1, fence = nextval('saga_lease_fences') \
          FROM due WHERE d.saga_id = due.saga_id RETURNING d.saga_id, d.generation, d.fence",
     )
     .bind(worker)
@@ -158,7 +158,8 @@ pub async fn finish(pool: &PgPool, claimed: Claimed) -> anyhow::Result<()> {
     .await
     .context("finishing a saga")?;
     if deleted.rows_affected() == 0 {
-        release(pool, claimed, None).await?;
+        // Woken meanwhile: due now, whatever deadline a step had set.
+        release(pool, claimed, Some(Utc::now())).await?;
     }
     Ok(())
 }

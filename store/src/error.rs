@@ -17,8 +17,31 @@ pub enum CommitError {
     /// A guard refused the write: the process lost the lease it wrote under.
     #[error("fenced off: {0}")]
     Fenced(String),
+    /// The connection failed while the commit was under way, and the store could not show it
+    /// landed: it may still land, so the command must not be decided again.
+    #[error("the outcome of the commit is unknown: {0:#}")]
+    Unknown(anyhow::Error),
     #[error(transparent)]
     Database(#[from] anyhow::Error),
+}
+
+impl CommitError {
+    /// Whether the database answered the commit with a refusal (so nothing of it landed), as
+    /// opposed to the connection failing on the way, when it may have landed.
+    pub fn refused_by_database(error: &anyhow::Error) -> bool {
+        error
+            .chain()
+            .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+                Some(sqlx::Error::Database(db)) => {
+                    let code = db.code().unwrap_or_default();
+                    // Connection exceptions and shutdowns can cut a commit off mid-way.
+                    !code.starts_with("08") && !code.starts_with("57P")
+                }
+                // The statement never left the pool.
+                Some(sqlx::Error::PoolTimedOut) => true,
+                _ => false,
+            })
+    }
 }
 
 /// Why a command did not take effect.
@@ -58,6 +81,9 @@ impl<E: std::error::Error> From<CommitError> for CommandError<E> {
             CommitError::ClaimTaken(claim) => Self::ClaimTaken(claim),
             CommitError::DuplicateRequest => Self::DuplicateRequest,
             CommitError::Fenced(why) => Self::Fenced(why),
+            CommitError::Unknown(e) => {
+                Self::Infrastructure(e.context("the commit's outcome is unknown"))
+            }
             CommitError::Database(e) => Self::Infrastructure(e),
         }
     }

@@ -358,9 +358,9 @@ where
         let results = match self.commit_group::<A>(&mut locked, &requests, None).await {
             Ok(results) => results,
             // One command the database refuses (a payload it cannot store) must not fail the
-            // others: try each alone. The group is known not to have landed (`commit_group`
-            // checks an error's outcome), so none is applied twice.
-            Err(_) if requests.len() > 1 => {
+            // others: try each alone. Only a refusal says the group did not land; after a
+            // failure on the way (`Unknown`) none is decided again.
+            Err(CommitError::Database(_)) if requests.len() > 1 => {
                 let mut results = Vec::with_capacity(requests.len());
                 for request in &requests {
                     let alone =
@@ -510,17 +510,28 @@ where
                         continue 'attempt;
                     }
                     Err(CommitError::Database(error)) => {
-                        // The connection may have dropped after the commit went through.
                         locked.evict();
                         if let Some((_, other)) = companion.as_mut() {
                             other.evict();
                         }
+                        if CommitError::refused_by_database(&error) {
+                            return Err(CommitError::Database(error));
+                        }
+                        // The connection failed on the way: the commit may have gone through.
+                        // Deciding again on a command that landed (a restock) would apply it
+                        // twice, so look; what cannot be shown to have landed is answered as
+                        // unknown, never decided again.
                         match unit.landed(&self.shared.pool).await {
                             Ok(Some(committed)) => {
                                 tracing::info!(aggregate = A::TYPE, id = %locked.id, "a commit whose answer was lost had landed");
                                 committed
                             }
-                            _ => return Err(CommitError::Database(error)),
+                            Ok(None) => return Err(CommitError::Unknown(error)),
+                            Err(lookup) => {
+                                return Err(CommitError::Unknown(
+                                    error.context(format!("{lookup:#}")),
+                                ))
+                            }
                         }
                     }
                     Err(other) => return Err(other),
@@ -546,9 +557,10 @@ where
                 };
                 other.committed(state, version, snapshot, position);
             }
+            let unit_last = committed.last_position();
             let mut positions = committed.positions.into_iter();
             let mut last_position = loaded.position;
-            return Ok(decided
+            let mut results: Vec<CommandResult<A>> = decided
                 .into_iter()
                 .map(|decision| {
                     let (state, version, events) = decision?;
@@ -562,7 +574,12 @@ where
                         events,
                     })
                 })
-                .collect());
+                .collect();
+            // A reader of the answer waits for the companion's change too (the placed order).
+            if let (Some(_), Some(Ok(outcome))) = (&companion, results.first_mut()) {
+                outcome.position = outcome.position.max(unit_last);
+            }
+            return Ok(results);
         }
         Ok((0..requests.len())
             .map(|_| Err(CommandError::Conflict))

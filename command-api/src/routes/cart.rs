@@ -240,7 +240,8 @@ pub async fn checkout(
         .validated()
         .map_err(|e| ApiError::unprocessable(e.0))?;
     let buyer = caller.account_id.to_string();
-    let cart = state.carts.load(&buyer).await?;
+    // Priced on the latest cart: another process may have changed it since this one cached it.
+    let cart = state.carts.load_latest(&buyer).await?;
     let mut catalog = Vec::with_capacity(cart.state.lines.len());
     for sku in cart.state.lines.keys() {
         catalog.push((sku.clone(), catalog_item(&state, sku).await?));

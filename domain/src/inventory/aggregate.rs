@@ -214,7 +214,8 @@ impl Aggregate for Inventory {
                 self.reservations.remove(&order_id);
                 self.released.insert(order_id);
                 while self.released.len() > REMEMBERED_RELEASES {
-                    self.released_before = self.released.pop_first();
+                    // An old order released late must not move the horizon back.
+                    self.released_before = self.released.pop_first().max(self.released_before);
                 }
                 self.levels = levels;
             }

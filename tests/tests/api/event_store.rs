@@ -5,7 +5,7 @@ use commerce_domain::OrderId;
 use commerce_store::repository::{
     load_from_store, replay_from_events, CommandOptions, Loaded, SNAPSHOT_EVERY,
 };
-use commerce_store::{CommandError, Companion, Metadata, Repository};
+use commerce_store::{CommandError, CommitError, Companion, Metadata, Repository};
 use serde_json::{json, Value};
 use sqlx::postgres::PgListener;
 use uuid::Uuid;
@@ -329,4 +329,20 @@ async fn a_commit_whose_answer_was_lost_is_found_in_the_store_not_applied_twice(
     // As if the connection dropped before the answer came: the store says it landed.
     let found = unit.landed(&app.pool).await.unwrap().unwrap();
     assert_eq!(found.positions, committed.positions);
+}
+
+#[tokio::test]
+async fn only_a_refusal_by_the_database_says_a_commit_did_not_land() {
+    let app = spawn_app().await;
+    let refused = sqlx::query("SELECT 1/0")
+        .execute(&app.pool)
+        .await
+        .unwrap_err();
+    let refused = anyhow::Error::new(refused).context("appending events");
+    assert!(CommitError::refused_by_database(&refused));
+    let cut_off = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+    let cut_off = anyhow::Error::new(sqlx::Error::Io(cut_off)).context("committing");
+    assert!(!CommitError::refused_by_database(&cut_off));
+    let never_sent = anyhow::Error::new(sqlx::Error::PoolTimedOut);
+    assert!(CommitError::refused_by_database(&never_sent));
 }

@@ -188,3 +188,36 @@ async fn a_late_timeout_never_cancels_an_order_the_new_owner_confirmed() {
     assert_eq!(run, Run::LeaseLost);
     assert_settled_as_the_new_owner_decided(&app, &buyer, order_id, "confirmed", 2).await;
 }
+
+#[tokio::test]
+async fn a_fencing_token_never_repeats_even_when_a_finished_saga_is_woken_again() {
+    let app = spawn_app_with(|config| config.saga_workers = 0).await;
+    let saga = uuid::Uuid::now_v7();
+    let wake = || async {
+        let mut conn = app.pool.acquire().await.unwrap();
+        deadlines::wake(&mut conn, &[saga], &["test"])
+            .await
+            .unwrap();
+    };
+    let claim = || async {
+        let claimed = deadlines::claim(&app.pool, "w", 10, LEASE).await.unwrap();
+        claimed.into_iter().find(|c| c.saga_id == saga).unwrap()
+    };
+    wake().await;
+    let first = claim().await;
+    deadlines::finish(&app.pool, first).await.unwrap();
+    // The row is gone; a later wake-up (a buyer cancelling a confirmed order) makes a new one.
+    wake().await;
+    let second = claim().await;
+    assert_ne!(first.fence, second.fence);
+    // The first claim's holder, resuming late, can neither renew, release nor finish.
+    assert!(!deadlines::renew(&app.pool, first, LEASE).await.unwrap());
+    deadlines::finish(&app.pool, first).await.unwrap();
+    let held: Option<String> =
+        sqlx::query_scalar("SELECT locked_by FROM saga_deadlines WHERE saga_id = $1")
+            .bind(saga)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(held.as_deref(), Some("w"));
+}
