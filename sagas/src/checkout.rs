@@ -324,14 +324,7 @@ impl SagaDriver {
     /// Steps that call the payment provider or end the saga, and do not go through the order's
     /// stream (whose version check would catch a change).
     fn needs_fresh_order(action: &SagaAction) -> bool {
-        matches!(
-            action,
-            SagaAction::Authorize { .. }
-                | SagaAction::Capture
-                | SagaAction::VoidPayment
-                | SagaAction::RefundPayment
-                | SagaAction::Complete(_)
-        )
+        Self::moves_money(action) || matches!(action, SagaAction::Complete(_))
     }
 
     async fn perform(

@@ -582,6 +582,22 @@ const AFTER_CONFIRMED: [&str; 5] = [
     "OrderMarkedRefunded",
 ];
 
+/// A step of saga `id` recorded after `since` that should not have been, with the whole stream.
+fn late_step(id: Uuid, step: &SagaStep, since: &SagaStep, steps: &[SagaStep]) -> String {
+    format!(
+        "saga {id}: {} (position {}) recorded {:.1}s after {} [{}]",
+        step.describe(),
+        step.position,
+        (step.recorded_at - since.recorded_at).num_milliseconds() as f64 / 1000.0,
+        since.describe(),
+        steps
+            .iter()
+            .map(SagaStep::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// Saga streams the state machine forbids: `(after completion, forward while compensating)`.
 /// After `SagaCompleted(cancelled|refunded)` nothing may follow; after
 /// `SagaCompleted(confirmed)` only the steps of a cancellation by the buyer (or of a return)
@@ -604,36 +620,14 @@ pub fn saga_streams(store: &StoreView) -> (Vec<String>, Vec<String>) {
                         || buyer_cancelled
                         || matches!(step.outcome(), Some("cancelled" | "refunded")));
                 if !allowed {
-                    after_completion.push(format!(
-                        "saga {id}: {} (position {}) recorded {:.1}s after {} [{}]",
-                        step.describe(),
-                        step.position,
-                        (step.recorded_at - done.recorded_at).num_milliseconds() as f64 / 1000.0,
-                        done.describe(),
-                        steps
-                            .iter()
-                            .map(SagaStep::describe)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
+                    after_completion.push(late_step(*id, step, done, steps));
                     break;
                 }
             } else if let Some(started) = compensating {
                 if FORWARD.contains(&step.event_type.as_str())
                     || step.outcome() == Some("confirmed")
                 {
-                    forward_while_compensating.push(format!(
-                        "saga {id}: {} (position {}) recorded {:.1}s after {} [{}]",
-                        step.describe(),
-                        step.position,
-                        (step.recorded_at - started.recorded_at).num_milliseconds() as f64 / 1000.0,
-                        started.describe(),
-                        steps
-                            .iter()
-                            .map(SagaStep::describe)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
+                    forward_while_compensating.push(late_step(*id, step, started, steps));
                     break;
                 }
             }
