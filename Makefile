@@ -26,7 +26,10 @@ services:
 run: services
 	$(CARGO) run --release --bin commerce -- serve --demo-catalog
 
+# The fault suite (tests/faults) runs the `commerce` binary as separate processes: build it first
+# (cargo test builds a binary only for its own package's tests).
 test: services
+	$(CARGO) build --bin commerce
 	RUST_BACKTRACE=1 $(CARGO) test --workspace --all-targets
 
 lint:

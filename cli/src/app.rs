@@ -141,6 +141,7 @@ impl Application {
             let gateway = HttpGateway::new(&gateway_url, GatewayClientConfig::default())?;
             let saga_config = SagaConfig {
                 payment_timeout: config.payment_timeout,
+                return_window: config.return_window,
                 ..SagaConfig::default()
             };
             let driver = Arc::new(SagaDriver::new(

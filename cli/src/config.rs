@@ -44,6 +44,10 @@ pub struct Config {
     /// How long an authorisation may go unanswered, e.g. `30s`, `500ms`, `2m`.
     #[arg(long, env = "COMMERCE_PAYMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub payment_timeout: Duration,
+    /// How long after delivery an order can be returned, e.g. `30d`, `12h`; the sale is final
+    /// after it.
+    #[arg(long, env = "COMMERCE_RETURN_WINDOW", default_value = "30d", value_parser = parse_duration)]
+    pub return_window: Duration,
     /// How long a bearer token lives, in seconds.
     #[arg(long, env = "COMMERCE_TOKEN_TTL", default_value_t = 3600)]
     pub token_ttl_seconds: i64,
@@ -73,6 +77,7 @@ impl std::fmt::Debug for Config {
             .field("admin_password", &redacted(&self.admin_password))
             .field("payment_gateway_url", &self.payment_gateway_url)
             .field("payment_timeout", &self.payment_timeout)
+            .field("return_window", &self.return_window)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +96,7 @@ impl Config {
             admin_password: None,
             payment_gateway_url: None,
             payment_timeout: Duration::from_secs(30),
+            return_window: Duration::from_secs(30 * 24 * 3600),
             token_ttl_seconds: 3600,
             min_position_wait: Duration::from_secs(5),
             saga_workers: 1,
@@ -129,7 +135,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
         "m" => Ok(Duration::from_secs(value * 60)),
-        _ => Err(format!("`{text}`: use ms, s or m")),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        "d" => Ok(Duration::from_secs(value * 24 * 3600)),
+        _ => Err(format!("`{text}`: use ms, s, m, h or d")),
     }
 }
 

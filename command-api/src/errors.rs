@@ -31,9 +31,9 @@ impl Refusal for OrderError {
     fn to_api_error(&self) -> ApiError {
         match self {
             OrderError::NotPlaced => ApiError::not_found(self.to_string()),
-            OrderError::AlreadyPlaced | OrderError::InvalidTransition { .. } => {
-                ApiError::conflict(self.to_string())
-            }
+            OrderError::AlreadyPlaced
+            | OrderError::InvalidTransition { .. }
+            | OrderError::ReturnWindowClosed => ApiError::conflict(self.to_string()),
             _ => ApiError::unprocessable(self.to_string()),
         }
     }

@@ -30,8 +30,10 @@ use crate::worker::Lease;
 /// How a run of a saga ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Run {
-    /// Nothing left to do until something changes.
-    Settled,
+    /// Nothing left to do until `next_due`, or until something happens to the order.
+    Settled {
+        next_due: Option<chrono::DateTime<Utc>>,
+    },
     /// Another worker holds the saga now; this one wrote nothing after losing it.
     LeaseLost,
 }
@@ -43,6 +45,8 @@ pub struct SagaConfig {
     pub payment_timeout: Duration,
     /// How long units stay held for an order whose payment is not authorised yet.
     pub reservation_hold: Duration,
+    /// How long after delivery an order can be returned; the sale is final after it.
+    pub return_window: Duration,
 }
 
 impl Default for SagaConfig {
@@ -50,6 +54,7 @@ impl Default for SagaConfig {
         Self {
             payment_timeout: Duration::from_secs(30),
             reservation_hold: Duration::from_secs(15 * 60),
+            return_window: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -142,9 +147,14 @@ impl SagaDriver {
 
     /// Records a step that changed nothing else (or whose change is already in), under the lease.
     async fn record(&self, claim: Claimed, event: SagaEvent) -> anyhow::Result<()> {
+        self.record_until(claim, event, Due::AsItWas).await
+    }
+
+    /// [`Self::record`], setting when the saga is due next in the same transaction.
+    async fn record_until(&self, claim: Claimed, event: SagaEvent, due: Due) -> anyhow::Result<()> {
         let mut options =
             CommandOptions::new(Self::metadata(claim.saga_id, &Self::record_step(&event)));
-        options.guard = Some(deadlines::fence(claim, Due::AsItWas));
+        options.guard = Some(deadlines::fence(claim, due));
         self.sagas
             .execute(
                 &claim.saga_id.to_string(),
@@ -285,7 +295,9 @@ impl SagaDriver {
             }
             tracing::debug!(?action, "saga step");
             if action == SagaAction::Idle {
-                return Ok(Run::Settled);
+                return Ok(Run::Settled {
+                    next_due: saga.next_due(),
+                });
             }
             if Self::moves_money(&action) && !lease.confirm().await? {
                 tracing::warn!("lost the saga's lease before a call to the payment provider");
@@ -541,6 +553,49 @@ impl SagaDriver {
                     true,
                 )
                 .await?;
+            }
+            SagaAction::NoteDelivery => {
+                let window = chrono::Duration::from_std(self.config.return_window)
+                    .unwrap_or(chrono::Duration::days(30));
+                let settle_at = Utc::now() + window;
+                let noted = SagaEvent::DeliveryNoted { settle_at };
+                self.record_until(claim, noted, Due::At(settle_at, "return_window"))
+                    .await?;
+            }
+            SagaAction::CloseReturns => {
+                let id = order_id.to_string();
+                let close = OrderCommand::CloseReturns;
+                let then = SagaEvent::ReturnsClosed;
+                match self
+                    .send_and_record(
+                        &self.orders,
+                        &id,
+                        close,
+                        claim,
+                        "close-returns",
+                        then.clone(),
+                        Due::AsItWas,
+                    )
+                    .await
+                {
+                    Ok(()) => {}
+                    // Closed already: only the record is missing.
+                    Err(CommandError::Rejected(OrderError::ReturnWindowClosed)) => {
+                        self.record(claim, then).await?
+                    }
+                    // Returned first: the next decision takes the return path.
+                    Err(CommandError::Rejected(OrderError::InvalidTransition { .. })) => {}
+                    Err(error) => return Err(step_failed(error, "closing returns")),
+                }
+            }
+            SagaAction::Settle(line) => {
+                let command = InventoryCommand::Settle { order_id: id };
+                let then = SagaEvent::StockSettled {
+                    sku: line.sku.clone(),
+                };
+                self.inventory_step(claim, line.sku.as_str(), command, "settle", then)
+                    .await
+                    .map_err(|e| step_failed(e, "settling stock"))?;
             }
             SagaAction::Complete(outcome) => {
                 self.record(claim, SagaEvent::SagaCompleted { outcome })

@@ -145,9 +145,30 @@ pub fn fence(claimed: Claimed, due: Due) -> Guard {
     })
 }
 
-/// The saga has nothing left to do: forget it, unless it was woken again meanwhile (then let
-/// go of it so it is taken up again). Nothing happens if the claim was lost.
-pub async fn finish(pool: &PgPool, claimed: Claimed) -> anyhow::Result<()> {
+/// The saga has nothing left to do until `next_due` (or until something happens to its order,
+/// when `None`): let go of it until then, or forget it. Woken again meanwhile, it is due at
+/// once. Nothing happens if the claim was lost.
+pub async fn finish(
+    pool: &PgPool,
+    claimed: Claimed,
+    next_due: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    if let Some(at) = next_due {
+        sqlx::query(
+            "UPDATE saga_deadlines SET locked_by = NULL, locked_until = NULL, \
+                 due_at = CASE WHEN generation = $2 THEN $4 ELSE now() END, \
+                 reason = CASE WHEN generation = $2 THEN 'return_window' ELSE reason END \
+             WHERE saga_id = $1 AND fence = $3",
+        )
+        .bind(claimed.saga_id)
+        .bind(claimed.generation)
+        .bind(claimed.fence)
+        .bind(at)
+        .execute(pool)
+        .await
+        .context("setting the saga's next deadline")?;
+        return Ok(());
+    }
     let deleted = sqlx::query(
         "DELETE FROM saga_deadlines WHERE saga_id = $1 AND generation = $2 AND fence = $3",
     )

@@ -1,5 +1,5 @@
 //! `saga_triggers`: the projection that wakes a checkout saga when its order is placed,
-//! cancelled or returned. Running on the projection runtime, a wake-up is written in the same
+//! cancelled, delivered or returned. Running on the projection runtime, a wake-up is written in the same
 //! transaction as the runtime's bookkeeping: no order event is lost or handled twice.
 
 use std::collections::BTreeMap;
@@ -60,6 +60,8 @@ fn reason_to_wake(event: &StoredEvent) -> anyhow::Result<Option<&'static str>> {
         "OrderPlaced" => "order_placed",
         "OrderCancelled" => "order_cancelled",
         "OrderReturned" => "order_returned",
+        // Its return window starts: the saga notes when the sale becomes final.
+        "OrderDelivered" => "order_delivered",
         _ => return Ok(None),
     };
     // Decoding checks the payload is an order event of a known shape before acting on it.

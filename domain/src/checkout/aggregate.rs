@@ -77,6 +77,12 @@ pub enum SagaAction {
     CancelOrder(String),
     StartReturn,
     MarkOrderRefunded,
+    /// The confirmed order was delivered: note when its return window closes.
+    NoteDelivery,
+    /// The return window closed: close the order for returns.
+    CloseReturns,
+    /// Make a line's sale final at its SKU.
+    Settle(OrderLine),
     Complete(SagaOutcome),
     /// Nothing to do until something changes.
     Idle,
@@ -109,6 +115,13 @@ pub struct CheckoutSaga {
     pub returning: bool,
     pub order_marked_refunded: bool,
     pub outcome: Option<SagaOutcome>,
+    /// When a delivered order's return window closes.
+    #[serde(default)]
+    pub settle_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub returns_closed: bool,
+    #[serde(default)]
+    pub settled: BTreeSet<Sku>,
 }
 
 impl CheckoutSaga {
@@ -191,15 +204,32 @@ impl CheckoutSaga {
             OrderCancelled => self.order_cancelled,
             ReturnStarted => self.returning,
             OrderMarkedRefunded => self.order_marked_refunded,
+            DeliveryNoted { .. } => self.settle_at.is_some(),
+            ReturnsClosed => {
+                if self.settle_at.is_none() {
+                    return Err(SagaError::OutOfOrder("returns closed before delivery"));
+                }
+                self.returns_closed
+            }
+            StockSettled { sku } => {
+                self.has_line(sku)?;
+                if !self.returns_closed || !self.committed.contains(sku) {
+                    return Err(SagaError::OutOfOrder(
+                        "settled stock that was not sold or still returnable",
+                    ));
+                }
+                self.settled.contains(sku)
+            }
             SagaCompleted { outcome } => self.outcome == Some(*outcome),
         };
         if repeat {
             return Ok(None);
         }
         if let Some(outcome) = self.outcome {
-            // A completed saga takes no step but undoing a confirmed order (a cancellation or a
-            // return): a worker that outlived its lease cannot reopen what its successor closed.
-            let undoing = matches!(
+            // A completed saga takes no step but what follows a confirmed order (a cancellation,
+            // a return, or its sale becoming final): a worker that outlived its lease cannot
+            // reopen what its successor closed.
+            let after_confirmation = matches!(
                 event,
                 CompensationStarted { .. }
                     | PaymentRefunded
@@ -207,11 +237,14 @@ impl CheckoutSaga {
                     | OrderCancelled
                     | ReturnStarted
                     | OrderMarkedRefunded
+                    | DeliveryNoted { .. }
+                    | ReturnsClosed
+                    | StockSettled { .. }
                     | SagaCompleted {
                         outcome: SagaOutcome::Cancelled | SagaOutcome::Refunded
                     }
             );
-            if outcome != SagaOutcome::Confirmed || !undoing {
+            if outcome != SagaOutcome::Confirmed || !after_confirmation {
                 return Err(SagaError::Completed);
             }
         }
@@ -242,6 +275,9 @@ impl CheckoutSaga {
         }
         if self.returning {
             return self.next_return();
+        }
+        if self.outcome == Some(SagaOutcome::Confirmed) {
+            return self.next_settlement(facts);
         }
         if self.outcome.is_some() {
             return SagaAction::Idle;
@@ -309,6 +345,38 @@ impl CheckoutSaga {
             return SagaAction::Complete(SagaOutcome::Cancelled);
         }
         SagaAction::Idle
+    }
+
+    /// A confirmed order, once delivered, becomes final when its return window closes: the
+    /// order is closed for returns, then each SKU forgets the order's commitment.
+    fn next_settlement(&self, facts: &Facts) -> SagaAction {
+        if facts.order_status != Some(OrderStatus::Delivered) {
+            return SagaAction::Idle;
+        }
+        let Some(settle_at) = self.settle_at else {
+            return SagaAction::NoteDelivery;
+        };
+        if facts.now < settle_at {
+            return SagaAction::Idle;
+        }
+        if !self.returns_closed {
+            return SagaAction::CloseReturns;
+        }
+        match self.lines.iter().find(|l| self.unsettled(&l.sku)) {
+            Some(line) => SagaAction::Settle(line.clone()),
+            None => SagaAction::Idle,
+        }
+    }
+
+    fn unsettled(&self, sku: &Sku) -> bool {
+        self.committed.contains(sku) && !self.restored.contains(sku) && !self.settled.contains(sku)
+    }
+
+    /// When the saga must be looked at again though nothing happens to its order: the close
+    /// of a delivered order's return window, until its sale is final.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        let pending = !self.returns_closed || self.lines.iter().any(|l| self.unsettled(&l.sku));
+        self.settle_at.filter(|_| pending && !self.returning)
     }
 
     /// A return: refund, put the stock back, mark the order refunded.
@@ -399,6 +467,11 @@ impl Aggregate for CheckoutSaga {
             OrderCancelled => self.order_cancelled = true,
             ReturnStarted => self.returning = true,
             OrderMarkedRefunded => self.order_marked_refunded = true,
+            DeliveryNoted { settle_at } => self.settle_at = Some(settle_at),
+            ReturnsClosed => self.returns_closed = true,
+            StockSettled { sku } => {
+                self.settled.insert(sku);
+            }
             SagaCompleted { outcome } => self.outcome = Some(outcome),
         }
     }
@@ -563,6 +636,83 @@ mod tests {
             .given(confirmed)
             .when(SagaCommand::Record(SagaEvent::PaymentVoided))
             .then_expect_error(SagaError::Completed);
+    }
+
+    #[test]
+    fn a_delivered_order_becomes_final_when_its_return_window_closes() {
+        let mut events = vec![started()];
+        for s in ["A", "B"] {
+            events.push(SagaEvent::LineReserved { sku: sku(s) });
+        }
+        events.extend([
+            SagaEvent::OrderMarkedReserved,
+            requested(),
+            SagaEvent::PaymentAuthorized {
+                authorization_id: "x".into(),
+            },
+            SagaEvent::OrderMarkedAuthorized,
+            SagaEvent::OrderConfirmed,
+            SagaEvent::PaymentCaptured,
+            SagaEvent::StockCommitted { sku: sku("A") },
+            SagaEvent::StockCommitted { sku: sku("B") },
+            SagaEvent::SagaCompleted {
+                outcome: SagaOutcome::Confirmed,
+            },
+        ]);
+        let now = t0() + Duration::days(1);
+        assert_eq!(
+            saga(events.clone()).next_action(&facts(OrderStatus::Shipped, now)),
+            SagaAction::Idle
+        );
+        let delivered = facts(OrderStatus::Delivered, now);
+        assert_eq!(
+            saga(events.clone()).next_action(&delivered),
+            SagaAction::NoteDelivery
+        );
+        let settle_at = now + Duration::days(30);
+        events.push(SagaEvent::DeliveryNoted { settle_at });
+        assert_eq!(
+            saga(events.clone()).next_action(&delivered),
+            SagaAction::Idle
+        );
+        assert_eq!(saga(events.clone()).next_due(), Some(settle_at));
+        let closed = facts(OrderStatus::Delivered, settle_at);
+        assert_eq!(
+            saga(events.clone()).next_action(&closed),
+            SagaAction::CloseReturns
+        );
+        events.push(SagaEvent::ReturnsClosed);
+        assert_eq!(
+            saga(events.clone()).next_action(&closed),
+            SagaAction::Settle(line("A"))
+        );
+        events.push(SagaEvent::StockSettled { sku: sku("A") });
+        events.push(SagaEvent::StockSettled { sku: sku("B") });
+        assert_eq!(saga(events.clone()).next_action(&closed), SagaAction::Idle);
+        assert_eq!(saga(events.clone()).next_due(), None);
+        // A return before the window closed takes the return path instead.
+        let returned = facts(OrderStatus::Returned, now);
+        let mut before_close = events[..events.len() - 3].to_vec();
+        assert_eq!(
+            saga(before_close.clone()).next_action(&returned),
+            SagaAction::StartReturn
+        );
+        before_close.push(SagaEvent::ReturnStarted);
+        assert_eq!(saga(before_close).next_due(), None);
+    }
+
+    #[test]
+    fn stock_is_settled_only_after_returns_closed() {
+        let mut events = vec![started(), SagaEvent::LineReserved { sku: sku("A") }];
+        events.push(SagaEvent::StockCommitted { sku: sku("A") });
+        SagaTest::with(())
+            .given(events)
+            .when(SagaCommand::Record(SagaEvent::StockSettled {
+                sku: sku("A"),
+            }))
+            .then_expect_error(SagaError::OutOfOrder(
+                "settled stock that was not sold or still returnable",
+            ));
     }
 
     #[test]

@@ -54,6 +54,12 @@ pub enum SagaEvent {
     ReturnStarted,
     /// The returned order is marked refunded.
     OrderMarkedRefunded,
+    /// The confirmed order was delivered; its return window closes at `settle_at`.
+    DeliveryNoted { settle_at: DateTime<Utc> },
+    /// The order's return window closed: it can no longer be sent back.
+    ReturnsClosed,
+    /// A line's sale is final: the SKU forgot the order's commitment.
+    StockSettled { sku: Sku },
     /// The saga is over.
     SagaCompleted { outcome: SagaOutcome },
 }
@@ -76,5 +82,8 @@ crate::domain_event!(SagaEvent {
     OrderCancelled,
     ReturnStarted,
     OrderMarkedRefunded,
+    DeliveryNoted,
+    ReturnsClosed,
+    StockSettled,
     SagaCompleted,
 });

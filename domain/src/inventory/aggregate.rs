@@ -27,7 +27,9 @@ pub struct Inventory {
     pub levels: StockLevels,
     /// Units held per order, until committed or released.
     pub reservations: BTreeMap<OrderId, i64>,
-    /// Units sold per confirmed order, until shipped; a cancellation restores them.
+    /// Units sold per confirmed order, until the sale is final (delivered and past its return
+    /// window, when it is settled); a cancellation or a return restores them. So the state holds
+    /// only the orders still in flight, however many a SKU has sold.
     pub committed: BTreeMap<OrderId, i64>,
     /// Orders whose hold was given back: a reservation for one of them again is refused (a
     /// stalled saga worker waking up late must not hold stock for a cancelled order). Only the
@@ -172,6 +174,16 @@ impl Inventory {
                     levels,
                 }
             }
+            InventoryCommand::Settle { order_id } => {
+                let Some(&quantity) = self.committed.get(&order_id) else {
+                    return Ok(None);
+                };
+                InventoryEvent::Settled {
+                    order_id,
+                    quantity,
+                    levels,
+                }
+            }
         }))
     }
 }
@@ -229,6 +241,9 @@ impl Aggregate for Inventory {
                 self.levels = levels;
             }
             InventoryEvent::Restored {
+                order_id, levels, ..
+            }
+            | InventoryEvent::Settled {
                 order_id, levels, ..
             } => {
                 self.committed.remove(&order_id);
@@ -314,6 +329,33 @@ mod tests {
                 quantity: 1,
             })
             .then_expect_events(vec![reserved(REMEMBERED_RELEASES as u128 + 3, 1, 5, 1)]);
+    }
+
+    #[test]
+    fn a_settled_order_is_forgotten_and_the_levels_stay() {
+        let committed = InventoryEvent::Committed {
+            order_id: order(1),
+            quantity: 2,
+            levels: levels(3, 0),
+        };
+        let settled = InventoryEvent::Settled {
+            order_id: order(1),
+            quantity: 2,
+            levels: levels(3, 0),
+        };
+        InventoryTest::with(())
+            .given(vec![stocked(5), reserved(1, 2, 5, 2), committed.clone()])
+            .when(InventoryCommand::Settle { order_id: order(1) })
+            .then_expect_events(vec![settled.clone()]);
+        let mut inventory = Inventory::default();
+        for event in [stocked(5), reserved(1, 2, 5, 2), committed, settled.clone()] {
+            inventory.apply(event);
+        }
+        assert!(inventory.committed.is_empty());
+        InventoryTest::with(())
+            .given(vec![stocked(5), reserved(1, 2, 5, 2), settled])
+            .when(InventoryCommand::Settle { order_id: order(1) })
+            .then_expect_events(vec![]);
     }
 
     #[test]

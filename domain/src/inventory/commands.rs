@@ -16,4 +16,7 @@ pub enum InventoryCommand {
     Commit { order_id: OrderId },
     /// A confirmed order was cancelled before shipping: its units return to `on_hand`.
     Restore { order_id: OrderId },
+    /// The order can no longer be cancelled or returned: forget its commitment. A no-op when
+    /// the SKU holds none for it.
+    Settle { order_id: OrderId },
 }

@@ -38,6 +38,13 @@ pub enum InventoryEvent {
         quantity: i64,
         levels: StockLevels,
     },
+    /// An order's sale became final (delivered, and its return window closed): its commitment
+    /// is forgotten. The levels do not change.
+    Settled {
+        order_id: OrderId,
+        quantity: i64,
+        levels: StockLevels,
+    },
 }
 
 crate::domain_event!(InventoryEvent {
@@ -46,5 +53,6 @@ crate::domain_event!(InventoryEvent {
     Reserved,
     Released,
     Committed,
-    Restored
+    Restored,
+    Settled
 });

@@ -66,6 +66,9 @@ pub struct Order {
     pub payment_token: Option<String>,
     pub shipping_address: Option<ShippingAddress>,
     pub cancellation_reason: Option<String>,
+    /// The return window of a delivered order has closed: it can no longer be sent back.
+    #[serde(default)]
+    pub returns_closed: bool,
 }
 
 impl Order {
@@ -177,7 +180,16 @@ impl Order {
                         "reason must be at most 1000 characters".into(),
                     ));
                 }
+                if self.returns_closed {
+                    return Err(OrderError::ReturnWindowClosed);
+                }
                 self.step(Delivered, "returned", OrderEvent::OrderReturned { reason })
+            }
+            OrderCommand::CloseReturns => {
+                if self.returns_closed {
+                    return Err(OrderError::ReturnWindowClosed);
+                }
+                self.step(Delivered, "closed for returns", OrderEvent::ReturnsClosed)
             }
             OrderCommand::RecordRefund => {
                 self.step(Returned, "refunded", OrderEvent::OrderRefunded)
@@ -250,6 +262,10 @@ impl Aggregate for Order {
             OrderEvent::OrderConfirmed => Confirmed,
             OrderEvent::OrderShipped { .. } => Shipped,
             OrderEvent::OrderDelivered => Delivered,
+            OrderEvent::ReturnsClosed => {
+                self.returns_closed = true;
+                Delivered
+            }
             OrderEvent::OrderReturned { .. } => Returned,
             OrderEvent::OrderRefunded => Refunded,
             OrderEvent::OrderCancelled { reason, .. } => {
@@ -502,5 +518,35 @@ mod tests {
                 from: OrderStatus::Confirmed,
                 action: "returned",
             });
+    }
+
+    fn delivered_order() -> Vec<OrderEvent> {
+        vec![
+            placed(),
+            OrderEvent::InventoryReserved,
+            OrderEvent::PaymentAuthorized,
+            OrderEvent::OrderConfirmed,
+            OrderEvent::OrderShipped {
+                carrier: "DHL".into(),
+                tracking_number: "123".into(),
+            },
+            OrderEvent::OrderDelivered,
+        ]
+    }
+
+    #[test]
+    fn a_delivered_order_is_not_returned_after_its_return_window_closed() {
+        let mut events = delivered_order();
+        events.push(OrderEvent::ReturnsClosed);
+        OrderTest::with(())
+            .given(events.clone())
+            .when(OrderCommand::Return {
+                reason: "too late".into(),
+            })
+            .then_expect_error(OrderError::ReturnWindowClosed);
+        OrderTest::with(())
+            .given(delivered_order())
+            .when(OrderCommand::CloseReturns)
+            .then_expect_events(vec![OrderEvent::ReturnsClosed]);
     }
 }

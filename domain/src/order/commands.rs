@@ -26,8 +26,10 @@ pub enum OrderCommand {
     },
     /// The order reached the buyer.
     Deliver,
-    /// The buyer sent the order back.
+    /// The buyer sent the order back (refused once the return window closed).
     Return { reason: String },
+    /// The return window of the delivered order closed.
+    CloseReturns,
     /// The returned order was refunded.
     RecordRefund,
     /// Cancel before shipping, with a reason the buyer can read.

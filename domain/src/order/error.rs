@@ -16,6 +16,8 @@ pub enum OrderError {
         from: OrderStatus,
         action: &'static str,
     },
+    #[error("the return window of this order has closed")]
+    ReturnWindowClosed,
     #[error("{0}")]
     InvalidInput(String),
 }

@@ -31,6 +31,8 @@ pub enum OrderEvent {
     OrderDelivered,
     /// The buyer sent the order back.
     OrderReturned { reason: String },
+    /// The delivered order's return window closed: it is kept for good.
+    ReturnsClosed,
     /// The returned order was refunded.
     OrderRefunded,
     /// The order was cancelled; `reason` is shown to the buyer.
@@ -48,6 +50,7 @@ crate::domain_event!(OrderEvent {
     OrderShipped,
     OrderDelivered,
     OrderReturned,
+    ReturnsClosed,
     OrderRefunded,
     OrderCancelled,
 });

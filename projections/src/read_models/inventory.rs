@@ -44,7 +44,8 @@ async fn apply_batch(db: &mut PgConnection, events: &[StoredEvent]) -> anyhow::R
             | InventoryEvent::Reserved { levels, .. }
             | InventoryEvent::Released { levels, .. }
             | InventoryEvent::Committed { levels, .. }
-            | InventoryEvent::Restored { levels, .. } => levels,
+            | InventoryEvent::Restored { levels, .. }
+            | InventoryEvent::Settled { levels, .. } => levels,
         };
         latest.insert(event.aggregate_id.as_str(), (levels, event.recorded_at));
     }

@@ -120,6 +120,8 @@ impl Changes {
                 ),
             ),
             OrderEvent::OrderDelivered => ("delivered", None, None),
+            // Not a step of the order's status: it stays delivered, for good.
+            OrderEvent::ReturnsClosed => return Ok(()),
             OrderEvent::OrderReturned { .. } => ("returned", None, None),
             OrderEvent::OrderRefunded => ("refunded", None, None),
             OrderEvent::OrderCancelled { reason, .. } => ("cancelled", Some(reason), None),

@@ -62,14 +62,23 @@ impl TestApp {
             )
             .await
             .unwrap();
-            let due: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM saga_deadlines WHERE saga_id = $1")
-                    .bind(order_id)
-                    .fetch_one(&self.pool)
-                    .await
-                    .unwrap();
+            // A delivered order's saga keeps a row due when its return window closes.
+            let due: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM saga_deadlines WHERE saga_id = $1 \
+                 AND (due_at <= now() OR locked_until IS NOT NULL)",
+            )
+            .bind(order_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
             let saga = self.stream("checkout_saga", &order_id.to_string()).await;
-            if triggered && due == 0 && saga.last().is_some_and(|step| step == "SagaCompleted") {
+            let settled = ["SagaCompleted", "DeliveryNoted", "StockSettled"];
+            if triggered
+                && due == 0
+                && saga
+                    .last()
+                    .is_some_and(|step| settled.contains(&step.as_str()))
+            {
                 return;
             }
             assert!(
@@ -566,4 +575,61 @@ async fn a_worker_killed_mid_saga_is_replaced_and_no_step_happens_twice() {
         ]
     );
     assert_eq!(stock_of(&app.stock("MUG").await), levels(4, 0));
+}
+
+#[tokio::test]
+async fn a_delivered_order_is_final_after_its_return_window_and_its_sku_forgets_it() {
+    let app = spawn_app_with(|config| config.return_window = Duration::from_secs(1)).await;
+    let (_, seller) = app.account("seller").await;
+    app.product(&seller, "MUG", 1250, 5).await;
+    let (buyer, order_id) = app.order_with("MUG", 2, "tok_ok").await;
+    app.wait_for_order(order_id, &buyer, &["confirmed"]).await;
+    let shipment = json!({"carrier": "DHL", "tracking_number": "1"});
+    let path = format!("/v1/orders/{order_id}/shipments");
+    app.post(&path, Some(&seller), shipment).await;
+    let path = format!("/v1/orders/{order_id}/delivery");
+    app.request(Method::POST, &path, Some(&seller), None).await;
+
+    // The window closes a second after delivery: the order is closed for returns and the SKU
+    // settles the sale, so its state no longer carries the order.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !app
+        .stream("inventory", "MUG")
+        .await
+        .contains(&"Settled".to_owned())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sale never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.wait_for_saga(order_id).await;
+    let inventory = commerce_store::repository::load_from_store::<
+        commerce_domain::inventory::Inventory,
+    >(&app.pool, "MUG")
+    .await
+    .unwrap();
+    assert!(
+        inventory.state.committed.is_empty(),
+        "{:?}",
+        inventory.state
+    );
+    assert_eq!(stock_of(&app.stock("MUG").await), levels(3, 0));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM saga_deadlines WHERE saga_id = $1")
+        .bind(order_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "a settled saga keeps no deadline");
+
+    let response = app
+        .post(
+            &format!("/v1/orders/{order_id}/returns"),
+            Some(&buyer),
+            json!({"reason": "too late"}),
+        )
+        .await;
+    assert_problem(response, StatusCode::CONFLICT).await;
+    assert_eq!(stock_of(&app.stock("MUG").await), levels(3, 0));
 }

@@ -205,14 +205,14 @@ async fn a_fencing_token_never_repeats_even_when_a_finished_saga_is_woken_again(
     };
     wake().await;
     let first = claim().await;
-    deadlines::finish(&app.pool, first).await.unwrap();
+    deadlines::finish(&app.pool, first, None).await.unwrap();
     // The row is gone; a later wake-up (a buyer cancelling a confirmed order) makes a new one.
     wake().await;
     let second = claim().await;
     assert_ne!(first.fence, second.fence);
     // The first claim's holder, resuming late, can neither renew, release nor finish.
     assert!(!deadlines::renew(&app.pool, first, LEASE).await.unwrap());
-    deadlines::finish(&app.pool, first).await.unwrap();
+    deadlines::finish(&app.pool, first, None).await.unwrap();
     let held: Option<String> =
         sqlx::query_scalar("SELECT locked_by FROM saga_deadlines WHERE saga_id = $1")
             .bind(saga)
