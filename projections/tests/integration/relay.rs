@@ -292,6 +292,17 @@ async fn an_event_too_large_for_the_bus_is_parked_and_the_relay_moves_on() {
     })
     .await;
     assert_eq!(world.stream_message_ids().await, ["order:X:1", "order:Y:1"]);
+    // The parked record is written with the checkpoint, once the batch's publishes were acked.
+    eventually("the big one is parked", || async {
+        let parked: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM relay_parked_events WHERE namespace = $1")
+                .bind(world.namespace.as_str())
+                .fetch_one(&world.pool)
+                .await
+                .unwrap();
+        parked > 0
+    })
+    .await;
     let parked: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT position, aggregate_id, reason FROM relay_parked_events WHERE namespace = $1",
     )

@@ -572,14 +572,17 @@ const FORWARD: [&str; 8] = [
 ];
 
 /// Steps a confirmed saga may still take: a cancellation of the confirmed order by its buyer
-/// (refund, put the stock back, cancel) or a return. `CompensationStarted` is judged apart: only
-/// for the buyer's reason.
-const AFTER_CONFIRMED: [&str; 5] = [
+/// (refund, put the stock back, cancel), a return, or the sale becoming final once delivered.
+/// `CompensationStarted` is judged apart: only for the buyer's reason.
+const AFTER_CONFIRMED: [&str; 8] = [
     "PaymentRefunded",
     "StockRestored",
     "OrderCancelled",
     "ReturnStarted",
     "OrderMarkedRefunded",
+    "DeliveryNoted",
+    "ReturnsClosed",
+    "StockSettled",
 ];
 
 /// A step of saga `id` recorded after `since` that should not have been, with the whole stream.
