@@ -638,8 +638,8 @@ mod tests {
             .then_expect_error(SagaError::Completed);
     }
 
-    #[test]
-    fn a_delivered_order_becomes_final_when_its_return_window_closes() {
+    /// Both lines reserved, paid, confirmed, captured and sold: the saga completed.
+    fn confirmed_and_completed() -> Vec<SagaEvent> {
         let mut events = vec![started()];
         for s in ["A", "B"] {
             events.push(SagaEvent::LineReserved { sku: sku(s) });
@@ -659,6 +659,12 @@ mod tests {
                 outcome: SagaOutcome::Confirmed,
             },
         ]);
+        events
+    }
+
+    #[test]
+    fn a_delivered_order_becomes_final_when_its_return_window_closes() {
+        let mut events = confirmed_and_completed();
         let now = t0() + Duration::days(1);
         assert_eq!(
             saga(events.clone()).next_action(&facts(OrderStatus::Shipped, now)),
@@ -864,26 +870,7 @@ mod tests {
 
     #[test]
     fn the_buyer_cancelling_a_confirmed_order_refunds_and_restores_stock() {
-        let mut events = vec![started()];
-        for s in ["A", "B"] {
-            events.push(SagaEvent::LineReserved { sku: sku(s) });
-        }
-        events.extend([
-            SagaEvent::OrderMarkedReserved,
-            requested(),
-            SagaEvent::PaymentAuthorized {
-                authorization_id: "x".into(),
-            },
-            SagaEvent::OrderMarkedAuthorized,
-            SagaEvent::OrderConfirmed,
-            SagaEvent::PaymentCaptured,
-        ]);
-        for s in ["A", "B"] {
-            events.push(SagaEvent::StockCommitted { sku: sku(s) });
-        }
-        events.push(SagaEvent::SagaCompleted {
-            outcome: SagaOutcome::Confirmed,
-        });
+        let mut events = confirmed_and_completed();
         let cancelled = Facts {
             now: t0(),
             order_status: Some(OrderStatus::Cancelled),
