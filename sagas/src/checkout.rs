@@ -278,6 +278,9 @@ impl SagaDriver {
         self.sagas.load_latest(&order_id.to_string()).await?;
         self.orders.load_latest(&order_id.to_string()).await?;
         for _ in 0..1000 {
+            // Kept here, the lease outlasts any step: it is renewed at least every second and
+            // is longer than the payment timeout, so a call to the provider (which no
+            // transaction can fence) starts and ends under it, unless this process stalls.
             if !lease.keep().await? {
                 tracing::warn!("lost the saga's lease; another worker has it");
                 return Ok(Run::LeaseLost);
@@ -299,10 +302,6 @@ impl SagaDriver {
                     next_due: saga.next_due(),
                 });
             }
-            if Self::moves_money(&action) && !lease.confirm().await? {
-                tracing::warn!("lost the saga's lease before a call to the payment provider");
-                return Ok(Run::LeaseLost);
-            }
             if let Err(error) = self.perform(claim, &saga, &order, action).await {
                 if error.downcast_ref::<LostLease>().is_some() {
                     tracing::warn!("a step was fenced off: another worker holds the saga now");
@@ -314,7 +313,7 @@ impl SagaDriver {
         anyhow::bail!("saga {order_id} did not settle after 1000 steps")
     }
 
-    /// Steps that call the payment provider: no transaction fences the call itself.
+    /// Steps that call the payment provider.
     fn moves_money(action: &SagaAction) -> bool {
         matches!(
             action,

@@ -129,15 +129,6 @@ impl Lease {
         self.claimed
     }
 
-    /// Renews the lease now: false once another worker claimed the saga. Asked right before
-    /// money moves at the provider, which no database transaction can fence.
-    pub async fn confirm(&mut self) -> anyhow::Result<bool> {
-        let asked_at = Instant::now();
-        let kept = deadlines::renew(&self.pool, self.claimed, self.duration).await?;
-        self.renewed_at = asked_at;
-        Ok(kept)
-    }
-
     /// Renews the lease when due: false once another worker claimed the saga. Renewed between
     /// steps only after a second (or a quarter of a short lease): a saga's steps take
     /// milliseconds, and a renewal is a commit. What is left of the lease then still covers a
@@ -147,7 +138,10 @@ impl Lease {
         if Instant::now() < self.renewed_at + every {
             return Ok(true);
         }
-        self.confirm().await
+        let asked_at = Instant::now();
+        let kept = deadlines::renew(&self.pool, self.claimed, self.duration).await?;
+        self.renewed_at = asked_at;
+        Ok(kept)
     }
 }
 
