@@ -15,7 +15,7 @@ use commerce_domain::checkout::{
     CheckoutSaga, Facts, SagaAction, SagaCommand, SagaEvent, SagaOutcome,
 };
 use commerce_domain::inventory::{Inventory, InventoryCommand, InventoryError};
-use commerce_domain::order::{Order, OrderCommand, OrderError, OrderStatus};
+use commerce_domain::order::{Order, OrderCommand, OrderError, OrderLine, OrderStatus};
 use commerce_domain::payment::{Payment, PaymentCommand, PaymentError, PaymentStatus};
 use commerce_domain::services::{GatewayError, PaymentGateway};
 use commerce_domain::{OrderId, PaymentId};
@@ -264,6 +264,21 @@ impl SagaDriver {
         .await
     }
 
+    /// [`Self::inventory_step`] for a step no stock rule can refuse (the saga holds or sold the
+    /// units): any refusal is a failure, retried later.
+    async fn line_step(
+        &self,
+        claim: Claimed,
+        line: &OrderLine,
+        command: InventoryCommand,
+        step: &str,
+        then: SagaEvent,
+    ) -> anyhow::Result<()> {
+        self.inventory_step(claim, line.sku.as_str(), command, step, then)
+            .await
+            .map_err(|e| step_failed(e, &format!("{step} of {}", line.sku)))
+    }
+
     /// Runs the claimed saga until it has nothing left to do, or until the lease is lost:
     /// renewed between steps, and checked inside every step's transaction.
     #[tracing::instrument(skip_all, fields(order_id = %lease.claimed().saga_id), err)]
@@ -471,13 +486,12 @@ impl SagaDriver {
                 .await?;
             }
             SagaAction::Commit(line) => {
-                let command = InventoryCommand::Commit { order_id: id };
                 let then = SagaEvent::StockCommitted {
                     sku: line.sku.clone(),
                 };
-                self.inventory_step(claim, line.sku.as_str(), command, "commit", then)
-                    .await
-                    .map_err(|e| step_failed(e, "committing stock"))?;
+                let command = InventoryCommand::Commit { order_id: id };
+                self.line_step(claim, &line, command, "commit", then)
+                    .await?;
             }
             SagaAction::Compensate(reason) => {
                 tracing::info!(%reason, "compensating");
@@ -517,22 +531,20 @@ impl SagaDriver {
                 .await?;
             }
             SagaAction::Release(line) => {
-                let command = InventoryCommand::Release { order_id: id };
                 let then = SagaEvent::LineReleased {
                     sku: line.sku.clone(),
                 };
-                self.inventory_step(claim, line.sku.as_str(), command, "release", then)
-                    .await
-                    .map_err(|e| step_failed(e, "releasing stock"))?;
+                let command = InventoryCommand::Release { order_id: id };
+                self.line_step(claim, &line, command, "release", then)
+                    .await?;
             }
             SagaAction::Restore(line) => {
-                let command = InventoryCommand::Restore { order_id: id };
                 let then = SagaEvent::StockRestored {
                     sku: line.sku.clone(),
                 };
-                self.inventory_step(claim, line.sku.as_str(), command, "restore", then)
-                    .await
-                    .map_err(|e| step_failed(e, "restoring stock"))?;
+                let command = InventoryCommand::Restore { order_id: id };
+                self.line_step(claim, &line, command, "restore", then)
+                    .await?;
             }
             SagaAction::CancelOrder(reason) => {
                 let command = OrderCommand::Cancel {
@@ -588,13 +600,12 @@ impl SagaDriver {
                 }
             }
             SagaAction::Settle(line) => {
-                let command = InventoryCommand::Settle { order_id: id };
                 let then = SagaEvent::StockSettled {
                     sku: line.sku.clone(),
                 };
-                self.inventory_step(claim, line.sku.as_str(), command, "settle", then)
-                    .await
-                    .map_err(|e| step_failed(e, "settling stock"))?;
+                let command = InventoryCommand::Settle { order_id: id };
+                self.line_step(claim, &line, command, "settle", then)
+                    .await?;
             }
             SagaAction::Complete(outcome) => {
                 self.record(claim, SagaEvent::SagaCompleted { outcome })

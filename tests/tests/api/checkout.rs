@@ -524,18 +524,12 @@ async fn a_worker_killed_mid_saga_is_replaced_and_no_step_happens_twice() {
     let mut first_config = worker_config.clone();
     first_config.name = "doomed".into();
     let doomed = tokio::spawn(run_worker(stuck, first_config, first.clone()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !app
-        .stream("checkout_saga", &order_id.to_string())
-        .await
-        .contains(&"AuthorizationRequested".to_owned())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the first worker never reached the payment"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_for_event(
+        "checkout_saga",
+        &order_id.to_string(),
+        "AuthorizationRequested",
+    )
+    .await;
     doomed.abort();
 
     // Another worker takes the saga over once the dead one's lease lapses, and finishes it.
@@ -592,18 +586,7 @@ async fn a_delivered_order_is_final_after_its_return_window_and_its_sku_forgets_
 
     // The window closes a second after delivery: the order is closed for returns and the SKU
     // settles the sale, so its state no longer carries the order.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !app
-        .stream("inventory", "MUG")
-        .await
-        .contains(&"Settled".to_owned())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the sale never settled"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_for_event("inventory", "MUG", "Settled").await;
     app.wait_for_saga(order_id).await;
     let inventory = commerce_store::repository::load_from_store::<
         commerce_domain::inventory::Inventory,

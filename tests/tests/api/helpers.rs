@@ -231,6 +231,24 @@ impl TestApp {
             .await
             .unwrap()
     }
+
+    /// Waits (20 s at most) until the stream holds an `event_type` event: work running in the
+    /// background (a saga worker) got that far.
+    pub async fn wait_for_event(&self, aggregate_type: &str, id: &str, event_type: &str) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !self
+            .stream(aggregate_type, id)
+            .await
+            .iter()
+            .any(|e| e == event_type)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{aggregate_type} {id} never recorded {event_type}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 pub fn checkout_body() -> Value {

@@ -92,17 +92,12 @@ async fn a_late_answer(
         let mut lease = claim;
         first.drive(&mut lease).await
     });
-    while !app
-        .stream("checkout_saga", &order_id.to_string())
-        .await
-        .contains(&"AuthorizationRequested".to_owned())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the first worker never reached the payment"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_for_event(
+        "checkout_saga",
+        &order_id.to_string(),
+        "AuthorizationRequested",
+    )
+    .await;
 
     // The second worker takes over once the lease lapses, and settles the saga.
     let gateway = HttpGateway::new(&app.gateway_url, GatewayClientConfig::default()).unwrap();
