@@ -28,6 +28,7 @@ pub mod failure;
 pub mod namespace;
 pub mod positions;
 pub mod read_models;
+pub mod rebuild;
 pub mod relay;
 pub mod replay;
 pub mod runtime;

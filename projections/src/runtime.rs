@@ -121,6 +121,14 @@ pub trait Projection: Send + Sync + 'static {
     /// The aggregate types whose events it applies; empty means every event.
     fn aggregate_types(&self) -> &'static [&'static str];
 
+    /// The tables it writes and nothing else writes (unqualified names): what a rebuild builds
+    /// anew in shadow tables and swaps in (see [`crate::rebuild`]). Its statements must name
+    /// them unqualified, so that the rebuild's `search_path` sends them to the shadows. Empty,
+    /// the default, means it cannot be rebuilt (the saga trigger).
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Applies one event to the read model, inside the transaction (a savepoint, on the retry
     /// path) of its batch: use `&mut *conn` as the executor, never commit. It is called once
     /// per event and aggregate in sequence order; it need not check for duplicates. An error
@@ -163,6 +171,7 @@ pub trait Projection: Send + Sync + 'static {
 pub(crate) trait ErasedProjection: Send + Sync + 'static {
     fn erased_name(&self) -> &'static str;
     fn erased_aggregate_types(&self) -> &'static [&'static str];
+    fn erased_tables(&self) -> &'static [&'static str];
     fn erased_apply<'a>(
         &'a self,
         conn: &'a mut PgConnection,
@@ -183,6 +192,10 @@ impl<P: Projection> ErasedProjection for P {
 
     fn erased_aggregate_types(&self) -> &'static [&'static str] {
         self.aggregate_types()
+    }
+
+    fn erased_tables(&self) -> &'static [&'static str] {
+        self.tables()
     }
 
     fn erased_apply<'a>(
@@ -233,6 +246,10 @@ impl Projection for SharedProjection {
 
     fn aggregate_types(&self) -> &'static [&'static str] {
         self.0.erased_aggregate_types()
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        self.0.erased_tables()
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {

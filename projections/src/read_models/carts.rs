@@ -24,6 +24,10 @@ impl Projection for Carts {
         &["cart"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_carts"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         apply_batch(conn, std::slice::from_ref(event)).await
     }

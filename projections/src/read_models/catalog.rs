@@ -19,6 +19,10 @@ impl Projection for Catalog {
         &["product"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_products"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         apply(conn, event).await
     }

@@ -21,6 +21,10 @@ impl Projection for InventoryLevels {
         &["inventory"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_inventory"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         apply_batch(conn, std::slice::from_ref(event)).await
     }

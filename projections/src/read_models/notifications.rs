@@ -20,6 +20,10 @@ impl Projection for Notifications {
         &["order", "payment"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_notifications", "rm_notification_orders", "rm_notification_payments"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         apply(conn, event).await
     }

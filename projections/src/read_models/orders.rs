@@ -24,6 +24,10 @@ impl Projection for Orders {
         &["order"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_orders"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         self.apply_batch(conn, std::slice::from_ref(event)).await
     }

@@ -19,6 +19,10 @@ impl Projection for Payments {
         &["payment"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_payments"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         apply(conn, event).await
     }

@@ -24,6 +24,10 @@ impl Projection for Recommendations {
         &["order", "cart"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_product_popularity", "rm_bought_together", "rm_buyer_products"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         apply_batch(conn, std::slice::from_ref(event)).await
     }

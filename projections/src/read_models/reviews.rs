@@ -18,6 +18,10 @@ impl Projection for Reviews {
         &["review"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_reviews", "rm_rating_summaries"]
+    }
+
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {
         apply(conn, event).await
     }
