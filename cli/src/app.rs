@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use commerce_command_api::CommandState;
 use commerce_http::{ApiError, JwtKeys};
+use commerce_projections::rebuild::{run_rebuilds, RebuildConfig};
 use commerce_projections::{read_models, run_projections, Namespace, Relay, SharedProjection};
 use commerce_query_api::QueryState;
 use commerce_sagas::gateway::{GatewayClientConfig, HttpGateway, Sandbox, SandboxHandle};
@@ -162,6 +163,15 @@ impl Application {
             let jetstream = async_nats::jetstream::new(nats.clone());
             let relay = Relay::new(pool.clone(), jetstream.clone(), namespace.clone());
             background.push(tokio::spawn(relay.run(shutdown.clone())));
+            background.push(tokio::spawn(run_rebuilds(
+                pool.clone(),
+                read_models::all(),
+                RebuildConfig {
+                    batch_size: config.rebuild_batch,
+                    ..RebuildConfig::default()
+                },
+                shutdown.clone(),
+            )));
             background.push(tokio::spawn(run_projections(
                 pool.clone(),
                 jetstream,

@@ -60,6 +60,9 @@ pub struct Config {
     /// Postgres connections in the pool.
     #[arg(long, env = "COMMERCE_DB_POOL", default_value_t = 32)]
     pub db_pool_size: u32,
+    /// Events a rebuild applies per transaction (and checkpoint).
+    #[arg(long, env = "COMMERCE_REBUILD_BATCH", default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub rebuild_batch: i64,
 }
 
 /// Secrets are never printed: a `{:?}` of the configuration shows whether they are set, not them.
@@ -101,6 +104,7 @@ impl Config {
             min_position_wait: Duration::from_secs(5),
             saga_workers: 1,
             db_pool_size: 32,
+            rebuild_batch: 5000,
         }
     }
 

@@ -30,6 +30,16 @@
 //! checks the rebuild's fencing token, taken anew at each claim.
 
 mod jobs;
+mod runner;
+mod shadow;
+
+pub use runner::{run_rebuilds, RebuildConfig};
+
+/// Advisory lock class (with `hashtext(projection)`) of a projection's live batches, taken
+/// shared by each; the swap takes it exclusively.
+pub(crate) const PROJECTION_LOCK: i32 = 0x5052_4f4a; // "PROJ"
+/// Advisory lock class (with `hashtext(rebuild_id)`) of the process working on a rebuild.
+pub(crate) const REBUILD_CLAIM: i32 = 0x5245_4255; // "REBU"
 
 pub use jobs::{
     cancel, list, progress, rebuildable, running_count, start, CancelError, RebuildProgress,

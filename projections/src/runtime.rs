@@ -74,7 +74,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub(crate) use apply::apply_batch;
+pub(crate) use apply::{apply_batch, apply_isolated, BatchReport};
 
 use crate::namespace::is_valid_name;
 use crate::relay::checkpoint::Checkpoint;

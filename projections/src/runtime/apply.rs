@@ -153,7 +153,7 @@ async fn plan<'e>(
 
 /// Applies one event under its own savepoint, up to `max_attempts` times, then parks it. A
 /// transient failure is returned instead: the batch is rolled back and retried, never parked.
-async fn apply_isolated(
+pub(crate) async fn apply_isolated(
     conn: &mut PgConnection,
     projection: &dyn ErasedProjection,
     event: &StoredEvent,
@@ -216,7 +216,9 @@ async fn apply_isolated(
 }
 
 /// Locks (creating them at 0) the bookkeeping rows of the batch's aggregates, in a stable
-/// order so that two workers sharing a consumer cannot deadlock, and returns their values.
+/// order so that two workers sharing a consumer cannot deadlock, and returns their values. It
+/// first takes the projection's lock, shared: a rebuild's swap takes it exclusively, so that no
+/// batch writes to the tables it replaces (see [`crate::rebuild`]).
 async fn lock_sequences(
     conn: &mut PgConnection,
     projection: &str,
@@ -230,8 +232,10 @@ async fn lock_sequences(
     keys.dedup();
     let (types, ids): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "INSERT INTO projection_sequences (projection, aggregate_type, aggregate_id, last_sequence) \
-         SELECT $1, t, i, 0 FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS k(t, i, n) ORDER BY n \
+        "WITH gate AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($4, hashtext($1))) \
+         INSERT INTO projection_sequences (projection, aggregate_type, aggregate_id, last_sequence) \
+         SELECT $1, t, i, 0 FROM gate, UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS k(t, i, n) \
+         ORDER BY n \
          ON CONFLICT (projection, aggregate_type, aggregate_id) \
          DO UPDATE SET last_sequence = projection_sequences.last_sequence \
          RETURNING aggregate_type, aggregate_id, last_sequence",
@@ -239,6 +243,7 @@ async fn lock_sequences(
     .bind(projection)
     .bind(&types)
     .bind(&ids)
+    .bind(crate::rebuild::PROJECTION_LOCK)
     .fetch_all(&mut *conn)
     .await
     .context("locking the per-aggregate sequences")?;

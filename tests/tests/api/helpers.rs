@@ -29,8 +29,8 @@ pub struct TestApp {
     database: String,
     shutdown: CancellationToken,
     owns_database: bool,
-    namespace: String,
-    nats_url: String,
+    pub namespace: String,
+    pub nats_url: String,
 }
 
 fn config(database_url: &str) -> Config {

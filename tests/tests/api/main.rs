@@ -19,4 +19,5 @@ mod orders;
 mod products;
 mod read_models;
 mod reads;
+mod rebuild;
 mod search;
