@@ -154,6 +154,11 @@ pub const ROLES: [(&str, &str); 6] = [
 impl Cluster {
     /// Starts NATS, the sandbox gateway and every role, each waited for until it answers.
     pub async fn start() -> Cluster {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`Cluster::start`], with more environment for every role.
+    pub async fn start_with(extra_env: &[(&str, &str)]) -> Cluster {
         let binary = commerce_binary();
         let run = Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("commerce-faults-{}", &run[..12]));
@@ -238,6 +243,11 @@ impl Cluster {
                     env: env
                         .iter()
                         .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .chain(
+                            extra_env
+                                .iter()
+                                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+                        )
                         .collect(),
                     port: *port,
                     log: dir.join(format!("{name}.log")),

@@ -14,6 +14,7 @@
 mod client;
 mod cluster;
 mod invariants;
+mod rebuild;
 mod workload;
 
 use std::collections::BTreeMap;
