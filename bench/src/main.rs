@@ -167,7 +167,7 @@ async fn measure(
             Scenario::HotSku => scenarios::hot_sku::run(&mut bench).await,
             Scenario::Checkout => scenarios::checkout::run(&mut bench).await,
             Scenario::Lag => scenarios::lag::run(&mut bench).await,
-            Scenario::Replay => scenarios::replay::run(&mut bench).await,
+            Scenario::Rebuild => scenarios::rebuild::run(&mut bench).await,
             Scenario::History => scenarios::history::run(&mut bench).await,
         };
         if let Err(error) = result {

@@ -7,7 +7,7 @@ pub mod history;
 pub mod hot_sku;
 pub mod lag;
 pub mod limits;
-pub mod replay;
+pub mod rebuild;
 
 use std::time::Duration;
 
@@ -31,8 +31,8 @@ pub enum Scenario {
     Checkout,
     /// Commit → visible in the read model, at half the best command rate.
     Lag,
-    /// The orders projection applied from the event store.
-    Replay,
+    /// Online rebuilds of the orders and the catalog projections over a large store.
+    Rebuild,
     /// Command latency on one aggregate with a short and a long history.
     History,
 }
@@ -45,7 +45,7 @@ impl Scenario {
             Scenario::HotSku => "hot-sku",
             Scenario::Checkout => "checkout",
             Scenario::Lag => "lag",
-            Scenario::Replay => "replay",
+            Scenario::Rebuild => "rebuild",
             Scenario::History => "history",
         }
     }
@@ -56,7 +56,7 @@ impl Scenario {
         Scenario::HotSku,
         Scenario::Checkout,
         Scenario::Lag,
-        Scenario::Replay,
+        Scenario::Rebuild,
         Scenario::History,
     ];
 }
@@ -82,9 +82,9 @@ pub struct Sizes {
     /// Checkout rates with the shopping mix around each checkout.
     pub mix_rates: Vec<f64>,
     pub lag_run: Duration,
-    pub replay_events: usize,
-    /// The longest the replay may take; a slower one is stopped and measured on what it did.
-    pub replay_budget: Duration,
+    pub rebuild_events: usize,
+    /// The longest one rebuild may take; a slower one is cancelled and measured on what it did.
+    pub rebuild_budget: Duration,
     pub histories: Vec<usize>,
     pub history_warmup: usize,
     pub history_samples: usize,
@@ -106,8 +106,8 @@ impl Sizes {
                 checkout_rates: vec![25.0, 50.0, 100.0, 200.0, 400.0],
                 mix_rates: vec![10.0, 25.0, 50.0, 100.0],
                 lag_run: Duration::from_secs(6),
-                replay_events: 100_000,
-                replay_budget: Duration::from_secs(30),
+                rebuild_events: 200_000,
+                rebuild_budget: Duration::from_secs(60),
                 histories: vec![10, 1_000, 10_000],
                 history_warmup: 200,
                 history_samples: 500,
@@ -126,8 +126,8 @@ impl Sizes {
                 checkout_rates: vec![25.0, 50.0, 100.0, 200.0, 400.0, 800.0],
                 mix_rates: vec![10.0, 25.0, 50.0, 100.0, 200.0],
                 lag_run: Duration::from_secs(20),
-                replay_events: 1_000_000,
-                replay_budget: Duration::from_secs(120),
+                rebuild_events: 1_000_000,
+                rebuild_budget: Duration::from_secs(180),
                 histories: vec![10, 1_000, 100_000],
                 history_warmup: 200,
                 history_samples: 500,
