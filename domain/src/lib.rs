@@ -15,18 +15,21 @@ pub mod payment;
 pub mod product;
 pub mod review;
 pub mod services;
+pub mod upcast;
 pub mod values;
 
 pub use values::{
-    AccountId, Currency, Email, InvalidValue, Money, OrderId, PaymentId, ProductId, Role, Sku,
+    AccountId, Currency, Email, InvalidValue, Money, OrderId, PaymentId, ProductId, Role,
+    ShippingMethodId, Sku,
 };
 
-/// The version every event type currently has; bumped per type with an upcaster when one changes.
+/// The version every event type starts at; [`upcast`] holds the later ones.
 pub const EVENT_VERSION: &str = "1.0";
 
-/// Implements `cqrs_es::DomainEvent` with the variant's name as the event type.
+/// Implements `cqrs_es::DomainEvent` for the events of aggregate `$aggregate`: the variant's
+/// name as the event type, and its current version from the upcaster chain.
 macro_rules! domain_event {
-    ($ty:ident { $($variant:ident),+ $(,)? }) => {
+    ($ty:ident for $aggregate:path { $($variant:ident),+ $(,)? }) => {
         impl cqrs_es::DomainEvent for $ty {
             fn event_type(&self) -> String {
                 match self {
@@ -35,7 +38,12 @@ macro_rules! domain_event {
             }
 
             fn event_version(&self) -> String {
-                crate::EVENT_VERSION.to_owned()
+                let aggregate_type = <$aggregate as cqrs_es::Aggregate>::TYPE;
+                match self {
+                    $(Self::$variant { .. } => {
+                        crate::upcast::current_version(aggregate_type, stringify!($variant))
+                    })+
+                }
             }
         }
     };
