@@ -20,3 +20,4 @@ mod products;
 mod read_models;
 mod reads;
 mod search;
+mod upcasting;
