@@ -11,7 +11,9 @@ use axum::response::IntoResponse;
 use axum::Router;
 use commerce_command_api::CommandState;
 use commerce_http::{ApiError, JwtKeys};
-use commerce_projections::{read_models, run_projections, Namespace, Relay, SharedProjection};
+use commerce_projections::{
+    read_models, run_projections, Namespace, Projection, Relay, SharedProjection,
+};
 use commerce_query_api::QueryState;
 use commerce_sagas::gateway::{GatewayClientConfig, HttpGateway, Sandbox, SandboxHandle};
 use commerce_sagas::{run_worker, SagaConfig, SagaDriver, SagaTriggers, WorkerConfig};
@@ -162,14 +164,21 @@ impl Application {
             let jetstream = async_nats::jetstream::new(nats.clone());
             let relay = Relay::new(pool.clone(), jetstream.clone(), namespace.clone());
             background.push(tokio::spawn(relay.run(shutdown.clone())));
+            let projections: Vec<SharedProjection> = read_models::all()
+                .into_iter()
+                .chain([SharedProjection::new(SagaTriggers)])
+                .collect();
+            let names = projections.iter().map(|p| p.name()).collect();
+            background.push(tokio::spawn(crate::metrics::refresh_gauges(
+                pool.clone(),
+                names,
+                shutdown.clone(),
+            )));
             background.push(tokio::spawn(run_projections(
                 pool.clone(),
                 jetstream,
                 namespace,
-                read_models::all()
-                    .into_iter()
-                    .chain([SharedProjection::new(SagaTriggers)])
-                    .collect(),
+                projections,
                 shutdown.clone(),
             )));
         }
