@@ -4,6 +4,9 @@ use crate::order::{OrderLine, ShippingAddress};
 use crate::{AccountId, Money, PaymentId, ShippingMethodId};
 
 /// What happened to an order.
+// `OrderPlaced` is far larger than the others; an event lives briefly between its decision and
+// its serialisation, so boxing it would cost every match more than it saves.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OrderEvent {
     /// The buyer checked out; the order waits for stock and payment. Version 2 (see
