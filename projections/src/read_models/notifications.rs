@@ -21,7 +21,11 @@ impl Projection for Notifications {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_notifications", "rm_notification_orders", "rm_notification_payments"]
+        &[
+            "rm_notifications",
+            "rm_notification_orders",
+            "rm_notification_payments",
+        ]
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {

@@ -25,7 +25,11 @@ impl Projection for Recommendations {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["rm_product_popularity", "rm_bought_together", "rm_buyer_products"]
+        &[
+            "rm_product_popularity",
+            "rm_bought_together",
+            "rm_buyer_products",
+        ]
     }
 
     async fn apply(&self, conn: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()> {

@@ -65,7 +65,10 @@ pub enum StartError {
     #[error("projection `{0}` drives sagas and owns no tables: it cannot be rebuilt")]
     NotRebuildable(String),
     #[error("projection `{projection}` is already being rebuilt by {rebuild_id}")]
-    AlreadyRunning { projection: String, rebuild_id: Uuid },
+    AlreadyRunning {
+        projection: String,
+        rebuild_id: Uuid,
+    },
     #[error(transparent)]
     Database(#[from] anyhow::Error),
 }
