@@ -4,7 +4,8 @@
 //! `account`) split into `commands`, `events`, `error` and `aggregate` (the rules, with their
 //! given/when/then tests). Facts an aggregate cannot know itself (a SKU's catalog entry, say)
 //! arrive inside the command, resolved by the caller, so every rule stays testable without I/O.
-//! Events are a public contract: once released, a variant's shape never changes.
+//! Events are a public contract: once released, a variant's shape changes only as a new version
+//! with an upcaster from the old one (`upcast`).
 
 pub mod account;
 pub mod cart;
