@@ -12,7 +12,9 @@ use axum::Router;
 use commerce_command_api::CommandState;
 use commerce_http::{ApiError, JwtKeys};
 use commerce_projections::rebuild::{run_rebuilds, RebuildConfig};
-use commerce_projections::{read_models, run_projections, Namespace, Relay, SharedProjection};
+use commerce_projections::{
+    read_models, run_projections, Namespace, Projection, Relay, SharedProjection,
+};
 use commerce_query_api::QueryState;
 use commerce_sagas::gateway::{GatewayClientConfig, HttpGateway, Sandbox, SandboxHandle};
 use commerce_sagas::{run_worker, SagaConfig, SagaDriver, SagaTriggers, WorkerConfig};
@@ -172,14 +174,21 @@ impl Application {
                 },
                 shutdown.clone(),
             )));
+            let projections: Vec<SharedProjection> = read_models::all()
+                .into_iter()
+                .chain([SharedProjection::new(SagaTriggers)])
+                .collect();
+            let names = projections.iter().map(|p| p.name()).collect();
+            background.push(tokio::spawn(crate::metrics::refresh_gauges(
+                pool.clone(),
+                names,
+                shutdown.clone(),
+            )));
             background.push(tokio::spawn(run_projections(
                 pool.clone(),
                 jetstream,
                 namespace,
-                read_models::all()
-                    .into_iter()
-                    .chain([SharedProjection::new(SagaTriggers)])
-                    .collect(),
+                projections,
                 shutdown.clone(),
             )));
         }

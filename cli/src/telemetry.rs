@@ -22,7 +22,8 @@ pub fn init_logging() {
     };
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// The process-wide Prometheus recorder, installed on first use, with every series described
+/// ([`crate::metrics::describe`]).
 pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -32,10 +33,12 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
             .unwrap_or_else(|_| PrometheusBuilder::new());
-        match builder.install_recorder() {
+        let handle = match builder.install_recorder() {
             Ok(handle) => handle,
             // Another recorder is installed (a test harness): keep a private one for rendering.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
-        }
+        };
+        crate::metrics::describe();
+        handle
     })
 }

@@ -4,7 +4,8 @@
 //! `account`) split into `commands`, `events`, `error` and `aggregate` (the rules, with their
 //! given/when/then tests). Facts an aggregate cannot know itself (a SKU's catalog entry, say)
 //! arrive inside the command, resolved by the caller, so every rule stays testable without I/O.
-//! Events are a public contract: once released, a variant's shape never changes.
+//! Events are a public contract: once released, a variant's shape changes only as a new version
+//! with an upcaster from the old one (`upcast`).
 
 pub mod account;
 pub mod cart;
@@ -15,18 +16,21 @@ pub mod payment;
 pub mod product;
 pub mod review;
 pub mod services;
+pub mod upcast;
 pub mod values;
 
 pub use values::{
-    AccountId, Currency, Email, InvalidValue, Money, OrderId, PaymentId, ProductId, Role, Sku,
+    AccountId, Currency, Email, InvalidValue, Money, OrderId, PaymentId, ProductId, Role,
+    ShippingMethodId, Sku,
 };
 
-/// The version every event type currently has; bumped per type with an upcaster when one changes.
+/// The version every event type starts at; [`upcast`] holds the later ones.
 pub const EVENT_VERSION: &str = "1.0";
 
-/// Implements `cqrs_es::DomainEvent` with the variant's name as the event type.
+/// Implements `cqrs_es::DomainEvent` for the events of aggregate `$aggregate`: the variant's
+/// name as the event type, and its current version from the upcaster chain.
 macro_rules! domain_event {
-    ($ty:ident { $($variant:ident),+ $(,)? }) => {
+    ($ty:ident for $aggregate:path { $($variant:ident),+ $(,)? }) => {
         impl cqrs_es::DomainEvent for $ty {
             fn event_type(&self) -> String {
                 match self {
@@ -35,7 +39,12 @@ macro_rules! domain_event {
             }
 
             fn event_version(&self) -> String {
-                crate::EVENT_VERSION.to_owned()
+                let aggregate_type = <$aggregate as cqrs_es::Aggregate>::TYPE;
+                match self {
+                    $(Self::$variant { .. } => {
+                        crate::upcast::current_version(aggregate_type, stringify!($variant))
+                    })+
+                }
             }
         }
     };

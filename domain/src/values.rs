@@ -66,6 +66,10 @@ uuid_id!(
     /// Identifies a payment (one per order).
     PaymentId
 );
+uuid_id!(
+    /// Identifies a shipping method.
+    ShippingMethodId
+);
 
 impl PaymentId {
     /// The payment of an order: one per order, derived so that a retried step finds the same one.

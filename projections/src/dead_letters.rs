@@ -10,6 +10,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use commerce_domain::upcast::UpcastError;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
@@ -40,8 +41,9 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// The event that was parked.
-    pub fn event(&self) -> StoredEvent {
+    /// The event that was parked, brought to its current version (it may have been parked by an
+    /// engine that wrote an older one).
+    pub fn event(&self) -> Result<StoredEvent, UpcastError> {
         StoredEvent {
             aggregate_type: self.aggregate_type.clone(),
             aggregate_id: self.aggregate_id.clone(),
@@ -53,6 +55,7 @@ impl DeadLetter {
             metadata: self.metadata.clone(),
             recorded_at: self.recorded_at,
         }
+        .upcast()
     }
 }
 
@@ -201,9 +204,12 @@ async fn retry_erased(
     let Some(letter) = letter else {
         return Ok(RetryOutcome::NotFound);
     };
-    let event = letter.event();
     let mut savepoint = tx.begin().await.context("setting a savepoint")?;
-    let outcome = match projection.erased_apply(&mut savepoint, &event).await {
+    let applied = match letter.event() {
+        Ok(event) => projection.erased_apply(&mut savepoint, &event).await,
+        Err(error) => Err(error.into()),
+    };
+    let outcome = match applied {
         Ok(()) => {
             savepoint
                 .commit()

@@ -13,6 +13,11 @@
 //! | `Commerce-Correlation-Id`, `Commerce-Causation-Id` | from its metadata |
 //! | `Commerce-Metadata` | its whole metadata, as compact JSON |
 //!
+//! A `StoredEvent` is always at its type's current version: built from an `events` row (every
+//! `query_as::<_, StoredEvent>`, and `#[sqlx(flatten)]` rows holding one) or from a message, it
+//! goes through the domain's upcaster chain ([`commerce_domain::upcast`]), so a projection only
+//! ever decodes the current shape and the relay publishes it.
+//!
 //! Text headers are percent-encoded where a byte is not printable ASCII (and `%` itself), so no
 //! value can break the header framing; the JSON header escapes non-ASCII as `\uXXXX`.
 
@@ -20,7 +25,10 @@ use anyhow::Context;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
+use commerce_domain::upcast::{upcast, UpcastError};
 use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
 
 use crate::Namespace;
 
@@ -47,8 +55,9 @@ pub const RECORDED_AT: &str = "Commerce-Recorded-At";
 /// The whole metadata, as JSON.
 pub const METADATA: &str = "Commerce-Metadata";
 
-/// An event as stored in the `events` table (without its transaction id).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+/// An event as stored in the `events` table (without its transaction id), upcast to the
+/// current version of its type.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     pub aggregate_type: String,
     pub aggregate_id: String,
@@ -64,6 +73,27 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// Reads the columns of the derive it replaces, then upcasts: a row of a version this engine
+/// does not know is a decode error naming the event, never a panic.
+impl<'r> sqlx::FromRow<'r, PgRow> for StoredEvent {
+    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
+        let event = Self {
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            position: row.try_get("position")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        };
+        event
+            .upcast()
+            .map_err(|error| sqlx::Error::Decode(Box::new(error)))
+    }
+}
+
 /// A message ready to publish.
 #[derive(Debug, Clone)]
 pub struct OutgoingMessage {
@@ -73,6 +103,20 @@ pub struct OutgoingMessage {
 }
 
 impl StoredEvent {
+    /// The same event at its type's current version (itself when it already is).
+    pub fn upcast(mut self) -> Result<Self, UpcastError> {
+        let payload = std::mem::take(&mut self.payload);
+        let (version, payload) = upcast(
+            &self.aggregate_type,
+            &self.event_type,
+            &self.event_version,
+            payload,
+        )?;
+        self.event_version = version;
+        self.payload = payload;
+        Ok(self)
+    }
+
     /// The payload as the domain's event type, read in place (no copy of the JSON).
     pub fn decode<'a, E: serde::Deserialize<'a>>(&'a self) -> Result<E, serde_json::Error> {
         E::deserialize(&self.payload)
@@ -156,7 +200,8 @@ impl StoredEvent {
         let recorded_at = DateTime::parse_from_rfc3339(&text(RECORDED_AT)?)
             .context("parsing the recording time")?
             .with_timezone(&Utc);
-        Ok(Self {
+        // A message published before an upgrade may carry an older version.
+        let event = Self {
             aggregate_type: text(AGGREGATE_TYPE)?,
             aggregate_id: text(AGGREGATE_ID)?,
             sequence: number(SEQUENCE)?,
@@ -166,7 +211,8 @@ impl StoredEvent {
             payload: serde_json::from_slice(&message.payload).context("parsing the payload")?,
             metadata,
             recorded_at,
-        })
+        };
+        Ok(event.upcast()?)
     }
 }
 

@@ -760,22 +760,52 @@ fn serialize_events<E: DomainEvent>(
         .context("serialising events")
 }
 
+/// Decodes one stored event of aggregate type `A`, brought to its current version by the
+/// domain's upcaster chain first: the one way the store turns rows into events (loading, replay,
+/// and any reader that folds a stream, such as time travel).
+pub fn decode_event<A: Aggregate>(
+    id: &str,
+    sequence: i64,
+    event_type: &str,
+    event_version: &str,
+    payload: serde_json::Value,
+) -> anyhow::Result<A::Event> {
+    let (_, payload) = commerce_domain::upcast::upcast(A::TYPE, event_type, event_version, payload)
+        .with_context(|| format!("upcasting {} {id} event {sequence}", A::TYPE))?;
+    serde_json::from_value(payload).with_context(|| {
+        format!(
+            "decoding {} {id} event {sequence} ({event_type} {event_version})",
+            A::TYPE
+        )
+    })
+}
+
 /// Folds the latest snapshot and the events after it, read in one round trip. A snapshot that
 /// no longer deserialises (the state's shape changed) is ignored and the whole stream replayed.
+/// Events are upcast to their current version as they are decoded ([`decode_event`]).
 pub async fn load_from_store<A>(pool: &PgPool, id: &str) -> anyhow::Result<Loaded<A>>
 where
     A: Aggregate + Clone,
 {
     // The snapshot (if any) comes first, flagged, with the position of the event it covers;
-    // then the events after it.
-    let rows: Vec<(bool, i64, serde_json::Value, Option<i64>)> = sqlx::query_as(
+    // then the events after it, with their type and version.
+    type Row = (
+        bool,
+        i64,
+        serde_json::Value,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
         "WITH snapshot AS ( \
              SELECT last_sequence, payload FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2) \
          SELECT true, last_sequence, payload, \
-             (SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = last_sequence) \
+             (SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = last_sequence), \
+             NULL::text, NULL::text \
          FROM snapshot \
          UNION ALL \
-         (SELECT false, sequence, payload, position FROM events \
+         (SELECT false, sequence, payload, position, event_type, event_version FROM events \
           WHERE aggregate_type = $1 AND aggregate_id = $2 \
             AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0)) \
          ORDER BY 1 DESC, 2",
@@ -786,10 +816,8 @@ where
     .await
     .context("reading the snapshot and the events")?;
     let mut rows = rows.into_iter().peekable();
-    let (mut state, mut version, mut position) = match rows
-        .next_if(|(is_snapshot, _, _, _)| *is_snapshot)
-    {
-        Some((_, version, payload, position)) => match serde_json::from_value::<A>(payload) {
+    let (mut state, mut version, mut position) = match rows.next_if(|row| row.0) {
+        Some((_, version, payload, position, _, _)) => match serde_json::from_value::<A>(payload) {
             Ok(state) => (state, version, position),
             Err(error) => {
                 tracing::warn!(aggregate = A::TYPE, %id, %error, "ignoring a snapshot that no longer deserialises");
@@ -799,9 +827,14 @@ where
         None => (A::default(), 0, None),
     };
     let snapshot_version = version;
-    for (_, sequence, payload, at) in rows {
-        let event: A::Event = serde_json::from_value(payload)
-            .with_context(|| format!("decoding {} {id} event {sequence}", A::TYPE))?;
+    for (_, sequence, payload, at, event_type, event_version) in rows {
+        let event = decode_event::<A>(
+            id,
+            sequence,
+            event_type.as_deref().unwrap_or_default(),
+            event_version.as_deref().unwrap_or_default(),
+            payload,
+        )?;
         state.apply(event);
         version = sequence;
         position = at;
@@ -819,8 +852,9 @@ pub async fn replay_from_events<A>(pool: &PgPool, id: &str) -> anyhow::Result<Lo
 where
     A: Aggregate,
 {
-    let events: Vec<(i64, serde_json::Value, i64)> = sqlx::query_as(
-        "SELECT sequence, payload, position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+    let events: Vec<(i64, String, String, serde_json::Value, i64)> = sqlx::query_as(
+        "SELECT sequence, event_type, event_version, payload, position FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
     )
     .bind(A::TYPE)
     .bind(id)
@@ -833,10 +867,9 @@ where
         position: None,
         snapshot_version: 0,
     };
-    for (sequence, payload, position) in events {
-        loaded
-            .state
-            .apply(serde_json::from_value(payload).context("decoding an event")?);
+    for (sequence, event_type, event_version, payload, position) in events {
+        let event = decode_event::<A>(id, sequence, &event_type, &event_version, payload)?;
+        loaded.state.apply(event);
         loaded.version = sequence;
         loaded.position = Some(position);
     }

@@ -28,7 +28,7 @@ pub enum AccountEvent {
     },
 }
 
-crate::domain_event!(AccountEvent { AccountRegistered });
+crate::domain_event!(AccountEvent for Account { AccountRegistered });
 
 /// Why an account command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

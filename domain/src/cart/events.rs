@@ -31,7 +31,7 @@ pub enum CartEvent {
     },
 }
 
-crate::domain_event!(CartEvent {
+crate::domain_event!(CartEvent for crate::cart::Cart {
     ItemQuantitySet,
     ItemRemoved,
     ItemMovedToWishlist,

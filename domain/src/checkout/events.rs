@@ -64,7 +64,7 @@ pub enum SagaEvent {
     SagaCompleted { outcome: SagaOutcome },
 }
 
-crate::domain_event!(SagaEvent {
+crate::domain_event!(SagaEvent for crate::checkout::CheckoutSaga {
     SagaStarted,
     LineReserved,
     OrderMarkedReserved,

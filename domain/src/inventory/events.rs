@@ -47,7 +47,7 @@ pub enum InventoryEvent {
     },
 }
 
-crate::domain_event!(InventoryEvent {
+crate::domain_event!(InventoryEvent for crate::inventory::Inventory {
     Restocked,
     Adjusted,
     Reserved,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{OrderCommand, OrderError, OrderEvent, OrderLine, ShippingAddress};
-use crate::{AccountId, Money, PaymentId};
+use crate::{AccountId, Money, PaymentId, ShippingMethodId};
 
 /// Where an order stands. The names are the API's `status` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -60,7 +60,14 @@ pub struct Order {
     pub status: Option<OrderStatus>,
     pub buyer_id: Option<AccountId>,
     pub lines: Vec<OrderLine>,
+    /// The price breakdown: `total = subtotal − discount + shipping + tax`.
+    pub subtotal: Option<Money>,
+    pub discount: Option<Money>,
+    pub shipping: Option<Money>,
+    pub tax: Option<Money>,
     pub total: Option<Money>,
+    pub promotion_code: Option<String>,
+    pub shipping_method_id: Option<ShippingMethodId>,
     pub payment_id: Option<PaymentId>,
     /// The provider's token for the buyer's card, for the saga to authorise with.
     pub payment_token: Option<String>,
@@ -132,10 +139,19 @@ impl Order {
                 let shipping_address = shipping_address
                     .validated()
                     .map_err(|e| OrderError::InvalidInput(e.0))?;
+                // Until pricing lands an order pays the sum of its lines: nothing off, no
+                // shipping or tax.
+                let zero = Money::zero(total.currency);
                 Ok(OrderEvent::OrderPlaced {
                     buyer_id,
                     lines,
+                    subtotal: total,
+                    discount: zero,
+                    shipping: zero,
+                    tax: zero,
                     total,
+                    promotion_code: None,
+                    shipping_method_id: None,
                     payment_id: PaymentId::for_order(order_id),
                     payment_token,
                     shipping_address,
@@ -244,14 +260,26 @@ impl Aggregate for Order {
             OrderEvent::OrderPlaced {
                 buyer_id,
                 lines,
+                subtotal,
+                discount,
+                shipping,
+                tax,
                 total,
+                promotion_code,
+                shipping_method_id,
                 payment_id,
                 payment_token,
                 shipping_address,
             } => {
                 self.buyer_id = Some(buyer_id);
                 self.lines = lines;
+                self.subtotal = Some(subtotal);
+                self.discount = Some(discount);
+                self.shipping = Some(shipping);
+                self.tax = Some(tax);
                 self.total = Some(total);
+                self.promotion_code = promotion_code;
+                self.shipping_method_id = shipping_method_id;
                 self.payment_id = Some(payment_id);
                 self.payment_token = Some(payment_token);
                 self.shipping_address = Some(shipping_address);
@@ -318,7 +346,13 @@ mod tests {
         OrderEvent::OrderPlaced {
             buyer_id: AccountId(uuid::Uuid::from_u128(3)),
             lines: vec![line(2, 500)],
+            subtotal: eur(1000),
+            discount: eur(0),
+            shipping: eur(0),
+            tax: eur(0),
             total: eur(1000),
+            promotion_code: None,
+            shipping_method_id: None,
             payment_id: PaymentId(uuid::Uuid::from_u128(4)),
             payment_token: "tok_ok".into(),
             shipping_address: address(),
@@ -341,9 +375,25 @@ mod tests {
             .when(place(vec![line(2, 500)], eur(1000)))
             .inspect_result()
             .unwrap();
-        assert!(
-            matches!(&events[..], [OrderEvent::OrderPlaced { total, .. }] if *total == eur(1000))
+        let [OrderEvent::OrderPlaced {
+            subtotal,
+            discount,
+            shipping,
+            tax,
+            total,
+            promotion_code,
+            shipping_method_id,
+            ..
+        }] = &events[..]
+        else {
+            panic!("expected one OrderPlaced, got {events:?}");
+        };
+        // Until pricing lands: the lines' sum, nothing off, no shipping or tax.
+        assert_eq!(
+            (*subtotal, *discount, *shipping, *tax, *total),
+            (eur(1000), eur(0), eur(0), eur(0), eur(1000))
         );
+        assert_eq!((promotion_code, shipping_method_id), (&None, &None));
         let mut order = Order::default();
         order.apply(events[0].clone());
         assert_eq!(order.status, Some(OrderStatus::Pending));

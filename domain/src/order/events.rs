@@ -1,16 +1,32 @@
 use serde::{Deserialize, Serialize};
 
 use crate::order::{OrderLine, ShippingAddress};
-use crate::{AccountId, Money, PaymentId};
+use crate::{AccountId, Money, PaymentId, ShippingMethodId};
 
 /// What happened to an order.
+// `OrderPlaced` is far larger than the others; an event lives briefly between its decision and
+// its serialisation, so boxing it would cost every match more than it saves.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum OrderEvent {
-    /// The buyer checked out; the order waits for stock and payment.
+    /// The buyer checked out; the order waits for stock and payment. Version 2 (see
+    /// [`crate::upcast`]) added the price breakdown: `total = subtotal − discount + shipping + tax`,
+    /// all in one currency.
     OrderPlaced {
         buyer_id: AccountId,
         lines: Vec<OrderLine>,
+        /// The sum of the lines.
+        subtotal: Money,
+        /// What a promotion took off the subtotal.
+        discount: Money,
+        shipping: Money,
+        tax: Money,
+        /// What the buyer pays.
         total: Money,
+        /// The promotion the buyer applied, if any.
+        promotion_code: Option<String>,
+        /// The shipping method chosen at checkout, if any.
+        shipping_method_id: Option<ShippingMethodId>,
         payment_id: PaymentId,
         /// The payment provider's token for the buyer's card; never the card itself.
         payment_token: String,
@@ -42,7 +58,7 @@ pub enum OrderEvent {
     },
 }
 
-crate::domain_event!(OrderEvent {
+crate::domain_event!(OrderEvent for crate::order::Order {
     OrderPlaced,
     InventoryReserved,
     PaymentAuthorized,

@@ -21,7 +21,7 @@ pub enum PaymentEvent {
     PaymentRefunded { amount: Money },
 }
 
-crate::domain_event!(PaymentEvent {
+crate::domain_event!(PaymentEvent for crate::payment::Payment {
     PaymentRequested,
     PaymentAuthorized,
     PaymentDeclined,

@@ -17,7 +17,7 @@ pub enum ProductEvent {
     ProductDelisted,
 }
 
-crate::domain_event!(ProductEvent {
+crate::domain_event!(ProductEvent for crate::product::Product {
     ProductCreated,
     ProductUpdated,
     ProductDelisted

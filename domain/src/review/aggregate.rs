@@ -32,7 +32,7 @@ pub enum ReviewEvent {
     },
 }
 
-crate::domain_event!(ReviewEvent { ReviewWritten });
+crate::domain_event!(ReviewEvent for Review { ReviewWritten });
 
 /// Why a review was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -50,7 +50,10 @@ struct NewOrder {
     buyer_id: Uuid,
     seller_ids: Vec<Uuid>,
     lines: Value,
-    total: Value,
+    /// `subtotal`, `discount`, `shipping`, `tax` and `total`, as JSON money.
+    prices: [Value; 5],
+    promotion_code: Option<String>,
+    shipping_method_id: Option<Uuid>,
     shipping_address: Value,
     placed_at: DateTime<Utc>,
     later: Transitions,
@@ -87,7 +90,13 @@ impl Changes {
             OrderEvent::OrderPlaced {
                 buyer_id,
                 lines,
+                subtotal,
+                discount,
+                shipping,
+                tax,
                 total,
+                promotion_code,
+                shipping_method_id,
                 shipping_address,
                 ..
             } => {
@@ -102,7 +111,9 @@ impl Changes {
                         buyer_id: buyer_id.0,
                         seller_ids,
                         lines: json!(lines),
-                        total: json!(total),
+                        prices: [subtotal, discount, shipping, tax, total].map(|m| json!(m)),
+                        promotion_code,
+                        shipping_method_id: shipping_method_id.map(|id| id.0),
                         shipping_address: json!(shipping_address),
                         placed_at: at,
                         later,
@@ -187,7 +198,13 @@ struct NewOrderColumns {
     seller_ids: Vec<Value>,
     statuses: Vec<&'static str>,
     lines: Vec<Value>,
+    subtotals: Vec<Value>,
+    discounts: Vec<Value>,
+    shippings: Vec<Value>,
+    taxes: Vec<Value>,
     totals: Vec<Value>,
+    promotion_codes: Vec<Option<String>>,
+    shipping_method_ids: Vec<Option<Uuid>>,
     addresses: Vec<Value>,
     timelines: Vec<Value>,
     reasons: Vec<Option<String>>,
@@ -204,7 +221,14 @@ impl NewOrderColumns {
         self.seller_ids.push(json!(order.seller_ids));
         self.statuses.push(later.status.unwrap_or("pending"));
         self.lines.push(order.lines);
-        self.totals.push(order.total);
+        let [subtotal, discount, shipping, tax, total] = order.prices;
+        self.subtotals.push(subtotal);
+        self.discounts.push(discount);
+        self.shippings.push(shipping);
+        self.taxes.push(tax);
+        self.totals.push(total);
+        self.promotion_codes.push(order.promotion_code);
+        self.shipping_method_ids.push(order.shipping_method_id);
         self.addresses.push(order.shipping_address);
         self.timelines.push(Value::Array(later.timeline));
         self.reasons.push(later.cancellation_reason);
@@ -220,11 +244,15 @@ impl NewOrderColumns {
         sqlx::query(
             "INSERT INTO rm_orders (order_id, buyer_id, seller_ids, status, lines, total, \
                                     shipping_address, timeline, cancellation_reason, shipment, \
-                                    placed_at, updated_at) \
-             SELECT o, b, ARRAY(SELECT jsonb_array_elements_text(s)::uuid), st, l, t, a, tl, r, sh, p, u \
+                                    placed_at, updated_at, subtotal, discount, shipping, tax, \
+                                    promotion_code, shipping_method_id) \
+             SELECT o, b, ARRAY(SELECT jsonb_array_elements_text(s)::uuid), st, l, t, a, tl, r, sh, p, u, \
+                    sub, d, shp, tx, pc, sm \
              FROM UNNEST($1::uuid[], $2::uuid[], $3::jsonb[], $4::text[], $5::jsonb[], $6::jsonb[], \
                          $7::jsonb[], $8::jsonb[], $9::text[], $10::jsonb[], $11::timestamptz[], \
-                         $12::timestamptz[]) AS n(o, b, s, st, l, t, a, tl, r, sh, p, u)",
+                         $12::timestamptz[], $13::jsonb[], $14::jsonb[], $15::jsonb[], $16::jsonb[], \
+                         $17::text[], $18::uuid[]) \
+                  AS n(o, b, s, st, l, t, a, tl, r, sh, p, u, sub, d, shp, tx, pc, sm)",
         )
         .bind(&self.order_ids)
         .bind(&self.buyer_ids)
@@ -238,6 +266,12 @@ impl NewOrderColumns {
         .bind(&self.shipments)
         .bind(&self.placed_at)
         .bind(&self.updated_at)
+        .bind(&self.subtotals)
+        .bind(&self.discounts)
+        .bind(&self.shippings)
+        .bind(&self.taxes)
+        .bind(&self.promotion_codes)
+        .bind(&self.shipping_method_ids)
         .execute(&mut *db)
         .await?;
         Ok(())

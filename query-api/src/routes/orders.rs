@@ -25,8 +25,21 @@ pub struct OrderView {
     pub status: String,
     #[schema(value_type = Vec<Object>)]
     pub lines: Value,
+    /// The price breakdown: `total = subtotal − discount + shipping + tax`, each money.
+    #[schema(value_type = Object)]
+    pub subtotal: Value,
+    #[schema(value_type = Object)]
+    pub discount: Value,
+    #[schema(value_type = Object)]
+    pub shipping: Value,
+    #[schema(value_type = Object)]
+    pub tax: Value,
     #[schema(value_type = Object)]
     pub total: Value,
+    /// The promotion applied at checkout, if any.
+    pub promotion_code: Option<String>,
+    /// The shipping method chosen at checkout, if any.
+    pub shipping_method_id: Option<uuid::Uuid>,
     /// Every status change: `status`, `at`.
     #[schema(value_type = Vec<Object>)]
     pub timeline: Value,
@@ -42,7 +55,8 @@ pub struct OrderView {
 }
 
 pub(crate) const ORDER_COLUMNS: &str =
-    "order_id, buyer_id, status, lines, total, timeline, cancellation_reason, \
+    "order_id, buyer_id, status, lines, subtotal, discount, shipping, tax, total, \
+     promotion_code, shipping_method_id, timeline, cancellation_reason, \
      shipping_address, shipment, placed_at, updated_at, seller_ids";
 
 /// The order if `caller` may see it: its buyer, an admin, or a seller of one of its lines.

@@ -21,3 +21,4 @@ mod read_models;
 mod reads;
 mod rebuild;
 mod search;
+mod upcasting;

@@ -130,3 +130,154 @@ async fn an_unknown_route_is_a_404_problem() {
     let response = app.request(Method::GET, "/v1/nowhere", None, None).await;
     crate::helpers::assert_problem(response, StatusCode::NOT_FOUND).await;
 }
+
+/// The value of the unlabelled series `name` in a `/metrics` text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().unwrap())
+}
+
+async fn metrics_text(app: &crate::helpers::TestApp) -> String {
+    app.request(Method::GET, "/metrics", None, None)
+        .await
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_series_is_described_and_the_operator_gauges_are_exported() {
+    let app = spawn_app().await;
+    let (_, seller) = app.account("seller").await;
+    app.product(&seller, "MUG", 100, 5).await;
+    let (_, buyer) = app.account("buyer").await;
+    app.add_to_cart(&buyer, "MUG", 1).await;
+    let order = app.checkout(&buyer).await;
+    app.wait_for_event("order", &order.to_string(), "OrderConfirmed")
+        .await;
+    // The database gauges are refreshed at start, then every few seconds.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let text = loop {
+        let text = metrics_text(&app).await;
+        if sample(&text, "commerce_stuck_sagas").is_some()
+            && sample(&text, "commerce_xid_horizon_age_seconds").is_some()
+        {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+
+    let described: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# HELP "))
+        .filter_map(|help| help.split_whitespace().next())
+        .collect();
+    let mut series = 0;
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = line.split(['{', ' ']).next().unwrap();
+        if !name.starts_with("commerce_") && !name.starts_with("http_") {
+            continue;
+        }
+        series += 1;
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| described.contains(base))
+            .unwrap_or(name);
+        assert!(described.contains(&base), "{name} has no # HELP:\n{text}");
+    }
+    assert!(series > 10, "{text}");
+
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        text.lines().any(|l| l.starts_with("commerce_build_info{")
+            && l.contains(&format!("version=\"{version}\""))
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+    assert!(sample(&text, "commerce_stuck_sagas").unwrap() >= 0.0);
+    assert!(sample(&text, "commerce_xid_horizon_age_seconds").unwrap() >= 0.0);
+    for projection in ["orders", "carts", "inventory", "saga_triggers"] {
+        assert!(
+            text.contains(&format!(
+                "commerce_dead_letters{{projection=\"{projection}\"}}"
+            )),
+            "{projection}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stuck_saga_and_an_old_open_transaction_show_in_the_gauges() {
+    let app = spawn_app().await;
+    let saga = uuid::Uuid::now_v7();
+    sqlx::query(
+        "WITH letter AS ( \
+           INSERT INTO dead_letters (projection, aggregate_type, aggregate_id, sequence, position, \
+                                     event_type, event_version, payload, metadata, recorded_at, error, attempts) \
+           VALUES ('saga_triggers', 'order', $1, 1, 1, 'OrderPlaced', '2.0', '{}', '{}', now(), 'broken', 3) \
+           RETURNING id) \
+         INSERT INTO stuck_sagas (saga_id, projection, dead_letter_id, reason) \
+         SELECT $2, 'saga_triggers', id, 'broken' FROM letter",
+    )
+    .bind(saga.to_string())
+    .bind(saga)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(commerce::metrics::stuck_sagas(&app.pool).await.unwrap(), 1);
+
+    // Deadlines, seen inside a transaction so that no saga worker claims them: overdue by a
+    // minute and never leased, or leased by a worker that went away, count; overdue by less
+    // than 30 s, or held by a live lease, do not; nor does the stuck saga twice.
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO saga_deadlines (saga_id, due_at, reason, locked_by, locked_until) VALUES \
+           (gen_random_uuid(), now() - interval '1 minute', 'retry', NULL, NULL), \
+           (gen_random_uuid(), now() - interval '1 minute', 'retry', 'gone', now() - interval '5 seconds'), \
+           (gen_random_uuid(), now() - interval '10 seconds', 'retry', NULL, NULL), \
+           (gen_random_uuid(), now() - interval '1 minute', 'retry', 'alive', now() + interval '1 minute'), \
+           ($1, now() - interval '1 minute', 'retry', NULL, NULL)",
+    )
+    .bind(saga)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(commerce::metrics::stuck_sagas(&mut *tx).await.unwrap(), 3);
+    tx.rollback().await.unwrap();
+
+    // A transaction that took an id holds the horizon back for as long as it stays open.
+    let mut open = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let age = commerce::metrics::xid_horizon_age_seconds(&app.pool)
+        .await
+        .unwrap();
+    assert!(age >= 1.5, "{age}");
+
+    // The refresher exports both (the gauges are process-wide: other tests' engines set them
+    // too, so wait for a refresh of this one's).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = metrics_text(&app).await;
+        let stuck = sample(&text, "commerce_stuck_sagas").unwrap_or_default();
+        let age = sample(&text, "commerce_xid_horizon_age_seconds").unwrap_or_default();
+        if stuck >= 1.0 && age >= 1.5 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck {stuck}, age {age}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    open.rollback().await.unwrap();
+}
