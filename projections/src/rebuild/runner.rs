@@ -35,7 +35,7 @@ impl Default for RebuildConfig {
     fn default() -> Self {
         Self {
             batch_size: 5000,
-            poll: Duration::from_millis(500),
+            poll: Duration::from_millis(200),
             lock_timeout: Duration::from_secs(5),
             max_attempts: 3,
         }
@@ -259,11 +259,20 @@ impl Rebuild {
         drop(conn);
         let mut cursor = (checkpoint.cursor_tx, checkpoint.cursor_position);
         if checkpoint.state == RebuildState::Bulk {
+            let began = std::time::Instant::now();
             if let Some(stop) = self.apply_below(bulk_horizon, &mut cursor).await? {
                 return Ok(stop);
             }
+            let bulk = began.elapsed();
             let mut conn = self.pool.acquire().await?;
             self.shadow.finish_indexes(&mut conn).await?;
+            tracing::info!(
+                rebuild_id = %self.id,
+                projection = self.projection.name(),
+                bulk_seconds = bulk.as_secs_f64(),
+                index_seconds = (began.elapsed() - bulk).as_secs_f64(),
+                "bulk phase done: catching up"
+            );
             if !self.set_state(&mut *conn, RebuildState::CatchingUp).await? {
                 return Ok(Stop::Lost);
             }
@@ -275,8 +284,18 @@ impl Rebuild {
             let horizon = xid_horizon(&self.pool).await?;
             let remaining = self.count_between(cursor, horizon).await?;
             if remaining <= self.config.batch_size {
+                let began = std::time::Instant::now();
                 match self.swap().await {
-                    Ok(stop) => return Ok(stop),
+                    Ok(stop) => {
+                        tracing::info!(
+                            rebuild_id = %self.id,
+                            projection = self.projection.name(),
+                            swap_seconds = began.elapsed().as_secs_f64(),
+                            ?stop,
+                            "swap done"
+                        );
+                        return Ok(stop);
+                    }
                     Err(error) if is_transient(&error) => {
                         tracing::info!(
                             rebuild_id = %self.id,
