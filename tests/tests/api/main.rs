@@ -9,6 +9,7 @@ mod accounts;
 mod bad_input;
 mod cart;
 mod checkout;
+mod cli;
 mod concurrency;
 mod event_store;
 mod idempotency;
