@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::client::{decode, Client, Exit, Failure, Outcome, Page};
-use super::output::{self, instant, or_dash};
+use super::output::{self, instant, or_dash, scalar};
 
 #[derive(Subcommand)]
 pub enum DeadLettersCommand {
@@ -141,7 +141,7 @@ pub async fn run(client: &mut Client, json: bool, command: DeadLettersCommand) -
                 );
             }
             if retried.failed > 0 {
-                let ids: Vec<String> = retried.failed_ids.iter().map(plain).collect();
+                let ids: Vec<String> = retried.failed_ids.iter().map(scalar).collect();
                 return Err(Failure::failed(format!(
                     "{} dead letter(s) still failing: {}",
                     retried.failed,
@@ -151,13 +151,6 @@ pub async fn run(client: &mut Client, json: bool, command: DeadLettersCommand) -
         }
     }
     Ok(())
-}
-
-/// A JSON scalar as text, without a string's quotes.
-fn plain(value: &Value) -> String {
-    value
-        .as_str()
-        .map_or_else(|| value.to_string(), str::to_owned)
 }
 
 fn list_table(items: &[DeadLetter]) -> String {
@@ -175,7 +168,7 @@ fn list_table(items: &[DeadLetter]) -> String {
         ],
         items.iter().map(|d| {
             [
-                plain(&d.dead_letter_id),
+                scalar(&d.dead_letter_id),
                 d.projection.clone(),
                 d.position.to_string(),
                 d.event_type.clone(),
@@ -191,7 +184,7 @@ fn list_table(items: &[DeadLetter]) -> String {
 
 fn details(d: &DeadLetter) -> String {
     let fields = output::fields([
-        ("dead letter", plain(&d.dead_letter_id)),
+        ("dead letter", scalar(&d.dead_letter_id)),
         ("projection", d.projection.clone()),
         ("stream", format!("{} {}", d.aggregate_type, d.aggregate_id)),
         ("sequence", d.sequence.to_string()),
@@ -199,7 +192,7 @@ fn details(d: &DeadLetter) -> String {
         ("event", d.event_type.clone()),
         (
             "event version",
-            or_dash(d.event_version.as_ref().map(plain)),
+            or_dash(d.event_version.as_ref().map(scalar)),
         ),
         ("recorded", instant(d.recorded_at.as_deref())),
         ("attempts", d.attempts.to_string()),
@@ -222,8 +215,8 @@ mod tests {
 
     #[test]
     fn numeric_and_string_ids_print_bare() {
-        assert_eq!(plain(&json!(17)), "17");
-        assert_eq!(plain(&json!("dl-17")), "dl-17");
+        assert_eq!(scalar(&json!(17)), "17");
+        assert_eq!(scalar(&json!("dl-17")), "dl-17");
     }
 
     #[test]

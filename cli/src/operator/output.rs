@@ -45,6 +45,13 @@ pub fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
+/// A JSON scalar as text, a string without its quotes (ids and versions come as either).
+pub fn scalar(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned)
+}
+
 /// An RFC 3339 instant shortened to the second, UTC (`2025-01-31 12:00:05`).
 pub fn instant(value: Option<&str>) -> String {
     match value.and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok()) {

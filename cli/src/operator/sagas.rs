@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::client::{decode, Client, Outcome, Page};
-use super::output::{self, compact, instant, or_dash};
+use super::output::{self, compact, instant, or_dash, scalar};
 
 #[derive(Subcommand)]
 pub enum SagasCommand {
@@ -47,6 +47,10 @@ struct Saga {
     updated_at: Option<String>,
     #[serde(default)]
     order_id: Option<Value>,
+    /// The folded saga on `show`: the contract calls it the saga's `state` JSON, while
+    /// `state` stays the one-word stage of the list; both shapes are read.
+    #[serde(default)]
+    saga: Option<Value>,
     #[serde(default)]
     events: Vec<SagaStep>,
 }
@@ -151,11 +155,7 @@ fn list_table(items: &[Saga]) -> String {
                 reasons(s),
                 instant(s.due_at.as_deref()),
                 or_dash(s.attempts),
-                or_dash(
-                    s.dead_letter_id
-                        .as_ref()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
-                ),
+                or_dash(s.dead_letter_id.as_ref().map(scalar)),
                 instant(s.updated_at.as_deref()),
             ]
         }),
@@ -165,14 +165,7 @@ fn list_table(items: &[Saga]) -> String {
 fn details(saga: &Saga) -> String {
     let fields = output::fields([
         ("saga", saga.saga_id.to_string()),
-        (
-            "order",
-            or_dash(
-                saga.order_id
-                    .as_ref()
-                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
-            ),
-        ),
+        ("order", or_dash(saga.order_id.as_ref().map(scalar))),
         ("state", state_cell(&saga.state)),
         ("stuck", reasons(saga)),
         ("due", instant(saga.due_at.as_deref())),
@@ -191,9 +184,10 @@ fn details(saga: &Saga) -> String {
             ]
         }),
     );
+    let folded = saga.saga.as_ref().unwrap_or(&saga.state);
     format!(
         "{fields}\n\nstate:\n{}\n\nsteps:\n{steps}",
-        output::pretty(&saga.state)
+        output::pretty(folded)
     )
 }
 

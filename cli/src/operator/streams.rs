@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::{decode, Client, Outcome, Page};
-use super::output::{self, compact, instant};
+use super::output::{self, compact, instant, scalar};
 
 #[derive(Subcommand)]
 pub enum StreamsCommand {
@@ -52,7 +52,8 @@ struct StreamEvent {
     sequence: i64,
     position: i64,
     event_type: String,
-    event_version: i64,
+    /// A number or a string such as `"1"`, as the store records it.
+    event_version: Value,
     recorded_at: String,
     payload: Value,
 }
@@ -127,7 +128,7 @@ fn stream_text(stream: &Stream) -> String {
                 e.sequence.to_string(),
                 e.position.to_string(),
                 e.event_type.clone(),
-                e.event_version.to_string(),
+                scalar(&e.event_version),
                 instant(Some(&e.recorded_at)),
                 compact(&e.payload, 80),
             ]
