@@ -4,10 +4,10 @@
 //! one is checked before it is bound into SQL: its text as a body's is (no NUL), its timestamps
 //! through `CursorTime`, its numbers where they are read.
 
+use crate::ApiError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
-use commerce_http::ApiError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -41,7 +41,7 @@ impl PageParams {
         let bytes = URL_SAFE_NO_PAD
             .decode(cursor)
             .map_err(|_| invalid_cursor())?;
-        commerce_http::extract::from_json(&bytes)
+        crate::extract::from_json(&bytes)
             .map(Some)
             .map_err(|_| invalid_cursor())
     }
