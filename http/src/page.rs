@@ -33,6 +33,17 @@ impl PageParams {
         }
     }
 
+    /// The limit, refusing one above the maximum instead of capping it: the admin routes, whose
+    /// callers are scripts, are told rather than silently given fewer items than they asked for.
+    pub fn strict_limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            Some(limit) if limit > MAX_LIMIT => Err(ApiError::bad_request(format!(
+                "limit must be at most {MAX_LIMIT}"
+            ))),
+            _ => self.limit(),
+        }
+    }
+
     /// The decoded cursor, or `None` on the first page.
     pub fn cursor<T: DeserializeOwned>(&self) -> Result<Option<T>, ApiError> {
         let Some(cursor) = &self.cursor else {
