@@ -16,6 +16,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use lru::LruCache;
@@ -800,9 +801,7 @@ where
     };
     let snapshot_version = version;
     for (_, sequence, payload, at) in rows {
-        let event: A::Event = serde_json::from_value(payload)
-            .with_context(|| format!("decoding {} {id} event {sequence}", A::TYPE))?;
-        state.apply(event);
+        apply_stored(&mut state, id, sequence, payload)?;
         version = sequence;
         position = at;
     }
@@ -819,26 +818,138 @@ pub async fn replay_from_events<A>(pool: &PgPool, id: &str) -> anyhow::Result<Lo
 where
     A: Aggregate,
 {
-    let events: Vec<(i64, serde_json::Value, i64)> = sqlx::query_as(
-        "SELECT sequence, payload, position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+    let folded = fold_as_of::<A>(pool, id, AsOf::Now).await?;
+    Ok(match folded {
+        Some(folded) => Loaded {
+            state: folded.state,
+            version: folded.version,
+            position: Some(folded.position),
+            snapshot_version: 0,
+        },
+        None => Loaded {
+            state: A::default(),
+            version: 0,
+            position: None,
+            snapshot_version: 0,
+        },
+    })
+}
+
+/// How much of a stream to fold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Every event.
+    Now,
+    /// The events at or before this global position.
+    Position(i64),
+    /// The events recorded at or before this instant.
+    Instant(DateTime<Utc>),
+}
+
+/// A stream folded up to a point: the state after its last event folded.
+#[derive(Debug, Clone)]
+pub struct Folded<A> {
+    pub state: A,
+    /// The sequence of the last event folded.
+    pub version: i64,
+    /// The global position of the last event folded.
+    pub position: i64,
+    /// When the last event folded was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Folds the stream's events from the start up to `as_of` (time travel), ignoring snapshots:
+/// a snapshot may lie after the point asked for. `None` when no event of the stream is at or
+/// before it.
+///
+/// A stream's positions and recording times grow with its sequence (each append reads the
+/// stream's previous events, committed, before it inserts), so the events before a point are a
+/// prefix of the stream.
+pub async fn fold_as_of<A>(
+    pool: &PgPool,
+    id: &str,
+    as_of: AsOf,
+) -> anyhow::Result<Option<Folded<A>>>
+where
+    A: Aggregate,
+{
+    let (position, instant) = match as_of {
+        AsOf::Now => (None, None),
+        AsOf::Position(position) => (Some(position), None),
+        AsOf::Instant(instant) => (None, Some(instant)),
+    };
+    let events: Vec<(i64, serde_json::Value, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT sequence, payload, position, recorded_at FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 \
+           AND ($3::bigint IS NULL OR position <= $3) \
+           AND ($4::timestamptz IS NULL OR recorded_at <= $4) \
+         ORDER BY sequence",
     )
     .bind(A::TYPE)
     .bind(id)
+    .bind(position)
+    .bind(instant)
     .fetch_all(pool)
     .await
     .context("reading the events")?;
-    let mut loaded = Loaded {
-        state: A::default(),
-        version: 0,
-        position: None,
-        snapshot_version: 0,
-    };
-    for (sequence, payload, position) in events {
-        loaded
-            .state
-            .apply(serde_json::from_value(payload).context("decoding an event")?);
-        loaded.version = sequence;
-        loaded.position = Some(position);
+    let mut folded = None;
+    let mut state = A::default();
+    for (sequence, payload, position, recorded_at) in events {
+        apply_stored(&mut state, id, sequence, payload)?;
+        folded = Some((sequence, position, recorded_at));
     }
-    Ok(loaded)
+    Ok(folded.map(|(version, position, recorded_at)| Folded {
+        state,
+        version,
+        position,
+        recorded_at,
+    }))
+}
+
+/// Several streams of `A` folded to their end, read in one round trip (an operator's page of
+/// sagas): by id, those with events.
+pub async fn fold_many<A>(
+    pool: &PgPool,
+    ids: &[String],
+) -> anyhow::Result<HashMap<String, Folded<A>>>
+where
+    A: Aggregate,
+{
+    let events: Vec<(String, i64, serde_json::Value, i64, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT aggregate_id, sequence, payload, position, recorded_at FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = ANY($2) ORDER BY aggregate_id, sequence",
+    )
+    .bind(A::TYPE)
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+    .context("reading the events")?;
+    let mut folded: HashMap<String, Folded<A>> = HashMap::new();
+    for (id, sequence, payload, position, recorded_at) in events {
+        let stream = folded.entry(id.clone()).or_insert_with(|| Folded {
+            state: A::default(),
+            version: 0,
+            position,
+            recorded_at,
+        });
+        apply_stored(&mut stream.state, &id, sequence, payload)?;
+        stream.version = sequence;
+        stream.position = position;
+        stream.recorded_at = recorded_at;
+    }
+    Ok(folded)
+}
+
+/// Decodes one stored event of `A` and applies it: the one way stored events become state,
+/// whether an aggregate is loaded for a command, replayed, or folded up to a point.
+fn apply_stored<A: Aggregate>(
+    state: &mut A,
+    id: &str,
+    sequence: i64,
+    payload: serde_json::Value,
+) -> anyhow::Result<()> {
+    let event: A::Event = serde_json::from_value(payload)
+        .with_context(|| format!("decoding {} {id} event {sequence}", A::TYPE))?;
+    state.apply(event);
+    Ok(())
 }
