@@ -9,6 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, Request};
 use axum::response::IntoResponse;
 use axum::Router;
+use commerce_admin_api::AdminState;
 use commerce_command_api::CommandState;
 use commerce_http::{ApiError, JwtKeys};
 use commerce_projections::rebuild::{run_rebuilds, RebuildConfig};
@@ -117,6 +118,7 @@ impl Application {
         let shutdown = CancellationToken::new();
 
         let jwt = JwtKeys::new(config.jwt_secret()?.as_bytes(), config.token_ttl_seconds);
+        let jetstream = async_nats::jetstream::new(nats.clone());
         let mut router = Router::new();
         if role.commands() {
             let commands = CommandState::new(pool.clone(), jwt.clone());
@@ -124,6 +126,17 @@ impl Application {
                 commerce_command_api::ensure_admin(&commands, email, password).await?;
             }
             router = router.merge(commerce_command_api::router(commands));
+            // The operators' routes change things (rebuilds, retries, republishes): they are
+            // served where commands are.
+            let admin = AdminState::new(commerce_admin_api::state::Inner {
+                pool: pool.clone(),
+                jwt: jwt.clone(),
+                projections: projections(),
+                jetstream: jetstream.clone(),
+                namespace: namespace.clone(),
+                shutdown: shutdown.clone(),
+            });
+            router = router.merge(commerce_admin_api::router(admin));
         }
         if role.queries() {
             let queries = QueryState::new(pool.clone(), jwt, config.min_position_wait);
@@ -162,7 +175,6 @@ impl Application {
             }
         }
         if role.background() {
-            let jetstream = async_nats::jetstream::new(nats.clone());
             let relay = Relay::new(pool.clone(), jetstream.clone(), namespace.clone());
             background.push(tokio::spawn(relay.run(shutdown.clone())));
             background.push(tokio::spawn(run_rebuilds(
@@ -174,10 +186,7 @@ impl Application {
                 },
                 shutdown.clone(),
             )));
-            let projections: Vec<SharedProjection> = read_models::all()
-                .into_iter()
-                .chain([SharedProjection::new(SagaTriggers)])
-                .collect();
+            let projections = projections();
             let names = projections.iter().map(|p| p.name()).collect();
             background.push(tokio::spawn(crate::metrics::refresh_gauges(
                 pool.clone(),
@@ -268,6 +277,14 @@ impl Application {
         self.pool.close().await;
         Ok(())
     }
+}
+
+/// Every projection the engine runs: the read models and the saga trigger.
+fn projections() -> Vec<SharedProjection> {
+    read_models::all()
+        .into_iter()
+        .chain([SharedProjection::new(SagaTriggers)])
+        .collect()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,10 +1,12 @@
 //! The commerce engine as one deployable: configuration, telemetry, the assembled HTTP
-//! application, and the demo catalog. `main.rs` only parses the command line and waits.
+//! application, the demo catalog, and the operator commands (`operator/`). `main.rs` only
+//! parses the command line and waits.
 
 pub mod app;
 pub mod config;
 pub mod demo;
 pub mod metrics;
+pub mod operator;
 pub mod ops;
 pub mod telemetry;
 

@@ -1,8 +1,11 @@
 //! `commerce`: the engine's one binary.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use commerce::app::{shutdown_signal, Role, GRACE};
+use commerce::operator::{self, OperatorCommand};
 use commerce::{demo, telemetry, Application, Config};
 
 #[derive(Parser)]
@@ -37,12 +40,21 @@ enum Command {
         #[command(flatten)]
         config: Config,
     },
+    #[command(flatten)]
+    Operator(OperatorCommand),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    telemetry::init_logging();
-    match Cli::parse().command {
+async fn main() -> anyhow::Result<ExitCode> {
+    let command = Cli::parse().command;
+    if matches!(command, Command::Operator(_)) {
+        // Operator output is for people and scripts on stdout: logs go to stderr, warnings only.
+        telemetry::init_cli_logging();
+    } else {
+        telemetry::init_logging();
+    }
+    match command {
+        Command::Operator(command) => Ok(operator::run(command).await),
         Command::SandboxGateway { bind } => {
             let listener = tokio::net::TcpListener::bind(bind)
                 .await
@@ -54,14 +66,15 @@ async fn main() -> anyhow::Result<()> {
             ));
             shutdown_signal().await;
             cancel.cancel();
-            server.await.context("the sandbox task")?
+            server.await.context("the sandbox task")??;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { config } => {
             commerce_store::db::create_database_if_missing(&config.database_url).await?;
             let pool = commerce_store::db::connect(&config.database_url, 2).await?;
             commerce_store::db::migrate(&pool).await?;
             tracing::info!("migrations applied");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Serve {
             role,
@@ -80,12 +93,10 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down");
             shutdown.cancel();
             match tokio::time::timeout(GRACE, server).await {
-                Ok(joined) => joined.context("the server task")?,
-                Err(_) => {
-                    tracing::warn!("in-flight requests did not finish in time");
-                    Ok(())
-                }
+                Ok(joined) => joined.context("the server task")??,
+                Err(_) => tracing::warn!("in-flight requests did not finish in time"),
             }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

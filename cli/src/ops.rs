@@ -23,6 +23,7 @@ pub struct Dependencies {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = commerce_command_api::ApiDoc::openapi();
     doc.merge(commerce_query_api::ApiDoc::openapi());
+    doc.merge(commerce_admin_api::ApiDoc::openapi());
     doc.info.title = "Commerce engine".into();
     doc.info.description = Some(
         "An event-sourced commerce engine: commands change aggregates whose events are the only truth. \

@@ -22,6 +22,16 @@ pub fn init_logging() {
     };
 }
 
+/// Logging for the operator commands: to stderr, so stdout holds only their output, and
+/// `warn` unless `RUST_LOG` says otherwise.
+pub fn init_cli_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// The process-wide Prometheus recorder, installed on first use, with every series described
 /// ([`crate::metrics::describe`]).
 pub fn metrics_handle() -> &'static PrometheusHandle {

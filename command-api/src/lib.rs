@@ -12,6 +12,6 @@ pub mod pipeline;
 pub mod routes;
 mod state;
 
-pub use routes::accounts::ensure_admin;
+pub use routes::accounts::{create_admin, ensure_admin, AdminAccount, AdminRefusal};
 pub use routes::{router, ApiDoc};
 pub use state::CommandState;

@@ -24,6 +24,8 @@ pub struct ApiError {
     slug: &'static str,
     detail: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// RFC 9457 extension members, added beside the standard ones.
+    extensions: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -33,7 +35,18 @@ impl ApiError {
             slug,
             detail: detail.into(),
             headers: Vec::new(),
+            extensions: Vec::new(),
         }
+    }
+
+    /// Adds an extension member (RFC 9457 §3.2): a field a client can act on without parsing
+    /// `detail`, such as the id of the rebuild that is already running. The standard members
+    /// keep their values: an extension of the same name is ignored.
+    pub fn with_extension(mut self, name: &'static str, value: impl Serialize) -> Self {
+        if let Ok(value) = serde_json::to_value(value) {
+            self.extensions.push((name, value));
+        }
+        self
     }
 
     pub fn with_header(mut self, name: HeaderName, value: impl ToString) -> Self {
@@ -122,6 +135,12 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
         };
+        let mut body = serde_json::to_value(&body).unwrap_or_default();
+        if let serde_json::Value::Object(members) = &mut body {
+            for (name, value) in self.extensions {
+                members.entry(name).or_insert(value);
+            }
+        }
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, json).into_response();
         let headers = response.headers_mut();

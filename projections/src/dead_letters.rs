@@ -158,6 +158,32 @@ pub async fn list_stuck_sagas(executor: impl PgExecutor<'_>) -> anyhow::Result<V
     .context("listing stuck sagas")
 }
 
+/// The stuck record of one saga, if a parked event left it stuck.
+pub async fn stuck_saga(
+    executor: impl PgExecutor<'_>,
+    saga_id: Uuid,
+) -> anyhow::Result<Option<StuckSaga>> {
+    sqlx::query_as(
+        "SELECT saga_id, projection, dead_letter_id, reason, stuck_at FROM stuck_sagas \
+         WHERE saga_id = $1",
+    )
+    .bind(saga_id)
+    .fetch_optional(executor)
+    .await
+    .context("reading a stuck saga")
+}
+
+/// Forgets that a saga is stuck: an operator woke it another way. Its dead letter, if still
+/// parked, stays listed.
+pub async fn clear_stuck_saga(executor: impl PgExecutor<'_>, saga_id: Uuid) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM stuck_sagas WHERE saga_id = $1")
+        .bind(saga_id)
+        .execute(executor)
+        .await
+        .context("clearing a stuck saga")?;
+    Ok(())
+}
+
 /// The events still parked, oldest first; of one projection, or of all.
 pub async fn list_parked(
     executor: impl PgExecutor<'_>,
@@ -174,6 +200,55 @@ pub async fn list_parked(
     .fetch_all(executor)
     .await
     .context("listing dead letters")
+}
+
+const COLUMNS: &str =
+    "id, projection, aggregate_type, aggregate_id, sequence, position, event_type, \
+     event_version, payload, metadata, recorded_at, error, attempts, parked_at, retried_at";
+
+/// A page of dead letters, oldest first: of one projection or of all, still parked or (with
+/// `include_retried`) retried too, after the one with id `after`.
+pub async fn list_page(
+    executor: impl PgExecutor<'_>,
+    projection: Option<&str>,
+    include_retried: bool,
+    after: i64,
+    limit: i64,
+) -> anyhow::Result<Vec<DeadLetter>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM dead_letters \
+         WHERE ($1::text IS NULL OR projection = $1) AND ($2 OR retried_at IS NULL) AND id > $3 \
+         ORDER BY id LIMIT $4"
+    ))
+    .bind(projection)
+    .bind(include_retried)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(executor)
+    .await
+    .context("listing dead letters")
+}
+
+/// The dead letter `id`, parked or retried.
+pub async fn get(executor: impl PgExecutor<'_>, id: i64) -> anyhow::Result<Option<DeadLetter>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM dead_letters WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+        .context("reading a dead letter")
+}
+
+/// How many events each projection has still parked (projections with none are absent).
+pub async fn parked_counts(
+    executor: impl PgExecutor<'_>,
+) -> anyhow::Result<std::collections::HashMap<String, i64>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT projection, count(*) FROM dead_letters WHERE retried_at IS NULL GROUP BY projection",
+    )
+    .fetch_all(executor)
+    .await
+    .context("counting dead letters")?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Applies the parked event `id` of `projection` again, in its own transaction.

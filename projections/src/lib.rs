@@ -15,12 +15,13 @@
 //! - [`dead_letters`]: events a projection parked, for operators to list and retry, and the
 //!   sagas a parked event left stuck.
 //! - [`failure`]: which failures are transient (retried, never parked) and the retry backoff.
+//! - [`republish`]: an operator's republish of the store from a position, as the relay publishes.
 //! - [`replay`]: [`apply_from_store`], applying events straight from the event store.
 //! - [`envelope`]: [`StoredEvent`] and how it travels as a NATS message.
 //! - [`namespace`] and [`stream`]: names and the stream's configuration.
 //!
 //! Tables (migration `20261122000003` and later): `relay_checkpoint`, `relay_parked_events`,
-//! `projection_positions`, `projection_sequences`, `dead_letters`, `stuck_sagas`.
+//! `projection_positions`, `projection_sequences`, `dead_letters`, `stuck_sagas`, `republishes`.
 
 pub mod dead_letters;
 pub mod envelope;
@@ -31,6 +32,7 @@ pub mod read_models;
 pub mod rebuild;
 pub mod relay;
 pub mod replay;
+pub mod republish;
 pub mod runtime;
 pub mod stream;
 

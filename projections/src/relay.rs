@@ -35,6 +35,7 @@
 //!   labelled with the namespace.
 
 mod active;
+pub(crate) mod batch;
 pub mod checkpoint;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,11 +2,9 @@
 //!
 //! - `state`: the pool, the token keys and how long `X-Min-Position` may wait.
 //! - `consistency`: read-your-writes: wait until the projections a route reads have applied a position.
-//! - `page`: `limit` and opaque `cursor` pagination.
 //! - `routes/`: one file per resource; SQL lives beside the handler that needs it.
 
 pub mod consistency;
-pub mod page;
 pub mod routes;
 mod state;
 

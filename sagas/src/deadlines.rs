@@ -49,6 +49,21 @@ pub async fn wake(conn: &mut PgConnection, ids: &[Uuid], reasons: &[&str]) -> an
     Ok(())
 }
 
+/// Wakes one saga now (an operator's retry), exactly as its order's events wake it, inside the
+/// caller's transaction: when it is due.
+pub async fn wake_now(
+    conn: &mut PgConnection,
+    saga_id: Uuid,
+    reason: &str,
+) -> anyhow::Result<DateTime<Utc>> {
+    wake(conn, &[saga_id], &[reason]).await?;
+    sqlx::query_scalar("SELECT due_at FROM saga_deadlines WHERE saga_id = $1")
+        .bind(saga_id)
+        .fetch_one(&mut *conn)
+        .await
+        .context("reading when the saga is due")
+}
+
 /// Claims up to `limit` sagas for `worker` until `lease` from now: those due, and those whose
 /// worker's lease lapsed (it died mid-saga: resume at once, not at the next deadline). Rows
 /// another worker holds are skipped, not waited for. Every claim takes a new fencing token.

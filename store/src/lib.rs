@@ -5,6 +5,7 @@
 //!   claims it needs, the idempotency record of its response and a due snapshot.
 //! - `repository`: loads aggregates (snapshot plus newer events), keeps recently used ones in
 //!   memory, serialises commands per aggregate in-process and retries on conflicts.
+//! - `history`: any stream folded up to a position or an instant, for operators (time travel).
 //! - `claims` and `idempotency`: the guard tables beside the events.
 //!
 //! cqrs-es supplies the `Aggregate` trait and its test framework; the persistence is ours, so that
@@ -13,6 +14,7 @@
 pub mod claims;
 pub mod db;
 pub mod error;
+pub mod history;
 pub mod idempotency;
 pub mod metadata;
 pub mod repository;
@@ -23,7 +25,7 @@ pub use error::{CommandError, CommitError};
 pub use idempotency::{IdempotencyRecord, StoredResponse};
 pub use metadata::Metadata;
 pub use repository::{
-    CommandOptions, Companion, IdempotencyKey, Loaded, Outcome, Repository, Respond,
+    AsOf, CommandOptions, Companion, Folded, IdempotencyKey, Loaded, Outcome, Repository, Respond,
     MAX_EVENT_BYTES,
 };
 pub use unit_of_work::{Guard, UnitOfWork};

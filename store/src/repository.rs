@@ -16,6 +16,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use lru::LruCache;
@@ -828,14 +829,13 @@ where
     };
     let snapshot_version = version;
     for (_, sequence, payload, at, event_type, event_version) in rows {
-        let event = decode_event::<A>(
-            id,
+        let stored = Stored {
             sequence,
-            event_type.as_deref().unwrap_or_default(),
-            event_version.as_deref().unwrap_or_default(),
+            event_type: event_type.as_deref().unwrap_or_default(),
+            event_version: event_version.as_deref().unwrap_or_default(),
             payload,
-        )?;
-        state.apply(event);
+        };
+        apply_stored(&mut state, id, stored)?;
         version = sequence;
         position = at;
     }
@@ -852,26 +852,169 @@ pub async fn replay_from_events<A>(pool: &PgPool, id: &str) -> anyhow::Result<Lo
 where
     A: Aggregate,
 {
-    let events: Vec<(i64, String, String, serde_json::Value, i64)> = sqlx::query_as(
-        "SELECT sequence, event_type, event_version, payload, position FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+    let folded = fold_as_of::<A>(pool, id, AsOf::Now).await?;
+    Ok(match folded {
+        Some(folded) => Loaded {
+            state: folded.state,
+            version: folded.version,
+            position: Some(folded.position),
+            snapshot_version: 0,
+        },
+        None => Loaded {
+            state: A::default(),
+            version: 0,
+            position: None,
+            snapshot_version: 0,
+        },
+    })
+}
+
+/// How much of a stream to fold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Every event.
+    Now,
+    /// The events at or before this global position.
+    Position(i64),
+    /// The events recorded at or before this instant.
+    Instant(DateTime<Utc>),
+}
+
+/// A stream folded up to a point: the state after its last event folded.
+#[derive(Debug, Clone)]
+pub struct Folded<A> {
+    pub state: A,
+    /// The sequence of the last event folded.
+    pub version: i64,
+    /// The global position of the last event folded.
+    pub position: i64,
+    /// When the last event folded was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Folds the stream's events from the start up to `as_of` (time travel), ignoring snapshots:
+/// a snapshot may lie after the point asked for. `None` when no event of the stream is at or
+/// before it.
+///
+/// A stream's positions and recording times grow with its sequence (each append reads the
+/// stream's previous events, committed, before it inserts), so the events before a point are a
+/// prefix of the stream.
+pub async fn fold_as_of<A>(
+    pool: &PgPool,
+    id: &str,
+    as_of: AsOf,
+) -> anyhow::Result<Option<Folded<A>>>
+where
+    A: Aggregate,
+{
+    let (position, instant) = match as_of {
+        AsOf::Now => (None, None),
+        AsOf::Position(position) => (Some(position), None),
+        AsOf::Instant(instant) => (None, Some(instant)),
+    };
+    type Row = (i64, String, String, serde_json::Value, i64, DateTime<Utc>);
+    let events: Vec<Row> = sqlx::query_as(
+        "SELECT sequence, event_type, event_version, payload, position, recorded_at FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 \
+           AND ($3::bigint IS NULL OR position <= $3) \
+           AND ($4::timestamptz IS NULL OR recorded_at <= $4) \
+         ORDER BY sequence",
     )
     .bind(A::TYPE)
     .bind(id)
+    .bind(position)
+    .bind(instant)
     .fetch_all(pool)
     .await
     .context("reading the events")?;
-    let mut loaded = Loaded {
-        state: A::default(),
-        version: 0,
-        position: None,
-        snapshot_version: 0,
-    };
-    for (sequence, event_type, event_version, payload, position) in events {
-        let event = decode_event::<A>(id, sequence, &event_type, &event_version, payload)?;
-        loaded.state.apply(event);
-        loaded.version = sequence;
-        loaded.position = Some(position);
+    let mut folded = None;
+    let mut state = A::default();
+    for (sequence, event_type, event_version, payload, position, recorded_at) in events {
+        let stored = Stored {
+            sequence,
+            event_type: &event_type,
+            event_version: &event_version,
+            payload,
+        };
+        apply_stored(&mut state, id, stored)?;
+        folded = Some((sequence, position, recorded_at));
     }
-    Ok(loaded)
+    Ok(folded.map(|(version, position, recorded_at)| Folded {
+        state,
+        version,
+        position,
+        recorded_at,
+    }))
+}
+
+/// Several streams of `A` folded to their end, read in one round trip (an operator's page of
+/// sagas): by id, those with events.
+pub async fn fold_many<A>(
+    pool: &PgPool,
+    ids: &[String],
+) -> anyhow::Result<HashMap<String, Folded<A>>>
+where
+    A: Aggregate,
+{
+    type Row = (
+        String,
+        i64,
+        String,
+        String,
+        serde_json::Value,
+        i64,
+        DateTime<Utc>,
+    );
+    let events: Vec<Row> = sqlx::query_as(
+        "SELECT aggregate_id, sequence, event_type, event_version, payload, position, recorded_at \
+         FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = ANY($2) ORDER BY aggregate_id, sequence",
+    )
+    .bind(A::TYPE)
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+    .context("reading the events")?;
+    let mut folded: HashMap<String, Folded<A>> = HashMap::new();
+    for (id, sequence, event_type, event_version, payload, position, recorded_at) in events {
+        let stream = folded.entry(id.clone()).or_insert_with(|| Folded {
+            state: A::default(),
+            version: 0,
+            position,
+            recorded_at,
+        });
+        let stored = Stored {
+            sequence,
+            event_type: &event_type,
+            event_version: &event_version,
+            payload,
+        };
+        apply_stored(&mut stream.state, &id, stored)?;
+        stream.version = sequence;
+        stream.position = position;
+        stream.recorded_at = recorded_at;
+    }
+    Ok(folded)
+}
+
+/// Decodes one stored event of `A` and applies it: the one way stored events become state,
+/// whether an aggregate is loaded for a command, replayed, or folded up to a point.
+fn apply_stored<A: Aggregate>(state: &mut A, id: &str, stored: Stored<'_>) -> anyhow::Result<()> {
+    let event = decode_event::<A>(
+        id,
+        stored.sequence,
+        stored.event_type,
+        stored.event_version,
+        stored.payload,
+    )?;
+    state.apply(event);
+    Ok(())
+}
+
+/// One stored event of a stream, as read.
+struct Stored<'a> {
+    sequence: i64,
+    event_type: &'a str,
+    event_version: &'a str,
+    payload: serde_json::Value,
 }

@@ -39,10 +39,7 @@ const TARGET: f64 = 100_000.0;
 const RSS_LIMIT_MIB: f64 = 256.0;
 
 /// The newest event of a type in this run's engine: `(event_version, payload, metadata)`.
-async fn newest(
-    pool: &PgPool,
-    event_type: &str,
-) -> anyhow::Result<Option<(String, Value, Value)>> {
+async fn newest(pool: &PgPool, event_type: &str) -> anyhow::Result<Option<(String, Value, Value)>> {
     Ok(sqlx::query_as(
         "SELECT event_version, payload, metadata FROM events WHERE event_type = $1 \
          ORDER BY position DESC LIMIT 1",
@@ -148,16 +145,16 @@ async fn fill(
 ) -> anyhow::Result<()> {
     let per_aggregate = lifecycle.events.len() as i64;
     let aggregates = (total as u64).div_ceil(per_aggregate as u64) as i64;
-    let (types, versions, payloads): (Vec<String>, Vec<String>, Vec<Value>) = lifecycle
-        .events
-        .iter()
-        .cloned()
-        .fold((vec![], vec![], vec![]), |(mut t, mut v, mut p), (a, b, c)| {
-            t.push(a);
-            v.push(b);
-            p.push(c);
-            (t, v, p)
-        });
+    let (types, versions, payloads): (Vec<String>, Vec<String>, Vec<Value>) =
+        lifecycle.events.iter().cloned().fold(
+            (vec![], vec![], vec![]),
+            |(mut t, mut v, mut p), (a, b, c)| {
+                t.push(a);
+                v.push(b);
+                p.push(c);
+                (t, v, p)
+            },
+        );
     let mut done = 0;
     while done < aggregates {
         let n = INSERT_CHUNK.min(aggregates - done);

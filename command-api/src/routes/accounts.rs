@@ -94,12 +94,12 @@ async fn verify_password(password: String, hash: Option<String>) -> anyhow::Resu
 async fn register_account(
     state: &CommandState,
     request: &CommandRequest,
+    account_id: AccountId,
     email: Email,
     name: String,
     role: Role,
     password: String,
 ) -> Result<Reply, ApiError> {
-    let account_id = AccountId::new();
     let password_hash = hash_password(password).await?;
     let command = AccountCommand::Register {
         email: email.clone(),
@@ -152,7 +152,17 @@ pub async fn register(
         return Err(ApiError::unprocessable("role must be buyer or seller"));
     }
     check_password(&body.password)?;
-    register_account(&state, &request, email, body.name, body.role, body.password).await
+    let account_id = AccountId::new();
+    register_account(
+        &state,
+        &request,
+        account_id,
+        email,
+        body.name,
+        body.role,
+        body.password,
+    )
+    .await
 }
 
 /// Exchange an e-mail and password for a bearer token.
@@ -187,17 +197,60 @@ pub async fn token(
     }))
 }
 
-/// Creates the admin account named by the configuration when no account holds that e-mail.
-pub async fn ensure_admin(state: &CommandState, email: &str, password: &str) -> anyhow::Result<()> {
-    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("COMMERCE_ADMIN_EMAIL: {e}"))?;
-    if password.chars().count() < 8 {
-        anyhow::bail!("COMMERCE_ADMIN_PASSWORD must be at least 8 characters");
+/// What [`create_admin`] found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAccount {
+    /// A new admin account.
+    Created(AccountId),
+    /// An admin with that e-mail was there already; nothing changed.
+    Existing(AccountId),
+}
+
+/// Why [`create_admin`] refused.
+#[derive(Debug)]
+pub enum AdminRefusal {
+    /// The e-mail or the password breaks the rules registration applies.
+    Invalid(String),
+    /// The e-mail belongs to a buyer or a seller: an account never changes role.
+    NotAnAdmin(AccountId),
+    /// The store failed.
+    Failed(anyhow::Error),
+}
+
+impl std::fmt::Display for AdminRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(detail) => f.write_str(detail),
+            Self::NotAnAdmin(id) => write!(
+                f,
+                "the e-mail belongs to account {id}, which is not an admin"
+            ),
+            Self::Failed(e) => write!(f, "{e:#}"),
+        }
     }
-    if claims::account_by_email(state.pool(), &email)
-        .await?
-        .is_some()
-    {
-        return Ok(());
+}
+
+impl std::error::Error for AdminRefusal {}
+
+impl From<anyhow::Error> for AdminRefusal {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// Creates an admin account unless an admin with that e-mail exists (idempotent), with the
+/// same e-mail and password rules as `POST /v1/accounts`. The bootstrap at start and
+/// `commerce admin create` both come through here.
+pub async fn create_admin(
+    state: &CommandState,
+    email: &str,
+    password: &str,
+    name: &str,
+) -> Result<AdminAccount, AdminRefusal> {
+    let email = Email::parse(email).map_err(|e| AdminRefusal::Invalid(e.0))?;
+    check_password(password).map_err(|e| AdminRefusal::Invalid(e.detail().to_owned()))?;
+    if let Some(existing) = existing_admin(state, &email).await? {
+        return existing;
     }
     let context = RequestContext {
         correlation_id: Metadata::new(None).correlation_id,
@@ -205,11 +258,13 @@ pub async fn ensure_admin(state: &CommandState, email: &str, password: &str) -> 
         if_match: None,
     };
     let request = CommandRequest::new(context, None, "bootstrap admin", &email);
+    let account_id = AccountId::new();
     match register_account(
         state,
         &request,
+        account_id,
         email.clone(),
-        "Administrator".into(),
+        name.to_owned(),
         Role::Admin,
         password.to_owned(),
     )
@@ -217,13 +272,52 @@ pub async fn ensure_admin(state: &CommandState, email: &str, password: &str) -> 
     {
         Ok(_) => {
             tracing::info!(email = email.as_str(), "created the admin account");
+            Ok(AdminAccount::Created(account_id))
+        }
+        // Another process claimed the e-mail at the same moment: whatever it created decides.
+        Err(e) if e.status() == StatusCode::CONFLICT => {
+            match existing_admin(state, &email).await? {
+                Some(existing) => existing,
+                None => Err(anyhow::anyhow!("the e-mail was claimed but holds no account").into()),
+            }
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "creating the admin account failed with status {}: {}",
+            e.status(),
+            e.detail()
+        )
+        .into()),
+    }
+}
+
+/// The account holding `email`, as [`create_admin`] answers for it; `None` when there is none.
+async fn existing_admin(
+    state: &CommandState,
+    email: &Email,
+) -> anyhow::Result<Option<Result<AdminAccount, AdminRefusal>>> {
+    let Some(id) = claims::account_by_email(state.pool(), email).await? else {
+        return Ok(None);
+    };
+    let account = state.accounts.load(&id.to_string()).await?.state;
+    Ok(Some(if account.role == Some(Role::Admin) {
+        Ok(AdminAccount::Existing(id))
+    } else {
+        Err(AdminRefusal::NotAnAdmin(id))
+    }))
+}
+
+/// Creates the admin account named by the configuration when no account holds that e-mail.
+pub async fn ensure_admin(state: &CommandState, email: &str, password: &str) -> anyhow::Result<()> {
+    match create_admin(state, email, password, "Administrator").await {
+        Ok(_) => Ok(()),
+        // Refusing to start would lock the operator out for a reason they cannot fix from here.
+        Err(AdminRefusal::NotAnAdmin(id)) => {
+            tracing::warn!(account_id = %id, "COMMERCE_ADMIN_EMAIL belongs to an account that is not an admin");
             Ok(())
         }
-        // Another instance created it at the same moment.
-        Err(e) if e.status() == StatusCode::CONFLICT => Ok(()),
-        Err(e) => anyhow::bail!(
-            "creating the admin account failed with status {}",
-            e.status()
-        ),
+        Err(AdminRefusal::Invalid(detail)) => {
+            anyhow::bail!("COMMERCE_ADMIN_EMAIL/COMMERCE_ADMIN_PASSWORD: {detail}")
+        }
+        Err(AdminRefusal::Failed(e)) => Err(e),
     }
 }

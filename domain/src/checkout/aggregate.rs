@@ -372,6 +372,47 @@ impl CheckoutSaga {
         self.committed.contains(sku) && !self.restored.contains(sku) && !self.settled.contains(sku)
     }
 
+    /// Where the saga stands, in one word for operators: `not_started`, `reserving`,
+    /// `authorizing`, `confirming`, `confirmed`, `compensating`, `cancelled`, `returning` or
+    /// `refunded` (see [`Self::STAGES`]). A confirmed saga stays `confirmed` while its sale
+    /// becomes final; one being cancelled or returned after confirmation is `compensating` or
+    /// `returning` until it completes again.
+    pub fn stage(&self) -> &'static str {
+        match self.outcome {
+            Some(SagaOutcome::Cancelled) => return "cancelled",
+            Some(SagaOutcome::Refunded) => return "refunded",
+            _ => {}
+        }
+        if self.order_id.is_none() {
+            "not_started"
+        } else if self.returning {
+            "returning"
+        } else if self.compensation.is_some() {
+            "compensating"
+        } else if self.outcome == Some(SagaOutcome::Confirmed) {
+            "confirmed"
+        } else if self.reserved.len() < self.lines.len() || !self.order_marked_reserved {
+            "reserving"
+        } else if !self.order_marked_authorized {
+            "authorizing"
+        } else {
+            "confirming"
+        }
+    }
+
+    /// Every value [`Self::stage`] returns.
+    pub const STAGES: &'static [&'static str] = &[
+        "not_started",
+        "reserving",
+        "authorizing",
+        "confirming",
+        "confirmed",
+        "compensating",
+        "cancelled",
+        "returning",
+        "refunded",
+    ];
+
     /// When the saga must be looked at again though nothing happens to its order: the close
     /// of a delivered order's return window, until its sale is final.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
@@ -542,6 +583,54 @@ mod tests {
             at: t0(),
             deadline: t0() + Duration::seconds(30),
         }
+    }
+
+    #[test]
+    fn the_stage_follows_the_saga_from_start_to_outcome() {
+        use SagaEvent::*;
+        let a = || LineReserved { sku: sku("A") };
+        let b = || LineReserved { sku: sku("B") };
+        assert_eq!(CheckoutSaga::default().stage(), "not_started");
+        assert_eq!(saga(vec![started(), a()]).stage(), "reserving");
+        let reserved = vec![started(), a(), b(), OrderMarkedReserved];
+        assert_eq!(saga(reserved.clone()).stage(), "authorizing");
+        let authorized = [
+            reserved.clone(),
+            vec![
+                requested(),
+                PaymentAuthorized {
+                    authorization_id: "auth".into(),
+                },
+                OrderMarkedAuthorized,
+            ],
+        ]
+        .concat();
+        assert_eq!(saga(authorized.clone()).stage(), "confirming");
+        let confirmed = [
+            authorized,
+            vec![SagaCompleted {
+                outcome: SagaOutcome::Confirmed,
+            }],
+        ]
+        .concat();
+        assert_eq!(saga(confirmed.clone()).stage(), "confirmed");
+        let cancelling = [
+            confirmed,
+            vec![CompensationStarted {
+                reason: "buyer".into(),
+            }],
+        ]
+        .concat();
+        assert_eq!(saga(cancelling.clone()).stage(), "compensating");
+        let cancelled = [
+            cancelling,
+            vec![SagaCompleted {
+                outcome: SagaOutcome::Cancelled,
+            }],
+        ]
+        .concat();
+        assert_eq!(saga(cancelled).stage(), "cancelled");
+        assert!(CheckoutSaga::STAGES.contains(&saga(reserved).stage()));
     }
 
     #[test]

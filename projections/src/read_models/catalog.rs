@@ -108,7 +108,11 @@ impl Changes {
             }
             ProductEvent::ProductUpdated { changes } => match self.created.get_mut(&product_id) {
                 Some(new) => new.change(changes, at),
-                None => self.updated.entry(product_id).or_default().change(changes, at),
+                None => self
+                    .updated
+                    .entry(product_id)
+                    .or_default()
+                    .change(changes, at),
             },
             ProductEvent::ProductDelisted => match self.created.get_mut(&product_id) {
                 Some(new) => {
@@ -145,7 +149,9 @@ impl NewProduct {
             .description
             .unwrap_or(std::mem::take(&mut self.description));
         self.price_amount = update.price_amount.unwrap_or(self.price_amount);
-        self.category = update.category.unwrap_or(std::mem::take(&mut self.category));
+        self.category = update
+            .category
+            .unwrap_or(std::mem::take(&mut self.category));
         self.attributes = update
             .attributes
             .unwrap_or(std::mem::take(&mut self.attributes));
@@ -160,7 +166,10 @@ impl Update {
         // The currency is the product's for good: a new price changes its amount only.
         self.price_amount = changes.price.map(|p| p.amount).or(self.price_amount);
         self.category = changes.category.or(self.category.take());
-        self.attributes = changes.attributes.map(|a| json!(a)).or(self.attributes.take());
+        self.attributes = changes
+            .attributes
+            .map(|a| json!(a))
+            .or(self.attributes.take());
         self.updated_at = Some(at);
     }
 }

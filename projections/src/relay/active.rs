@@ -3,21 +3,13 @@
 
 use anyhow::Context;
 use async_nats::jetstream;
-use async_nats::jetstream::context::PublishErrorKind;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
+use super::batch;
 use super::checkpoint::{self, Checkpoint};
 use super::RelayStatus;
 use crate::{Namespace, StoredEvent};
-
-/// An event with the id of the transaction that wrote it.
-#[derive(sqlx::FromRow)]
-struct Row {
-    tx_id: i64,
-    #[sqlx(flatten)]
-    event: StoredEvent,
-}
 
 /// What one [`ActiveRelay::publish_next`] published; not yet checkpointed.
 #[derive(Debug, Clone)]
@@ -122,59 +114,15 @@ impl ActiveRelay {
     #[tracing::instrument(skip_all, fields(namespace = %self.namespace, events), err)]
     pub async fn publish_next(&mut self) -> anyhow::Result<Published> {
         self.check_stream().await?;
-        let horizon: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(&mut self.conn)
-                .await
-                .context("reading the commit horizon")?;
+        let horizon = batch::horizon(&mut self.conn).await?;
         let limit = i64::try_from(self.batch_size).unwrap_or(i64::MAX);
-        // ORDER BY names the columns qualified: bare, it would sort by the bigint alias and miss
-        // the (tx_id, position) index, scanning and sorting the whole tail of the store per batch.
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence, position, \
-                    event_type, event_version, payload, metadata, recorded_at \
-             FROM events \
-             WHERE tx_id < $1::text::xid8 AND (tx_id, position) > ($2::text::xid8, $3) \
-             ORDER BY events.tx_id, events.position \
-             LIMIT $4",
-        )
-        .bind(horizon)
-        .bind(self.checkpoint.tx_id)
-        .bind(self.checkpoint.position)
-        .bind(limit)
-        .fetch_all(&mut self.conn)
-        .await
-        .context("reading events to publish")?;
+        let after = (self.checkpoint.tx_id, self.checkpoint.position);
+        let rows = batch::read_committed(&mut self.conn, horizon, after, 0, limit).await?;
         tracing::Span::current().record("events", rows.len());
 
-        let mut acks = Vec::with_capacity(rows.len());
-        let mut too_large = Vec::new();
-        for row in &rows {
-            let message = row.event.to_message(&self.namespace)?;
-            let sent = self
-                .jetstream
-                .publish_with_headers(message.subject, message.headers, message.payload)
-                .await;
-            match sent {
-                Ok(ack) => acks.push(ack),
-                // The client checks the size against the server's `max_payload` before
-                // sending: no later attempt can succeed, so the event is parked and skipped.
-                Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    too_large.push((&row.event, error.to_string()));
-                }
-                Err(error) => return Err(error).context("publishing an event"),
-            }
-        }
-        let mut stream_sequence = self.checkpoint.stream_sequence;
-        let mut unknown_sequence = false;
-        for ack in acks {
-            let ack = ack
-                .await
-                .context("waiting for JetStream to store an event")?;
-            unknown_sequence |= ack.sequence == 0;
-            stream_sequence = stream_sequence.max(ack.sequence);
-        }
-        if unknown_sequence {
+        let sent = batch::publish(&self.jetstream, &self.namespace, &rows).await?;
+        let mut stream_sequence = self.checkpoint.stream_sequence.max(sent.stream_sequence);
+        if sent.unknown_sequence {
             // A duplicate acknowledged without its sequence: the stream's end bounds it.
             let mut stream = self
                 .jetstream
@@ -184,8 +132,7 @@ impl ActiveRelay {
             let info = stream.info().await.context("reading the stream's state")?;
             stream_sequence = stream_sequence.max(info.state.last_sequence);
         }
-
-        for (event, reason) in &too_large {
+        for (event, reason) in &sent.too_large {
             self.park(event, reason).await?;
         }
 
@@ -224,7 +171,7 @@ impl ActiveRelay {
 
         Ok(Published {
             events: rows.len(),
-            parked: too_large.len(),
+            parked: sent.too_large.len(),
             full,
             waiting_since,
             first_recorded_at: rows.first().map(|row| row.event.recorded_at),

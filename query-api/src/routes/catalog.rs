@@ -15,8 +15,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::projections::{CATALOG, INVENTORY, RECOMMENDATIONS, REVIEWS};
 use crate::consistency::{resource, MinPosition};
-use crate::page::{CursorTime, Page, PageParams};
 use crate::QueryState;
+use commerce_http::page::{CursorTime, Page, PageParams};
 
 /// The deepest relevance offset a cursor may carry.
 const MAX_OFFSET: i64 = i32::MAX as i64;

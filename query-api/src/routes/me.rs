@@ -15,8 +15,8 @@ use super::catalog::popular;
 use super::orders::{OrderView, ORDER_COLUMNS};
 use super::projections::{CARTS, CATALOG, NOTIFICATIONS, ORDERS, RECOMMENDATIONS};
 use crate::consistency::{resource, MinPosition};
-use crate::page::{Page, PageParams};
 use crate::QueryState;
+use commerce_http::page::{Page, PageParams};
 
 async fn cart_row(state: &QueryState, caller: Caller) -> Result<(Value, Value, Value), ApiError> {
     let row: Option<(Value, Option<Value>, Value)> =

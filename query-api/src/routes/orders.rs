@@ -13,8 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::projections::{ORDERS, PAYMENTS};
 use crate::consistency::{resource, MinPosition};
-use crate::page::{Page, PageParams};
 use crate::QueryState;
+use commerce_http::page::{Page, PageParams};
 
 /// An order as the read model holds it.
 #[derive(Debug, Serialize, FromRow, ToSchema)]

@@ -6,9 +6,11 @@
 mod helpers;
 
 mod accounts;
+mod admin;
 mod bad_input;
 mod cart;
 mod checkout;
+mod cli;
 mod concurrency;
 mod event_store;
 mod idempotency;

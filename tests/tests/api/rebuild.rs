@@ -107,7 +107,7 @@ async fn a_rebuild_under_load_ends_identical_to_the_read_models_built_live_and_r
                 let (product, sku) = &products[round % products.len()];
                 let id = order(&app, buyer, sku).await;
                 placed.lock().unwrap().push(id);
-                if round % 3 == 0 {
+                if round.is_multiple_of(3) {
                     let response = app
                         .post(&format!("/v1/orders/{id}/cancel"), Some(buyer), json!({}))
                         .await;

@@ -4,10 +4,10 @@
 //! one is checked before it is bound into SQL: its text as a body's is (no NUL), its timestamps
 //! through `CursorTime`, its numbers where they are read.
 
+use crate::ApiError;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
-use commerce_http::ApiError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -33,6 +33,17 @@ impl PageParams {
         }
     }
 
+    /// The limit, refusing one above the maximum instead of capping it: the admin routes, whose
+    /// callers are scripts, are told rather than silently given fewer items than they asked for.
+    pub fn strict_limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            Some(limit) if limit > MAX_LIMIT => Err(ApiError::bad_request(format!(
+                "limit must be at most {MAX_LIMIT}"
+            ))),
+            _ => self.limit(),
+        }
+    }
+
     /// The decoded cursor, or `None` on the first page.
     pub fn cursor<T: DeserializeOwned>(&self) -> Result<Option<T>, ApiError> {
         let Some(cursor) = &self.cursor else {
@@ -41,7 +52,7 @@ impl PageParams {
         let bytes = URL_SAFE_NO_PAD
             .decode(cursor)
             .map_err(|_| invalid_cursor())?;
-        commerce_http::extract::from_json(&bytes)
+        crate::extract::from_json(&bytes)
             .map(Some)
             .map_err(|_| invalid_cursor())
     }
