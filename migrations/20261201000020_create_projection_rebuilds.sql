@@ -10,6 +10,9 @@ CREATE TABLE projection_rebuilds (
     -- The bulk phase reads every event with `tx_id < bulk_horizon` (xid8, as a number): all of
     -- them had committed or aborted when the rebuild began, so none can appear behind the cursor.
     bulk_horizon      bigint,
+    -- When Postgres had started as the shadow tables were made: they are unlogged until the bulk
+    -- phase ends, and a Postgres restart empties unlogged tables, so the bulk phase starts over.
+    postgres_started_at timestamptz,
     -- The last event applied to the shadow tables, in commit order `(tx_id, position)`.
     cursor_tx         bigint           NOT NULL DEFAULT 0,
     cursor_position   bigint           NOT NULL DEFAULT 0,

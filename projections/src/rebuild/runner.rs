@@ -180,6 +180,8 @@ struct Checkpoint {
     state: RebuildState,
     cancel_requested: bool,
     bulk_horizon: Option<i64>,
+    /// Whether Postgres restarted since the shadow tables were made.
+    postgres_restarted: bool,
     cursor_tx: i64,
     cursor_position: i64,
 }
@@ -245,7 +247,14 @@ impl Rebuild {
         if checkpoint.cancel_requested {
             return self.end(RebuildState::Cancelled, None).await;
         }
-        let Some(bulk_horizon) = checkpoint.bulk_horizon else {
+        let restarted_in_bulk = checkpoint.state == RebuildState::Bulk
+            && checkpoint.bulk_horizon.is_some()
+            && checkpoint.postgres_restarted;
+        if restarted_in_bulk {
+            tracing::warn!(rebuild_id = %self.id, "Postgres restarted during the bulk phase, whose tables are unlogged: starting it over");
+        }
+        let bulk_horizon = checkpoint.bulk_horizon.filter(|_| !restarted_in_bulk);
+        let Some(bulk_horizon) = bulk_horizon else {
             return match self.prepare().await? {
                 Some(()) => Box::pin(self.drive()).await,
                 None => Ok(Stop::Lost),
@@ -315,7 +324,8 @@ impl Rebuild {
 
     async fn checkpoint(&self) -> anyhow::Result<Checkpoint> {
         sqlx::query_as(
-            "SELECT state, cancel_requested, bulk_horizon, cursor_tx, cursor_position \
+            "SELECT state, cancel_requested, bulk_horizon, cursor_tx, cursor_position, \
+                    postgres_started_at IS DISTINCT FROM pg_postmaster_start_time() AS postgres_restarted \
              FROM projection_rebuilds WHERE rebuild_id = $1",
         )
         .bind(self.id)
@@ -339,7 +349,10 @@ impl Rebuild {
         .await
         .context("counting the events to rebuild from")?;
         let fenced = sqlx::query(
-            "UPDATE projection_rebuilds SET bulk_horizon = $3, events_total = $4, updated_at = now() \
+            "UPDATE projection_rebuilds SET bulk_horizon = $3, events_total = $4, \
+                 postgres_started_at = pg_postmaster_start_time(), cursor_tx = 0, cursor_position = 0, \
+                 events_done = 0, events_parked = 0, run_events_start = 0, run_started_at = now(), \
+                 updated_at = now() \
              WHERE rebuild_id = $1 AND fence = $2",
         )
         .bind(self.id)

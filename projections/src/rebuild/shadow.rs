@@ -28,18 +28,25 @@ impl Shadow {
     }
 
     /// Sends the projection's unqualified statements to the shadow tables for the rest of the
-    /// transaction (tables it does not own still resolve to `public`).
+    /// transaction (tables it does not own still resolve to `public`), and lets it commit
+    /// without waiting for the WAL flush: a batch lost to a Postgres crash is lost with its
+    /// checkpoint, and done again.
     pub(crate) async fn route_writes(&self, conn: &mut PgConnection) -> anyhow::Result<()> {
-        sqlx::query(&format!("SET LOCAL search_path TO {}, public", self.schema))
-            .execute(&mut *conn)
-            .await
-            .context("routing the projection's writes to its shadow tables")?;
+        sqlx::query(
+            "SELECT set_config('search_path', $1 || ', public', true), \
+                    set_config('synchronous_commit', 'off', true)",
+        )
+        .bind(&self.schema)
+        .execute(&mut *conn)
+        .await
+        .context("routing the projection's writes to its shadow tables")?;
         Ok(())
     }
 
     /// Creates the schema anew with empty copies of the tables (and of `dead_letters`): columns,
     /// defaults, checks and generated columns, and the primary key and unique constraints the
-    /// projection's upserts rely on. The other indexes come with [`Self::finish_indexes`].
+    /// projection's upserts rely on. The other indexes come with [`Self::finish_indexes`]. They
+    /// are unlogged until then: the bulk phase writes no WAL.
     pub(crate) async fn create(&self, conn: &mut PgConnection) -> anyhow::Result<()> {
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
             .execute(&mut *conn)
@@ -51,7 +58,7 @@ impl Shadow {
             .context("creating the shadow schema")?;
         for table in self.tables.iter().chain([&DEAD_LETTERS]) {
             sqlx::query(&format!(
-                "CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING DEFAULTS \
+                "CREATE UNLOGGED TABLE {schema}.{table} (LIKE public.{table} INCLUDING DEFAULTS \
                  INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE)",
                 schema = self.schema
             ))
@@ -90,9 +97,18 @@ impl Shadow {
     }
 
     /// Builds the live tables' other indexes on the shadows, under the same names (each in one
-    /// pass over the loaded rows, cheaper than maintaining it row by row), and analyses them so
-    /// the planner knows their size before readers meet them. Idempotent, for a resumed rebuild.
+    /// pass over the loaded rows, cheaper than maintaining it row by row), makes the shadows
+    /// logged (one sequential copy into the WAL, which replicas need before the swap), and
+    /// analyses them so the planner knows their size before readers meet them. Idempotent, for
+    /// a resumed rebuild.
     pub(crate) async fn finish_indexes(&self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        sqlx::query(&format!(
+            "ALTER TABLE {}.{DEAD_LETTERS} SET LOGGED",
+            self.schema
+        ))
+        .execute(&mut *conn)
+        .await
+        .context("logging the shadow dead letters")?;
         for table in self.tables {
             let definitions: Vec<String> = sqlx::query_scalar(
                 "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i \
@@ -114,6 +130,10 @@ impl Shadow {
                     .await
                     .with_context(|| format!("building an index of the shadow of {table}"))?;
             }
+            sqlx::query(&format!("ALTER TABLE {}.{table} SET LOGGED", self.schema))
+                .execute(&mut *conn)
+                .await
+                .context("logging a shadow table")?;
             sqlx::query(&format!("ANALYZE {}.{table}", self.schema))
                 .execute(&mut *conn)
                 .await

@@ -214,6 +214,30 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Holds the next rebuild of `projection` in its first step until the transaction returned
+    /// ends: making its shadow schema anew must drop a table this transaction keeps locked.
+    pub async fn hold_rebuild(
+        &self,
+        projection: &str,
+    ) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        sqlx::query(&format!("CREATE SCHEMA rebuild_{projection}"))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE TABLE rebuild_{projection}.held (x int)"))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        let mut holder = self.pool.begin().await.unwrap();
+        sqlx::query(&format!(
+            "LOCK TABLE rebuild_{projection}.held IN ACCESS SHARE MODE"
+        ))
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+        holder
+    }
+
     /// How many events the store holds.
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")

@@ -292,16 +292,7 @@ async fn a_cancelled_rebuild_drops_its_shadow_tables_and_leaves_the_live_read_mo
         app.product(&seller, &format!("RC-{i}"), 100, 0).await;
     }
     let before = settled_rows(&app.pool, "rm_products", "product_id", 5).await;
-    // Holds the rebuild in its first step: making its shadow schema anew must drop this table.
-    sqlx::raw_sql("CREATE SCHEMA rebuild_catalog; CREATE TABLE rebuild_catalog.held (x int)")
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    let mut holder = app.pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE rebuild_catalog.held IN ACCESS SHARE MODE")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = app.hold_rebuild("catalog").await;
     let projections = read_models::all();
     let started = rebuild::start(&app.pool, &projections, "catalog")
         .await

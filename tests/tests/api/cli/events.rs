@@ -39,6 +39,8 @@ async fn tail_starts_at_the_end_and_prints_what_comes_next() {
     let app = spawn_app().await;
     let (_, seller) = app.account("seller").await;
     app.product(&seller, "TAIL-OLD", 100, 1).await;
+    // The end of the store is where the projections have got to: let them get there first.
+    app.projections_settled().await;
 
     let mut tail = Live::start(&app, &["events", "tail"]);
     // The header comes once the end of the store is found.

@@ -89,6 +89,22 @@ async fn a_rebuild_starts_shows_and_cancels_and_an_ended_one_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn a_rebuild_with_wait_ends_when_the_rebuild_completes() {
+    let app = spawn_app().await;
+    let (_, seller) = app.account("seller").await;
+    app.product(&seller, "WAIT-1", 500, 0).await;
+    let run = operator(
+        &app,
+        &["projections", "rebuild", "catalog", "--wait", "--json"],
+    )
+    .await;
+    let ended = run.json();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(ended["state"], "completed", "{ended}");
+    assert_eq!(ended["events_done"], ended["events_total"], "{ended}");
+}
+
+#[tokio::test]
 async fn unknown_rebuilds_and_projections_are_exit_5() {
     let app = spawn_app().await;
     let run = operator(
