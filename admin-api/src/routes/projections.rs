@@ -15,8 +15,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::rebuilds::RebuildView;
 use crate::{Admin, AdminState};
+use commerce_projections::rebuild::RebuildProgress;
 
 /// A rebuild under way.
 #[derive(Debug, Serialize, ToSchema)]
@@ -123,7 +123,7 @@ async fn running_rebuilds(
 /// keep being served from the live tables until the rebuilt ones are swapped in.
 #[utoipa::path(post, path = "/v1/admin/projections/{name}/rebuild", tag = "admin", security(("bearer" = [])),
     params(("name" = String, Path)),
-    responses((status = 202, description = "accepted; `Location` names its progress", body = RebuildView),
+    responses((status = 202, description = "accepted; `Location` names its progress", body = RebuildProgress),
               (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
               (status = 403, description = "not an admin", body = commerce_http::problem::Problem),
               (status = 404, description = "no such projection", body = commerce_http::problem::Problem),
@@ -148,7 +148,7 @@ pub async fn start_rebuild(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(RebuildView::from(progress)),
+        Json(progress),
     )
         .into_response())
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::{Projection, SharedProjection};
 
 /// Where a rebuild is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum RebuildState {
@@ -33,8 +33,8 @@ impl RebuildState {
     }
 }
 
-/// A rebuild's progress, as operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+/// A rebuild's progress, as operators see it (`GET /v1/admin/rebuilds/{rebuild_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RebuildProgress {
     pub rebuild_id: Uuid,
     pub projection: String,

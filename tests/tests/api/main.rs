@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../support/binary.rs"]
+mod binary;
 mod helpers;
 
 mod accounts;

@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::binary::commerce_binary;
 
 /// Signs tokens in every engine process, so a token survives the restart of the one that issued it.
 const JWT_SECRET: &str = "fault-injection-suite-secret-0123456789abcdef";
@@ -23,27 +25,6 @@ const JWT_SECRET: &str = "fault-injection-suite-secret-0123456789abcdef";
 pub const PAYMENT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The lease a saga worker holds a saga for, as the engine derives it.
 pub const SAGA_LEASE: Duration = Duration::from_secs(3 + 5);
-
-/// The `commerce` binary: `COMMERCE_BIN`, else the one `cargo test --workspace --all-targets`
-/// (and `cargo build --bin commerce`) puts next to this test's `deps/` directory.
-pub fn commerce_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("COMMERCE_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps");
-    let binary = profile_dir.join(format!("commerce{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build --bin commerce` first (`make test` builds it), \
-         or set COMMERCE_BIN",
-        binary.display()
-    );
-    binary
-}
 
 /// Ports nobody listens on right now (held together, so they differ).
 fn free_ports(count: usize) -> Vec<u16> {

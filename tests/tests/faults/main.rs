@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../support/binary.rs"]
+mod binary;
 mod client;
 mod cluster;
 mod invariants;

@@ -15,34 +15,14 @@ mod reads;
 mod repairs;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::binary::commerce_binary;
 use crate::helpers::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD};
-
-/// The `commerce` binary: `COMMERCE_BIN`, else the one cargo built next to this test's `deps/`.
-fn commerce_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("COMMERCE_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps");
-    let binary = profile_dir.join(format!("commerce{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build --bin commerce` first (`make test` builds it), \
-         or set COMMERCE_BIN",
-        binary.display()
-    );
-    binary
-}
 
 /// What one run of the CLI printed, and how it exited.
 #[derive(Debug)]
