@@ -32,7 +32,7 @@ use crate::Namespace;
 const BATCH: i64 = 500;
 
 /// Where a republish is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum RepublishState {
@@ -41,8 +41,8 @@ pub enum RepublishState {
     Failed,
 }
 
-/// A republish's progress, as operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+/// A republish's progress, as operators see it (`GET /v1/admin/republishes/{republish_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RepublishProgress {
     pub republish_id: Uuid,
     pub from_position: i64,

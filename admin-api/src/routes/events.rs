@@ -7,7 +7,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use commerce_http::page::{Page, PageParams};
 use commerce_http::{ApiError, ApiJson, ApiPath, ApiQuery};
-use commerce_projections::republish::{self, RepublishProgress, RepublishState};
+use commerce_projections::republish::{self, RepublishProgress};
 use commerce_store::history::{self, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -106,41 +106,6 @@ pub async fn list(
     }))
 }
 
-/// A republish's progress.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RepublishView {
-    pub republish_id: Uuid,
-    pub from_position: i64,
-    /// `running`, `completed` or `failed`.
-    #[schema(value_type = String)]
-    pub state: RepublishState,
-    pub events_done: i64,
-    pub events_total: i64,
-    pub events_per_second: f64,
-    /// Unknown until a rate is, and once it has ended.
-    pub eta_seconds: Option<f64>,
-    pub error: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-impl From<RepublishProgress> for RepublishView {
-    fn from(p: RepublishProgress) -> Self {
-        Self {
-            republish_id: p.republish_id,
-            from_position: p.from_position,
-            state: p.state,
-            events_done: p.events_done,
-            events_total: p.events_total,
-            events_per_second: p.events_per_second,
-            eta_seconds: p.eta_seconds,
-            error: p.error,
-            started_at: p.started_at,
-            finished_at: p.finished_at,
-        }
-    }
-}
-
 /// Where a republish starts.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RepublishRequest {
@@ -152,7 +117,7 @@ pub struct RepublishRequest {
 /// what is still in its duplicate window, projections skip what they have applied.
 #[utoipa::path(post, path = "/v1/admin/events/republish", tag = "admin", security(("bearer" = [])),
     request_body = RepublishRequest,
-    responses((status = 202, description = "started; `Location` names its progress", body = RepublishView),
+    responses((status = 202, description = "started; `Location` names its progress", body = RepublishProgress),
               (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
               (status = 403, description = "not an admin", body = commerce_http::problem::Problem),
               (status = 422, description = "from_position below 1", body = commerce_http::problem::Problem)))]
@@ -176,7 +141,7 @@ pub async fn start_republish(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(RepublishView::from(progress)),
+        Json(progress),
     )
         .into_response())
 }
@@ -184,7 +149,7 @@ pub async fn start_republish(
 /// A republish's progress.
 #[utoipa::path(get, path = "/v1/admin/republishes/{republish_id}", tag = "admin", security(("bearer" = [])),
     params(("republish_id" = Uuid, Path)),
-    responses((status = 200, description = "its progress", body = RepublishView),
+    responses((status = 200, description = "its progress", body = RepublishProgress),
               (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
               (status = 403, description = "not an admin", body = commerce_http::problem::Problem),
               (status = 404, description = "no such republish", body = commerce_http::problem::Problem)))]
@@ -192,9 +157,9 @@ pub async fn republish_progress(
     _: Admin,
     State(state): State<AdminState>,
     ApiPath(republish_id): ApiPath<Uuid>,
-) -> Result<Json<RepublishView>, ApiError> {
+) -> Result<Json<RepublishProgress>, ApiError> {
     republish::progress(&state.pool, &state.namespace, republish_id)
         .await?
-        .map(|p| Json(p.into()))
+        .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no republish {republish_id}")))
 }
