@@ -156,6 +156,15 @@ pub trait Projection: Send + Sync + 'static {
         }
     }
 
+    /// For a projection whose `apply_batch` folds the batch in memory and then writes it: the
+    /// fold alone, without the database, so that a rebuild folds the next batch while this one
+    /// is being written. Writing what it returns must do exactly what `apply_batch` does. `None`,
+    /// the default: the rebuild calls `apply_batch`.
+    fn fold_batch(&self, events: &[StoredEvent]) -> Option<anyhow::Result<Box<dyn FoldedBatch>>> {
+        let _ = events;
+        None
+    }
+
     /// The saga this event drives, for a projection that starts or wakes sagas (the saga
     /// trigger); `None`, the default, for a plain read model. When such an event is parked its
     /// saga is recorded in `stuck_sagas`, in the same transaction, so that it is not silently
@@ -164,6 +173,12 @@ pub trait Projection: Send + Sync + 'static {
         let _ = event;
         None
     }
+}
+
+/// A batch a projection folded in memory ([`Projection::fold_batch`]), ready to be written.
+pub trait FoldedBatch: Send + 'static {
+    /// Writes it inside the caller's transaction, as `apply_batch` would have.
+    fn write<'a>(self: Box<Self>, conn: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// The object-safe face of [`Projection`], so that projections of different types share one
@@ -183,6 +198,10 @@ pub(crate) trait ErasedProjection: Send + Sync + 'static {
         events: &'a [StoredEvent],
     ) -> BoxFuture<'a, anyhow::Result<()>>;
     fn erased_saga_of(&self, event: &StoredEvent) -> Option<Uuid>;
+    fn erased_fold_batch(
+        &self,
+        events: &[StoredEvent],
+    ) -> Option<anyhow::Result<Box<dyn FoldedBatch>>>;
 }
 
 impl<P: Projection> ErasedProjection for P {
@@ -216,6 +235,13 @@ impl<P: Projection> ErasedProjection for P {
 
     fn erased_saga_of(&self, event: &StoredEvent) -> Option<Uuid> {
         self.saga_of(event)
+    }
+
+    fn erased_fold_batch(
+        &self,
+        events: &[StoredEvent],
+    ) -> Option<anyhow::Result<Box<dyn FoldedBatch>>> {
+        self.fold_batch(events)
     }
 }
 
@@ -266,6 +292,10 @@ impl Projection for SharedProjection {
 
     fn saga_of(&self, event: &StoredEvent) -> Option<Uuid> {
         self.0.erased_saga_of(event)
+    }
+
+    fn fold_batch(&self, events: &[StoredEvent]) -> Option<anyhow::Result<Box<dyn FoldedBatch>>> {
+        self.0.erased_fold_batch(events)
     }
 }
 

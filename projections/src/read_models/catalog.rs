@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{Projection, StoredEvent};
+use futures::future::BoxFuture;
+
+use crate::{FoldedBatch, Projection, StoredEvent};
 
 /// The `catalog` projection.
 pub struct Catalog;
@@ -36,11 +38,17 @@ impl Projection for Catalog {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> anyhow::Result<()> {
-        let mut changes = Changes::default();
-        for event in events {
-            changes.add(event)?;
-        }
-        changes.write(conn).await
+        Changes::fold(events)?.write(conn).await
+    }
+
+    fn fold_batch(&self, events: &[StoredEvent]) -> Option<anyhow::Result<Box<dyn FoldedBatch>>> {
+        Some(Changes::fold(events).map(|changes| Box::new(changes) as Box<dyn FoldedBatch>))
+    }
+}
+
+impl FoldedBatch for Changes {
+    fn write<'a>(self: Box<Self>, conn: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin((*self).write(conn))
     }
 }
 
@@ -80,6 +88,14 @@ struct Changes {
 }
 
 impl Changes {
+    fn fold(events: &[StoredEvent]) -> anyhow::Result<Self> {
+        let mut changes = Self::default();
+        for event in events {
+            changes.add(event)?;
+        }
+        Ok(changes)
+    }
+
     fn add(&mut self, event: &StoredEvent) -> anyhow::Result<()> {
         let product_id: Uuid = event
             .aggregate_id

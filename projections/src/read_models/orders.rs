@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{Projection, StoredEvent};
+use futures::future::BoxFuture;
+
+use crate::{FoldedBatch, Projection, StoredEvent};
 
 /// The `orders` projection.
 pub struct Orders;
@@ -37,11 +39,17 @@ impl Projection for Orders {
         conn: &mut PgConnection,
         events: &[StoredEvent],
     ) -> anyhow::Result<()> {
-        let mut changes = Changes::default();
-        for event in events {
-            changes.add(event)?;
-        }
-        changes.write(conn).await
+        Changes::fold(events)?.write(conn).await
+    }
+
+    fn fold_batch(&self, events: &[StoredEvent]) -> Option<anyhow::Result<Box<dyn FoldedBatch>>> {
+        Some(Changes::fold(events).map(|changes| Box::new(changes) as Box<dyn FoldedBatch>))
+    }
+}
+
+impl FoldedBatch for Changes {
+    fn write<'a>(self: Box<Self>, conn: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin((*self).write(conn))
     }
 }
 
@@ -79,6 +87,14 @@ struct Changes {
 }
 
 impl Changes {
+    fn fold(events: &[StoredEvent]) -> anyhow::Result<Self> {
+        let mut changes = Self::default();
+        for event in events {
+            changes.add(event)?;
+        }
+        Ok(changes)
+    }
+
     fn add(&mut self, event: &StoredEvent) -> anyhow::Result<()> {
         let order_event: OrderEvent = event.decode().context("decoding an order event")?;
         let order_id: Uuid = event

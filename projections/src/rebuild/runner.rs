@@ -14,7 +14,7 @@ use super::shadow::Shadow;
 use super::{PROJECTION_LOCK, REBUILD_CLAIM};
 use crate::failure::{is_transient, Backoff};
 use crate::runtime::{apply_isolated, BatchReport};
-use crate::{Projection, SharedProjection, StoredEvent};
+use crate::{FoldedBatch, Projection, SharedProjection, StoredEvent};
 
 /// How rebuilds pace themselves.
 #[derive(Debug, Clone)]
@@ -215,6 +215,12 @@ struct Row {
     event: StoredEvent,
 }
 
+/// A batch, and its fold when the projection folds ahead.
+struct Folded {
+    batch: Batch,
+    write: Option<Box<dyn FoldedBatch>>,
+}
+
 /// A batch read, and where the cursor stands after it.
 struct Batch {
     events: Vec<StoredEvent>,
@@ -390,13 +396,14 @@ impl Rebuild {
     }
 
     /// Applies every event after `cursor` with a transaction id below `horizon`, a batch per
-    /// transaction with its checkpoint, reading the next batch while applying this one.
+    /// transaction with its checkpoint. Three stages overlap: the next batch is read, and the
+    /// one after it folded in memory ([`Projection::fold_batch`]), while this one is written.
     async fn apply_below(
         &self,
         horizon: i64,
         cursor: &mut (i64, i64),
     ) -> anyhow::Result<Option<Stop>> {
-        let (batches, mut ready) = tokio::sync::mpsc::channel::<anyhow::Result<Batch>>(1);
+        let (batches, mut read) = tokio::sync::mpsc::channel::<anyhow::Result<Batch>>(1);
         let reader = {
             let pool = self.pool.clone();
             let types = self.types();
@@ -415,13 +422,30 @@ impl Rebuild {
                 }
             })
         };
+        let (folds, mut ready) = tokio::sync::mpsc::channel::<anyhow::Result<Folded>>(1);
+        let folder = {
+            let projection = self.projection.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = read.recv().await {
+                    // A batch that does not fold is written through `apply_batch`, whose
+                    // failure sends it down the one-event-at-a-time path.
+                    let folded = batch.map(|batch| Folded {
+                        write: projection.fold_batch(&batch.events).and_then(Result::ok),
+                        batch,
+                    });
+                    if folds.send(folded).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
         let outcome = async {
-            while let Some(batch) = ready.recv().await {
-                let batch = batch?;
+            while let Some(folded) = ready.recv().await {
+                let Folded { batch, write } = folded?;
                 if batch.events.is_empty() {
                     break;
                 }
-                if let Some(stop) = self.apply_with_retries(&batch).await? {
+                if let Some(stop) = self.apply_with_retries(&batch, write).await? {
                     return Ok(Some(stop));
                 }
                 *cursor = batch.last;
@@ -433,14 +457,20 @@ impl Rebuild {
         }
         .await;
         reader.abort();
+        folder.abort();
         outcome
     }
 
-    async fn apply_with_retries(&self, batch: &Batch) -> anyhow::Result<Option<Stop>> {
+    async fn apply_with_retries(
+        &self,
+        batch: &Batch,
+        mut write: Option<Box<dyn FoldedBatch>>,
+    ) -> anyhow::Result<Option<Stop>> {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         let mut failures = 0;
         loop {
-            match self.apply_and_checkpoint(batch).await {
+            // The fold is written once: a retry goes through `apply_batch`.
+            match self.apply_and_checkpoint(batch, write.take()).await {
                 Ok(Some((cancel_requested, per_second))) => {
                     metrics::gauge!("commerce_rebuild_events_per_second", "projection" => self.projection.name())
                         .set(per_second);
@@ -469,9 +499,13 @@ impl Rebuild {
 
     /// One batch into the shadow tables with its checkpoint: `None` when the claim is lost
     /// (nothing committed), else whether an operator asked to cancel, and the current rate.
-    async fn apply_and_checkpoint(&self, batch: &Batch) -> anyhow::Result<Option<(bool, f64)>> {
+    async fn apply_and_checkpoint(
+        &self,
+        batch: &Batch,
+        write: Option<Box<dyn FoldedBatch>>,
+    ) -> anyhow::Result<Option<(bool, f64)>> {
         let mut tx = self.pool.begin().await?;
-        let report = self.apply(&mut tx, &batch.events).await?;
+        let report = self.apply(&mut tx, &batch.events, write).await?;
         let checkpoint: Option<(bool, f64)> = sqlx::query_as(
             "UPDATE projection_rebuilds SET cursor_tx = $3, cursor_position = $4, \
                  events_done = events_done + $5, events_parked = events_parked + $6, \
@@ -497,19 +531,25 @@ impl Rebuild {
         Ok(checkpoint)
     }
 
-    /// Applies events to the shadow tables inside `conn`'s transaction: the whole batch through
-    /// the projection's `apply_batch`, or, when that fails deterministically, each event under
-    /// a savepoint, parking those that keep failing (in the shadow `dead_letters`).
+    /// Applies events to the shadow tables inside `conn`'s transaction: the whole batch (its
+    /// fold `write`, when it was folded ahead, else through the projection's `apply_batch`), or,
+    /// when that fails deterministically, each event under a savepoint, parking those that keep
+    /// failing (in the shadow `dead_letters`).
     async fn apply(
         &self,
         conn: &mut PgConnection,
         events: &[StoredEvent],
+        write: Option<Box<dyn FoldedBatch>>,
     ) -> anyhow::Result<BatchReport> {
         let mut report = BatchReport::default();
         self.shadow.route_writes(conn).await?;
         let attempt = {
             let mut savepoint = conn.begin().await?;
-            match self.projection.apply_batch(&mut savepoint, events).await {
+            let written = match write {
+                Some(write) => write.write(&mut savepoint).await,
+                None => self.projection.apply_batch(&mut savepoint, events).await,
+            };
+            match written {
                 Ok(()) => savepoint.commit().await.map_err(anyhow::Error::from),
                 Err(error) => {
                     savepoint.rollback().await?;
@@ -583,7 +623,7 @@ impl Rebuild {
             let batch =
                 read_batch(&mut *tx, after, horizon, &types, self.config.batch_size).await?;
             if !batch.events.is_empty() {
-                parked += self.apply(&mut tx, &batch.events).await?.parked;
+                parked += self.apply(&mut tx, &batch.events, None).await?.parked;
                 done += i64::try_from(batch.events.len()).unwrap_or(i64::MAX);
                 after = batch.last;
             }
