@@ -42,5 +42,6 @@ pub use positions::wait_for_position;
 pub use relay::{Relay, RelayConfig, RelayStatus};
 pub use replay::apply_from_store;
 pub use runtime::{
-    run_projections, FoldedBatch, Projection, ProjectionConfig, ProjectionRuntime, SharedProjection,
+    fold_ahead, run_projections, Fold, FoldedBatch, Projection, ProjectionConfig,
+    ProjectionRuntime, SharedProjection,
 };

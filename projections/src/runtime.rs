@@ -178,7 +178,44 @@ pub trait Projection: Send + Sync + 'static {
 /// A batch a projection folded in memory ([`Projection::fold_batch`]), ready to be written.
 pub trait FoldedBatch: Send + 'static {
     /// Writes it inside the caller's transaction, as `apply_batch` would have.
-    fn write<'a>(self: Box<Self>, conn: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn write_into<'a>(
+        self: Box<Self>,
+        conn: &'a mut PgConnection,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// How the busiest read models apply a batch: fold it in memory, keyed by row, then write it in
+/// a statement or two per table. Such a projection's `apply_batch` is
+/// `F::fold(events)?.write(conn)` and its `fold_batch` is [`fold_ahead`].
+pub trait Fold: Default + Send + 'static {
+    /// Folds one event in.
+    fn add(&mut self, event: &StoredEvent) -> anyhow::Result<()>;
+
+    /// Writes what was folded inside the caller's transaction.
+    fn write(self, conn: &mut PgConnection) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Folds a batch, in order.
+    fn fold(events: &[StoredEvent]) -> anyhow::Result<Self> {
+        let mut folded = Self::default();
+        for event in events {
+            folded.add(event)?;
+        }
+        Ok(folded)
+    }
+}
+
+impl<F: Fold> FoldedBatch for F {
+    fn write_into<'a>(
+        self: Box<Self>,
+        conn: &'a mut PgConnection,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(Fold::write(*self, conn))
+    }
+}
+
+/// [`Projection::fold_batch`] of a projection that applies batches through a [`Fold`].
+pub fn fold_ahead<F: Fold>(events: &[StoredEvent]) -> Option<anyhow::Result<Box<dyn FoldedBatch>>> {
+    Some(F::fold(events).map(|folded| Box::new(folded) as Box<dyn FoldedBatch>))
 }
 
 /// The object-safe face of [`Projection`], so that projections of different types share one

@@ -9,9 +9,7 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use futures::future::BoxFuture;
-
-use crate::{FoldedBatch, Projection, StoredEvent};
+use crate::{fold_ahead, Fold, FoldedBatch, Projection, StoredEvent};
 
 /// The `catalog` projection.
 pub struct Catalog;
@@ -42,13 +40,7 @@ impl Projection for Catalog {
     }
 
     fn fold_batch(&self, events: &[StoredEvent]) -> Option<anyhow::Result<Box<dyn FoldedBatch>>> {
-        Some(Changes::fold(events).map(|changes| Box::new(changes) as Box<dyn FoldedBatch>))
-    }
-}
-
-impl FoldedBatch for Changes {
-    fn write<'a>(self: Box<Self>, conn: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin((*self).write(conn))
+        fold_ahead::<Changes>(events)
     }
 }
 
@@ -87,15 +79,7 @@ struct Changes {
     updated: BTreeMap<Uuid, Update>,
 }
 
-impl Changes {
-    fn fold(events: &[StoredEvent]) -> anyhow::Result<Self> {
-        let mut changes = Self::default();
-        for event in events {
-            changes.add(event)?;
-        }
-        Ok(changes)
-    }
-
+impl Fold for Changes {
     fn add(&mut self, event: &StoredEvent) -> anyhow::Result<()> {
         let product_id: Uuid = event
             .aggregate_id

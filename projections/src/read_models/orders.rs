@@ -10,9 +10,7 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use futures::future::BoxFuture;
-
-use crate::{FoldedBatch, Projection, StoredEvent};
+use crate::{fold_ahead, Fold, FoldedBatch, Projection, StoredEvent};
 
 /// The `orders` projection.
 pub struct Orders;
@@ -43,13 +41,7 @@ impl Projection for Orders {
     }
 
     fn fold_batch(&self, events: &[StoredEvent]) -> Option<anyhow::Result<Box<dyn FoldedBatch>>> {
-        Some(Changes::fold(events).map(|changes| Box::new(changes) as Box<dyn FoldedBatch>))
-    }
-}
-
-impl FoldedBatch for Changes {
-    fn write<'a>(self: Box<Self>, conn: &'a mut PgConnection) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin((*self).write(conn))
+        fold_ahead::<Changes>(events)
     }
 }
 
@@ -86,15 +78,7 @@ struct Changes {
     updated: BTreeMap<Uuid, Transitions>,
 }
 
-impl Changes {
-    fn fold(events: &[StoredEvent]) -> anyhow::Result<Self> {
-        let mut changes = Self::default();
-        for event in events {
-            changes.add(event)?;
-        }
-        Ok(changes)
-    }
-
+impl Fold for Changes {
     fn add(&mut self, event: &StoredEvent) -> anyhow::Result<()> {
         let order_event: OrderEvent = event.decode().context("decoding an order event")?;
         let order_id: Uuid = event

@@ -546,7 +546,7 @@ impl Rebuild {
         let attempt = {
             let mut savepoint = conn.begin().await?;
             let written = match write {
-                Some(write) => write.write(&mut savepoint).await,
+                Some(write) => write.write_into(&mut savepoint).await,
                 None => self.projection.apply_batch(&mut savepoint, events).await,
             };
             match written {
