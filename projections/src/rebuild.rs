@@ -42,6 +42,6 @@ pub(crate) const PROJECTION_LOCK: i32 = 0x5052_4f4a; // "PROJ"
 pub(crate) const REBUILD_CLAIM: i32 = 0x5245_4255; // "REBU"
 
 pub use jobs::{
-    cancel, list, progress, rebuildable, running_count, start, CancelError, RebuildProgress,
-    RebuildState, StartError,
+    cancel, list, progress, rebuildable, start, CancelError, RebuildProgress, RebuildState,
+    StartError,
 };

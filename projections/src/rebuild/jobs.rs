@@ -213,14 +213,3 @@ pub async fn cancel(pool: &PgPool, rebuild_id: Uuid) -> Result<RebuildProgress, 
         None => Err(CancelError::NotFound(rebuild_id)),
     }
 }
-
-/// Rebuilds not ended, for the gauge.
-pub async fn running_count(executor: impl PgExecutor<'_>) -> anyhow::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM projection_rebuilds \
-         WHERE state IN ('pending', 'bulk', 'catching_up', 'swapping')",
-    )
-    .fetch_one(executor)
-    .await
-    .context("counting running rebuilds")
-}

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::jobs::{self, RebuildState};
+use super::jobs::RebuildState;
 use super::shadow::Shadow;
 use super::{PROJECTION_LOCK, REBUILD_CLAIM};
 use crate::failure::{is_transient, Backoff};
@@ -95,11 +95,6 @@ async fn take_up(
     tasks: &mut JoinSet<Uuid>,
     active: &mut HashSet<Uuid>,
 ) -> anyhow::Result<()> {
-    let running = jobs::running_count(pool).await?;
-    metrics::gauge!("commerce_rebuilds_running").set(running as f64);
-    if running == 0 {
-        return Ok(());
-    }
     let waiting: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT rebuild_id, projection FROM projection_rebuilds \
          WHERE state IN ('pending', 'bulk', 'catching_up', 'swapping') ORDER BY requested_at",
@@ -107,6 +102,7 @@ async fn take_up(
     .fetch_all(pool)
     .await
     .context("listing rebuilds to run")?;
+    metrics::gauge!("commerce_rebuilds_running").set(waiting.len() as f64);
     for (id, name) in waiting {
         if active.contains(&id) {
             continue;
