@@ -46,6 +46,7 @@ pub enum UpcastError {
 fn chain(aggregate_type: &str, event_type: &str) -> &'static [Step] {
     match (aggregate_type, event_type) {
         ("order", "OrderPlaced") => &[order_placed_v1_to_v2],
+        ("account", "AccountRegistered") => &[account_registered_v1_to_v2],
         _ => &[],
     }
 }
@@ -130,6 +131,19 @@ fn order_placed_v1_to_v2(mut payload: Value) -> Value {
     payload
 }
 
+/// `AccountRegistered` 1 → 2: the password hash leaves the event. It lives in the credentials
+/// table now (copied there by the migration that made it), so nothing that reads events (the
+/// relay publishing them, admin views, rebuilds) carries a hash again.
+fn account_registered_v1_to_v2(mut payload: Value) -> Value {
+    if let Some(registered) = payload
+        .get_mut("AccountRegistered")
+        .and_then(Value::as_object_mut)
+    {
+        registered.remove("password_hash");
+    }
+    payload
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +188,23 @@ mod tests {
         assert!(
             matches!(event, OrderEvent::OrderPlaced { subtotal, .. } if subtotal.amount == 1250)
         );
+    }
+
+    #[test]
+    fn account_registered_1_loses_its_password_hash() {
+        let v1 = json!({"AccountRegistered": {
+            "email": "ada@example.com", "name": "Ada", "role": "buyer",
+            "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+        }});
+        let (version, payload) = upcast("account", "AccountRegistered", "1.0", v1).unwrap();
+        assert_eq!(version, "2.0");
+        assert_eq!(
+            payload,
+            json!({"AccountRegistered": {"email": "ada@example.com", "name": "Ada", "role": "buyer"}})
+        );
+        let event: crate::account::AccountEvent = serde_json::from_value(payload).unwrap();
+        use cqrs_es::DomainEvent;
+        assert_eq!(event.event_version(), "2.0");
     }
 
     #[test]

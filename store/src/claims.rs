@@ -1,11 +1,13 @@
 //! Claims: rows a command writes beside its events, in the same transaction: unique e-mails and
-//! SKUs, and the delivered purchases that entitle a buyer to review.
+//! SKUs, an account's credentials, and the delivered purchases that entitle a buyer to review.
 
 use std::fmt;
 
 use anyhow::Context;
 use commerce_domain::{AccountId, Email, OrderId, ProductId, Sku};
 use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::credentials::{self, PasswordHash};
 
 /// A row written in the same transaction as a command's events.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +19,12 @@ pub enum Claim {
         sku: Sku,
         product_id: ProductId,
         seller_id: AccountId,
+    },
+    /// A new account's password hash (`crate::credentials`): kept beside its events, never in
+    /// them.
+    Credentials {
+        account_id: AccountId,
+        password_hash: PasswordHash,
     },
     /// A buyer received a product; never taken by anyone else.
     DeliveredPurchase {
@@ -33,6 +41,9 @@ impl fmt::Display for Claim {
             Claim::Sku { sku, .. } => write!(f, "SKU {sku}"),
             Claim::DeliveredPurchase { product_id, .. } => {
                 write!(f, "the purchase of product {product_id}")
+            }
+            Claim::Credentials { account_id, .. } => {
+                write!(f, "the credentials of account {account_id}")
             }
         }
     }
@@ -57,6 +68,9 @@ impl Claim {
             .bind(seller_id.0)
             .execute(&mut **tx)
             .await,
+            Claim::Credentials { account_id, password_hash } => {
+                return credentials::insert(tx, *account_id, password_hash).await;
+            }
             Claim::DeliveredPurchase { buyer_id, product_id, order_id } => {
                 sqlx::query(
                     "INSERT INTO delivered_purchases (buyer_id, product_id, order_id) VALUES ($1, $2, $3) \

@@ -7,17 +7,22 @@
 //!   memory, serialises commands per aggregate in-process and retries on conflicts.
 //! - `history`: any stream folded up to a position or an instant, for operators (time travel).
 //! - `claims` and `idempotency`: the guard tables beside the events.
+//! - `credentials`: password hashes and credential versions (what tokens are checked against),
+//!   beside the events and never in them.
+//! - `throttle`: failed sign-ins per IP and per IP and account, shared by every process.
 //!
 //! cqrs-es supplies the `Aggregate` trait and its test framework; the persistence is ours, so that
 //! a command costs one transaction and no reload (see DESIGN.md, "The hot path").
 
 pub mod claims;
+pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod history;
 pub mod idempotency;
 pub mod metadata;
 pub mod repository;
+pub mod throttle;
 pub mod unit_of_work;
 
 pub use claims::Claim;
