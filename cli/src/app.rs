@@ -11,6 +11,8 @@ use axum::response::IntoResponse;
 use axum::Router;
 use commerce_admin_api::AdminState;
 use commerce_command_api::CommandState;
+use commerce_http::client_ip::{set_client_ip, TrustForwardedFor};
+use commerce_http::rate_limit::{self, Limiter};
 use commerce_http::{ApiError, JwtKeys};
 use commerce_projections::rebuild::{run_rebuilds, RebuildConfig};
 use commerce_projections::{
@@ -19,6 +21,7 @@ use commerce_projections::{
 use commerce_query_api::QueryState;
 use commerce_sagas::gateway::{GatewayClientConfig, HttpGateway, Sandbox, SandboxHandle};
 use commerce_sagas::{run_worker, SagaConfig, SagaDriver, SagaTriggers, WorkerConfig};
+use commerce_store::credentials::Versions;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -117,11 +120,12 @@ impl Application {
         let namespace = Namespace::parse(&config.namespace).context("COMMERCE_NAMESPACE")?;
         let shutdown = CancellationToken::new();
 
-        let jwt = JwtKeys::new(config.jwt_secret()?.as_bytes(), config.token_ttl_seconds);
+        let jwt = JwtKeys::new(&config.jwt_secret()?, config.token_ttl_seconds)
+            .checking(Versions::new(pool.clone()));
         let jetstream = async_nats::jetstream::new(nats.clone());
         let mut router = Router::new();
         if role.commands() {
-            let commands = CommandState::new(pool.clone(), jwt.clone());
+            let commands = CommandState::new(pool.clone(), jwt.clone(), config.sign_in_throttle());
             if let (Some(email), Some(password)) = (&config.admin_email, &config.admin_password) {
                 commerce_command_api::ensure_admin(&commands, email, password).await?;
             }
@@ -139,10 +143,14 @@ impl Application {
             router = router.merge(commerce_admin_api::router(admin));
         }
         if role.queries() {
-            let queries = QueryState::new(pool.clone(), jwt, config.min_position_wait);
+            let queries = QueryState::new(pool.clone(), jwt.clone(), config.min_position_wait);
             router = router.merge(commerce_query_api::router(queries));
         }
         let mut background = Vec::new();
+        // Every API route is limited per caller; health and metrics (merged below) are not.
+        let (rate_limit, limiter) = rate_limit::layer(config.rate_limit(), jwt)?;
+        let router = router.layer(rate_limit);
+        background.push(tokio::spawn(forget_idle_callers(limiter, shutdown.clone())));
         let (gateway_url, sandbox) = match &config.payment_gateway_url {
             Some(url) => (url.clone(), None),
             None => {
@@ -213,6 +221,10 @@ impl Application {
                 let id = request.headers().get(commerce_http::request::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
                 tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
             }))
+            .layer(axum::middleware::from_fn_with_state(
+                TrustForwardedFor(config.trust_forwarded_for),
+                set_client_ip,
+            ))
             .layer(PropagateRequestIdLayer::new(request_id.clone()))
             .layer(SetRequestIdLayer::new(request_id, MakeRequestUuidV7))
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]));
@@ -260,7 +272,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
         tracing::info!(port = self.port, "serving");
-        axum::serve(self.listener, self.router)
+        // The peer address is the client's IP for rate limiting and sign-in throttling.
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(self.listener, service)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .context("serving HTTP")?;
@@ -285,6 +301,17 @@ fn projections() -> Vec<SharedProjection> {
         .into_iter()
         .chain([SharedProjection::new(SagaTriggers)])
         .collect()
+}
+
+/// Now and then, drops the rate limiter's state of callers that went quiet.
+async fn forget_idle_callers(limiter: Limiter, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = every.tick() => limiter.forget_idle_callers(),
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

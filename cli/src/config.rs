@@ -3,23 +3,38 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use commerce_http::rate_limit::RateLimit;
+use commerce_store::throttle::ThrottleConfig;
 
-/// The development secret used when `COMMERCE_JWT_SECRET` is unset outside production.
-const DEVELOPMENT_JWT_SECRET: &str = "commerce-development-secret-do-not-use-in-production";
+/// Where the engine runs. Only these exact names are accepted: a guard that matched only
+/// `production` once let `Production` run with a development setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
 
 /// Everything the engine reads from its environment.
 #[derive(Clone, Args)]
 pub struct Config {
     /// Postgres; the database is created if missing and migrated at start.
+    // Connection strings carry passwords: `--help` must not print the environment's value.
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/commerce"
+        default_value = "postgres://postgres@127.0.0.1:5432/commerce",
+        hide_env_values = true
     )]
     pub database_url: String,
     /// NATS with JetStream enabled.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true
+    )]
     pub nats_url: String,
     /// Prefixes the JetStream stream, subjects and durable consumer names.
     #[arg(long, env = "COMMERCE_NAMESPACE", default_value = "commerce")]
@@ -27,19 +42,27 @@ pub struct Config {
     /// Where the all-in-one process listens.
     #[arg(long, env = "COMMERCE_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Signs the bearer tokens; required when `COMMERCE_ENV=production`.
+    /// Signs the bearer tokens (at least 32 characters); required when `COMMERCE_ENV=production`.
+    /// Unset elsewhere: a random secret per start, so tokens die with the process.
     #[arg(long, env = "COMMERCE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// `production` makes a missing secret fatal.
-    #[arg(long, env = "COMMERCE_ENV", default_value = "development")]
-    pub environment: String,
+    #[arg(
+        long,
+        env = "COMMERCE_ENV",
+        value_name = "COMMERCE_ENV",
+        value_enum,
+        default_value = "development"
+    )]
+    pub environment: Environment,
     /// With the password, the admin account created at start when absent.
     #[arg(long, env = "COMMERCE_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
     #[arg(long, env = "COMMERCE_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
     /// A real payment provider's endpoint; the built-in sandbox when unset.
-    #[arg(long, env = "COMMERCE_PAYMENT_GATEWAY_URL")]
+    // A provider's URL may carry an API key.
+    #[arg(long, env = "COMMERCE_PAYMENT_GATEWAY_URL", hide_env_values = true)]
     pub payment_gateway_url: Option<String>,
     /// How long an authorisation may go unanswered, e.g. `30s`, `500ms`, `2m`.
     #[arg(long, env = "COMMERCE_PAYMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -63,6 +86,23 @@ pub struct Config {
     /// Events a rebuild applies per transaction (and checkpoint).
     #[arg(long, env = "COMMERCE_REBUILD_BATCH", default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub rebuild_batch: i64,
+    /// Requests a second each caller (a token's account, else an IP) may sustain on the API
+    /// routes.
+    #[arg(long, env = "COMMERCE_RATE_LIMIT_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_per_second: u32,
+    /// Requests each caller may send at once above the sustained rate.
+    #[arg(long, env = "COMMERCE_RATE_LIMIT_BURST", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit_burst: u32,
+    /// The first sign-in delay after the free failures; it doubles with each further failure.
+    #[arg(long, env = "COMMERCE_SIGN_IN_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub sign_in_delay: Duration,
+    /// The longest sign-in delay.
+    #[arg(long, env = "COMMERCE_SIGN_IN_MAX_DELAY", default_value = "15m", value_parser = parse_duration)]
+    pub sign_in_max_delay: Duration,
+    /// Believe the last `X-Forwarded-For` entry as the client's address (only behind a proxy
+    /// that sets it); otherwise the socket's peer address is the client.
+    #[arg(long, env = "COMMERCE_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
 }
 
 /// Secrets are never printed: a `{:?}` of the configuration shows whether they are set, not them.
@@ -81,6 +121,8 @@ impl std::fmt::Debug for Config {
             .field("payment_gateway_url", &self.payment_gateway_url)
             .field("payment_timeout", &self.payment_timeout)
             .field("return_window", &self.return_window)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
             .finish_non_exhaustive()
     }
 }
@@ -94,7 +136,7 @@ impl Config {
             namespace: "commerce".into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             jwt_secret: None,
-            environment: "development".into(),
+            environment: Environment::Development,
             admin_email: None,
             admin_password: None,
             payment_gateway_url: None,
@@ -105,22 +147,49 @@ impl Config {
             saga_workers: 1,
             db_pool_size: 32,
             rebuild_batch: 5000,
+            rate_limit_per_second: 20,
+            rate_limit_burst: 50,
+            sign_in_delay: Duration::from_secs(1),
+            sign_in_max_delay: Duration::from_secs(15 * 60),
+            trust_forwarded_for: false,
         }
     }
 
-    /// The secret that signs tokens; the development one, with a warning, outside production.
-    pub fn jwt_secret(&self) -> anyhow::Result<String> {
+    /// The per-caller limit of the API routes.
+    pub fn rate_limit(&self) -> RateLimit {
+        RateLimit {
+            per_second: self.rate_limit_per_second,
+            burst: self.rate_limit_burst,
+        }
+    }
+
+    /// How failed sign-ins are throttled.
+    pub fn sign_in_throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            base_delay: self.sign_in_delay,
+            max_delay: self.sign_in_max_delay.max(self.sign_in_delay),
+            ..ThrottleConfig::default()
+        }
+    }
+
+    /// The secret that signs tokens. Unset outside production: 32 random bytes, new at every
+    /// start, so that no secret written anywhere (the source included) ever signs a token.
+    pub fn jwt_secret(&self) -> anyhow::Result<Vec<u8>> {
         match &self.jwt_secret {
-            Some(secret) if secret.len() >= 32 => Ok(secret.clone()),
+            Some(secret) if secret.len() >= 32 => Ok(secret.as_bytes().to_vec()),
             Some(_) => anyhow::bail!("COMMERCE_JWT_SECRET must be at least 32 characters"),
-            None if self.environment == "production" => {
+            None if self.environment == Environment::Production => {
                 anyhow::bail!("COMMERCE_JWT_SECRET is required when COMMERCE_ENV=production")
             }
             None => {
                 tracing::warn!(
-                    "COMMERCE_JWT_SECRET is unset: signing tokens with the development secret"
+                    "COMMERCE_JWT_SECRET is unset: signing tokens with a random secret made at \
+                     this start; tokens die with the process, and every process of a deployment \
+                     with more than one must be given the same COMMERCE_JWT_SECRET"
                 );
-                Ok(DEVELOPMENT_JWT_SECRET.to_owned())
+                let mut secret = vec![0_u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+                Ok(secret)
             }
         }
     }
@@ -174,9 +243,17 @@ mod tests {
     #[test]
     fn production_requires_a_secret() {
         let mut config = Config::defaults();
-        config.environment = "production".into();
+        config.environment = Environment::Production;
         assert!(config.jwt_secret().is_err());
         config.jwt_secret = Some("x".repeat(32));
         assert!(config.jwt_secret().is_ok());
+    }
+
+    #[test]
+    fn without_a_secret_each_start_signs_with_a_new_random_one() {
+        let config = Config::defaults();
+        let (first, second) = (config.jwt_secret().unwrap(), config.jwt_secret().unwrap());
+        assert_eq!(first.len(), 32);
+        assert_ne!(first, second);
     }
 }

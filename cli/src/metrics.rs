@@ -40,6 +40,11 @@ pub fn describe() {
         "Time to answer an HTTP request, by method and route"
     );
 
+    describe_counter!(
+        "commerce_rate_limited_requests_total",
+        "API requests refused with 429 because their caller (a token's account, else an IP) was over the rate limit"
+    );
+
     // Commands (commerce-store).
     describe_counter!(
         "commerce_commands_total",

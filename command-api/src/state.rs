@@ -9,6 +9,7 @@ use commerce_domain::product::Product;
 use commerce_domain::review::Review;
 use commerce_http::JwtKeys;
 use commerce_store::claims::SkuOwners;
+use commerce_store::throttle::{SignInThrottle, ThrottleConfig};
 use commerce_store::Repository;
 use sqlx::PgPool;
 
@@ -29,10 +30,12 @@ pub struct Inner {
     pub orders: Repository<Order>,
     pub reviews: Repository<Review>,
     pub sku_owners: SkuOwners,
+    /// Failed sign-ins (and password changes) per IP and per IP and account.
+    pub sign_in_throttle: SignInThrottle,
 }
 
 impl CommandState {
-    pub fn new(pool: PgPool, jwt: JwtKeys) -> Self {
+    pub fn new(pool: PgPool, jwt: JwtKeys, throttle: ThrottleConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 accounts: Repository::new(pool.clone()),
@@ -42,6 +45,7 @@ impl CommandState {
                 orders: Repository::new(pool.clone()),
                 reviews: Repository::new(pool.clone()),
                 sku_owners: SkuOwners::new(pool.clone()),
+                sign_in_throttle: SignInThrottle::new(pool.clone(), throttle),
                 pool,
                 jwt,
             }),

@@ -4,18 +4,24 @@
 //! - `extract`: JSON, path and query extractors whose rejections are problems too; they refuse
 //!   a NUL (U+0000) in any text, which Postgres cannot store.
 //! - `page`: `limit` and opaque `cursor` pagination, shared by every listing.
-//! - `auth`: JWTs (issuing, verifying) and the `Caller` extractor with role checks.
+//! - `auth`: JWTs (issuing, verifying against the credential version) and the `Caller`
+//!   extractor with role checks.
+//! - `client_ip`: the client's address (socket peer; `X-Forwarded-For` only when trusted).
+//! - `rate_limit`: per-caller rate limiting of the API routes (tower_governor).
 //! - `request`: request ids, `Idempotency-Key` and `If-Match`.
 //! - `telemetry`: request count and latency by route for `/metrics`.
 
 pub mod auth;
+pub mod client_ip;
 pub mod extract;
 pub mod page;
 pub mod problem;
+pub mod rate_limit;
 pub mod request;
 pub mod telemetry;
 
 pub use auth::{Caller, JwtKeys};
+pub use client_ip::ClientIp;
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use problem::ApiError;
 pub use request::RequestContext;

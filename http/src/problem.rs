@@ -114,6 +114,12 @@ impl ApiError {
         )
     }
 
+    /// Too many requests (rate limit, sign-in throttle): try again after that many seconds.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_seconds: u64) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", detail)
+            .with_header(header::RETRY_AFTER, retry_after_seconds.max(1))
+    }
+
     pub fn unavailable(detail: impl Into<String>, retry_after_seconds: u64) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
             .with_header(header::RETRY_AFTER, retry_after_seconds)

@@ -1,5 +1,6 @@
 //! The admin routes, one file per resource, and their OpenAPI description.
 
+pub mod accounts;
 pub mod dead_letters;
 pub mod events;
 pub mod projections;
@@ -54,6 +55,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/admin/sagas", get(sagas::list))
         .route("/v1/admin/sagas/{id}", get(sagas::show))
         .route("/v1/admin/sagas/{id}/retry", post(sagas::retry))
+        .route("/v1/admin/accounts/{id}/revoke", post(accounts::revoke))
         .with_state(state)
 }
 
@@ -77,5 +79,6 @@ pub fn router(state: AdminState) -> Router {
     sagas::list,
     sagas::show,
     sagas::retry,
+    accounts::revoke,
 ))]
 pub struct ApiDoc;

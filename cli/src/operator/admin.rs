@@ -6,6 +6,7 @@ use std::io::{BufRead, IsTerminal};
 use clap::{Args, Subcommand};
 use commerce_command_api::{create_admin, AdminAccount, AdminRefusal, CommandState};
 use commerce_http::JwtKeys;
+use commerce_store::throttle::ThrottleConfig;
 
 use super::client::{Exit, Failure, Outcome};
 
@@ -38,7 +39,8 @@ pub struct CreateArgs {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = commerce_store::db::DEFAULT_DATABASE_URL
+        default_value = commerce_store::db::DEFAULT_DATABASE_URL,
+        hide_env_values = true
     )]
     database_url: String,
 }
@@ -117,7 +119,11 @@ async fn connect(database_url: &str) -> Outcome<CommandState> {
         .map_err(|e| Failure::failed(format!("migrating the database: {e:#}")))?;
     // No token is issued here, so the signing key only has to be one nobody knows.
     let key = uuid::Uuid::new_v4();
-    Ok(CommandState::new(pool, JwtKeys::new(key.as_bytes(), 60)))
+    Ok(CommandState::new(
+        pool,
+        JwtKeys::new(key.as_bytes(), 60),
+        ThrottleConfig::default(),
+    ))
 }
 
 /// The URL without its password, for messages.

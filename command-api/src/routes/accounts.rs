@@ -1,4 +1,4 @@
-//! Registration, sign-in, and the bootstrap admin.
+//! Registration, sign-in (throttled), password changes, and the bootstrap admin.
 
 use std::sync::Arc;
 
@@ -10,7 +10,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use commerce_domain::account::{Account, AccountCommand};
 use commerce_domain::{AccountId, Email, Role};
-use commerce_http::{ApiError, ApiJson, RequestContext};
+use commerce_http::{ApiError, ApiJson, Caller, ClientIp, RequestContext};
+use commerce_store::credentials::{self, PasswordHash as StoredHash};
+use commerce_store::throttle::SignInKeys;
 use commerce_store::{claims, Claim, Metadata};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -44,6 +46,15 @@ pub struct TokenRequest {
     pub password: String,
 }
 
+/// A new password, given with the current one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    /// 8 to 128 characters.
+    pub new_password: String,
+}
+
 /// A bearer token.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
@@ -65,8 +76,8 @@ fn check_password(password: &str) -> Result<(), ApiError> {
 }
 
 /// Hashes off the async threads: argon2 is deliberately slow.
-async fn hash_password(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
+async fn hash_password(password: String) -> anyhow::Result<StoredHash> {
+    let phc = tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -74,16 +85,17 @@ async fn hash_password(password: String) -> anyhow::Result<String> {
             .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
     })
     .await
-    .context("the hashing task")?
+    .context("the hashing task")??;
+    StoredHash::new(phc)
 }
 
-/// Verifies off the async threads. A missing hash is checked against a dummy one so that an
-/// unknown e-mail takes as long as a wrong password.
-async fn verify_password(password: String, hash: Option<String>) -> anyhow::Result<bool> {
+/// Verifies off the async threads. A missing hash is checked against a dummy one (with the
+/// same argon2 parameters) so that an unknown e-mail takes as long as a wrong password.
+async fn verify_password(password: String, hash: Option<StoredHash>) -> anyhow::Result<bool> {
     tokio::task::spawn_blocking(move || {
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2Jx9kZ7Ygq0b0M3fWcX9dY8z3cQ8r1n0Hc6f2g4bQkE";
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| DUMMY.to_owned());
+        let hash = hash.map_or_else(|| DUMMY.to_owned(), |h| h.as_str().to_owned());
         let parsed = PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("a stored hash is malformed: {e}"))?;
         Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && known)
     })
@@ -105,7 +117,6 @@ async fn register_account(
         email: email.clone(),
         name,
         role,
-        password_hash,
     };
     let respond = Arc::new(move |_: &Account| {
         let mut response = Reply::stored(
@@ -115,7 +126,14 @@ async fn register_account(
         response.location = Some(format!("/v1/accounts/{account_id}"));
         response
     });
-    let claims = vec![Claim::Email { email, account_id }];
+    // The hash goes beside the account's first event, in its transaction, never into it.
+    let claims = vec![
+        Claim::Email { email, account_id },
+        Claim::Credentials {
+            account_id,
+            password_hash,
+        },
+    ];
     run(
         state,
         &state.accounts,
@@ -167,34 +185,114 @@ pub async fn register(
 
 /// Exchange an e-mail and password for a bearer token.
 #[utoipa::path(post, path = "/v1/auth/token", tag = "accounts", request_body = TokenRequest,
+    description = "Failed attempts are throttled per client IP and per IP and e-mail: after a few \
+        free failures each one blocks further attempts for a delay that doubles (429 with \
+        `Retry-After`). An unknown e-mail and a wrong password are answered alike.",
     responses(
         (status = 200, description = "signed in", body = TokenResponse),
         (status = 401, description = "wrong e-mail or password", body = commerce_http::problem::Problem),
+        (status = 429, description = "too many failed attempts; retry after `Retry-After` seconds", body = commerce_http::problem::Problem),
     ))]
 pub async fn token(
     State(state): State<CommandState>,
+    ip: ClientIp,
     ApiJson(body): ApiJson<TokenRequest>,
 ) -> Result<axum::Json<TokenResponse>, ApiError> {
-    let wrong = || ApiError::unauthorized("wrong e-mail or password");
+    let keys = SignInKeys::new(ip.0, &body.email);
+    throttled(&state, &keys).await?;
     let account = match Email::parse(&body.email) {
         Ok(email) => match claims::account_by_email(state.pool(), &email).await? {
-            Some(id) => Some((id, state.accounts.load(&id.to_string()).await?.state)),
+            Some(id) => credentials::for_sign_in(state.pool(), id)
+                .await?
+                .map(|sign_in| (id, sign_in)),
             None => None,
         },
         Err(_) => None,
     };
-    let hash = account.as_ref().map(|(_, a)| a.password_hash.clone());
-    if !verify_password(body.password, hash).await? {
-        return Err(wrong());
-    }
-    let (account_id, account) = account.ok_or_else(wrong)?;
-    let role = account.role.ok_or_else(wrong)?;
-    let access_token = state.jwt.issue(account_id, role)?;
+    // The same work, and the same count, whether the e-mail is unknown or the password wrong.
+    let hash = account.as_ref().map(|(_, s)| s.password_hash.clone());
+    let verified = verify_password(body.password, hash).await?;
+    let Some((account_id, sign_in)) = account.filter(|_| verified) else {
+        return Err(wrong_credentials(&state, &keys).await);
+    };
+    let role = state
+        .accounts
+        .load(&account_id.to_string())
+        .await?
+        .state
+        .role
+        .ok_or_else(|| anyhow::anyhow!("account {account_id} has credentials but no role"))?;
+    state.sign_in_throttle.succeeded(&keys).await?;
+    let access_token = state.jwt.issue(account_id, role, sign_in.version)?;
     Ok(axum::Json(TokenResponse {
         access_token,
         token_type: "Bearer".into(),
         expires_in: state.jwt.ttl_seconds(),
     }))
+}
+
+/// 429 while the throttle blocks one of the attempt's keys.
+async fn throttled(state: &CommandState, keys: &SignInKeys) -> Result<(), ApiError> {
+    match state.sign_in_throttle.blocked_for(keys).await? {
+        Some(wait) => Err(ApiError::too_many_requests(
+            "too many failed sign-in attempts; retry after the delay",
+            wait.as_secs_f64().ceil() as u64,
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Counts the failure, and answers as for any wrong e-mail or password.
+async fn wrong_credentials(state: &CommandState, keys: &SignInKeys) -> ApiError {
+    if let Err(error) = state.sign_in_throttle.failed(keys).await {
+        return ApiError::internal(error);
+    }
+    ApiError::unauthorized("wrong e-mail or password")
+}
+
+/// Change the caller's password. Every token issued before (this one included) stops working.
+#[utoipa::path(post, path = "/v1/me/password", tag = "accounts", request_body = PasswordChange,
+    security(("bearer" = [])),
+    description = "The current password is checked as sign-in checks it, throttled alike. On \
+        success every token issued to the account so far is refused (401): sign in again with \
+        the new password.",
+    responses(
+        (status = 204, description = "changed; earlier tokens are refused from now on"),
+        (status = 401, description = "no valid token, or the current password is wrong", body = commerce_http::problem::Problem),
+        (status = 409, description = "the credentials changed meanwhile (another change or a revoke)", body = commerce_http::problem::Problem),
+        (status = 422, description = "the new password breaks the rules", body = commerce_http::problem::Problem),
+        (status = 429, description = "too many failed attempts; retry after `Retry-After` seconds", body = commerce_http::problem::Problem),
+    ))]
+pub async fn change_password(
+    State(state): State<CommandState>,
+    caller: Caller,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    check_password(&body.new_password)?;
+    // Keyed by the account id: the token proves who is asking, and a stolen token must not
+    // become an unthrottled oracle for the account's password.
+    let keys = SignInKeys::new(ip.0, &caller.account_id.to_string());
+    throttled(&state, &keys).await?;
+    let Some(current) = credentials::for_sign_in(state.pool(), caller.account_id).await? else {
+        return Err(ApiError::unauthorized("the account can no longer sign in"));
+    };
+    if !verify_password(body.current_password, Some(current.password_hash)).await? {
+        return Err(wrong_credentials(&state, &keys).await);
+    }
+    state.sign_in_throttle.succeeded(&keys).await?;
+    let hash = hash_password(body.new_password).await?;
+    match credentials::change_password(state.pool(), caller.account_id, current.version, &hash)
+        .await?
+    {
+        Some(_) => {
+            tracing::info!(account_id = %caller.account_id, "password changed; earlier tokens revoked");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError::conflict(
+            "the account's credentials changed meanwhile; sign in again and retry",
+        )),
+    }
 }
 
 /// What [`create_admin`] found or did.

@@ -19,6 +19,7 @@ pub fn router(state: CommandState) -> Router {
     Router::new()
         .route("/v1/accounts", post(accounts::register))
         .route("/v1/auth/token", post(accounts::token))
+        .route("/v1/me/password", post(accounts::change_password))
         .route("/v1/products", post(products::create))
         .route("/v1/products/import", post(products::import))
         .route(
@@ -70,7 +71,7 @@ impl Modify for BearerAuth {
 #[openapi(
     modifiers(&BearerAuth),
     paths(
-        accounts::register, accounts::token,
+        accounts::register, accounts::token, accounts::change_password,
         products::create, products::update, products::delist, products::import, reviews::write,
         inventory::restock, inventory::adjust,
         cart::set_quantity, cart::remove_item, cart::move_to_wishlist, cart::add_to_wishlist,
