@@ -227,7 +227,7 @@ async fn mix_session(
 async fn step(bench: &Bench<'_>, mode: &'static str, rate: f64) -> anyhow::Result<Step> {
     let duration = bench.sizes.checkout_step;
     let sessions = (rate * duration.as_secs_f64()).ceil() as usize + 1;
-    let buyers = Arc::new(bench.shop.buyers(sessions)?);
+    let buyers = Arc::new(bench.shop.buyers(sessions).await?);
     let skus = Arc::new(bench.shop.skus.clone());
     let api = bench.shop.api.clone();
     if mode == "pure" {

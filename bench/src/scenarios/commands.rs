@@ -47,7 +47,7 @@ pub fn set_quantity_op(
 
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
     let sizes = bench.sizes.clone();
-    let buyers = Arc::new(bench.shop.buyers(sizes.buyers)?);
+    let buyers = Arc::new(bench.shop.buyers(sizes.buyers).await?);
     let skus = Arc::new(bench.shop.skus.clone());
     let op = set_quantity_op(bench.shop.api.clone(), buyers.clone(), skus);
     let op = Arc::new(op);

@@ -27,7 +27,7 @@ const FRACTIONS: [(f64, &str); 2] = [(0.5, "1/2"), (0.125, "1/8")];
 
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
     let sizes = bench.sizes.clone();
-    let buyers = Arc::new(bench.shop.buyers(sizes.buyers.min(2_000))?);
+    let buyers = Arc::new(bench.shop.buyers(sizes.buyers.min(2_000)).await?);
     let skus = Arc::new(bench.shop.skus.clone());
     let api = bench.shop.api.clone();
     let command = Arc::new(set_quantity_op(api.clone(), buyers.clone(), skus.clone()));

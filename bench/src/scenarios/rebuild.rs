@@ -54,7 +54,7 @@ async fn real_order_placed(bench: &Bench<'_>) -> anyhow::Result<(String, Value, 
     if let Some(found) = newest(&bench.engine.pool, "OrderPlaced").await? {
         return Ok(found);
     }
-    let buyer = bench.shop.buyer()?;
+    let buyer = bench.shop.buyer().await?;
     let sku = bench.shop.skus.first().context("the shop has no SKU")?;
     bench
         .shop

@@ -32,20 +32,37 @@ async fn registering_then_signing_in_yields_a_bearer_token() {
 }
 
 #[tokio::test]
-async fn the_password_is_stored_only_as_an_argon2_hash() {
+async fn the_password_is_stored_only_as_an_argon2_hash_beside_the_events() {
     let app = spawn_app().await;
-    app.post(
-        "/v1/accounts",
-        None,
-        json!({"email": "h@example.com", "password": PASSWORD, "name": "H", "role": "seller"}),
-    )
-    .await;
-    let payload: String = sqlx::query_scalar("SELECT payload::text FROM events WHERE aggregate_type = 'account' ORDER BY position DESC LIMIT 1")
-        .fetch_one(&app.pool)
-        .await
+    let response = app
+        .post(
+            "/v1/accounts",
+            None,
+            json!({"email": "h@example.com", "password": PASSWORD, "name": "H", "role": "seller"}),
+        )
+        .await;
+    let id: uuid::Uuid = response.json::<Value>().await.unwrap()["account_id"]
+        .as_str()
+        .unwrap()
+        .parse()
         .unwrap();
+    let (payload, version): (String, String) = sqlx::query_as(
+        "SELECT payload::text, event_version FROM events WHERE aggregate_type = 'account' AND aggregate_id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert!(!payload.contains(PASSWORD));
-    assert!(payload.contains("$argon2id$"));
+    assert!(!payload.contains("argon2"), "{payload}");
+    assert_eq!(version, "2.0");
+    let hash: String =
+        sqlx::query_scalar("SELECT password_hash FROM credentials WHERE account_id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(hash.starts_with("$argon2id$"));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use commerce_http::JwtKeys;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, checkout_body, spawn_app, TestApp, DEV_SECRET};
+use crate::helpers::{assert_problem, checkout_body, spawn_app, TestApp};
 use crate::orders::confirm;
 
 /// Sends a raw body, asserts the problem status and that the store did not change; the problem.
@@ -285,7 +285,7 @@ async fn missing_invalid_tampered_and_expired_tokens_are_401() {
 
     // Signed with another secret.
     let forged = JwtKeys::new(b"some-other-secret-that-is-long-enough!!", 3600)
-        .issue(AccountId(seller_id), Role::Seller)
+        .issue(AccountId(seller_id), Role::Seller, 1)
         .unwrap();
     refused(
         &app,
@@ -298,10 +298,12 @@ async fn missing_invalid_tampered_and_expired_tokens_are_401() {
     .await;
 
     // Issued two hours ago with a one-hour lifetime.
-    let expired = JwtKeys::new(DEV_SECRET, 3600)
+    let expired = app
+        .jwt()
         .issue_at(
             AccountId(seller_id),
             Role::Seller,
+            1,
             chrono::Utc::now().timestamp() - 7200,
         )
         .unwrap();

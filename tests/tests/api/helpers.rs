@@ -14,9 +14,6 @@ pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 pub const PASSWORD: &str = "correct horse battery";
 
-/// The development secret the engine signs with when none is configured.
-pub const DEV_SECRET: &[u8] = b"commerce-development-secret-do-not-use-in-production";
-
 /// A running engine, its database and an HTTP client. Dropping it stops the engine; dropping
 /// the first one also drops the database and the namespace's stream.
 pub struct TestApp {
@@ -31,6 +28,8 @@ pub struct TestApp {
     owns_database: bool,
     pub namespace: String,
     pub nats_url: String,
+    /// The secret the engine signs with, when the test configured one.
+    jwt_secret: Option<String>,
 }
 
 fn config(database_url: &str) -> Config {
@@ -42,6 +41,12 @@ fn config(database_url: &str) -> Config {
     config.admin_email = Some(ADMIN_EMAIL.into());
     config.admin_password = Some(ADMIN_PASSWORD.into());
     config.db_pool_size = 10;
+    // A secret of this test's own, so that it can mint tokens the engine's signature check
+    // accepts (expired ones, ghosts).
+    config.jwt_secret = Some(format!("test-secret-{}", Uuid::new_v4().simple()));
+    // Every test runs from 127.0.0.1, many at once: only the test of rate limiting is limited.
+    config.rate_limit_per_second = 1_000_000;
+    config.rate_limit_burst = 1_000_000;
     config
 }
 
@@ -51,6 +56,7 @@ async fn start(config: Config, database: String, owns_database: bool) -> TestApp
     }
     let database_url = config.database_url.clone();
     let (namespace, nats_url) = (config.namespace.clone(), config.nats_url.clone());
+    let jwt_secret = config.jwt_secret.clone();
     let app = Application::build(config).await.expect("the engine starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     let gateway_url = app.payment_gateway_url().to_owned();
@@ -68,6 +74,7 @@ async fn start(config: Config, database: String, owns_database: bool) -> TestApp
         owns_database,
         namespace,
         nats_url,
+        jwt_secret,
     }
 }
 
@@ -91,7 +98,18 @@ impl TestApp {
     pub async fn spawn_replica(&self) -> TestApp {
         let mut config = config(&self.database_url);
         config.namespace = self.namespace.clone();
+        config.jwt_secret = self.jwt_secret.clone();
         start(config, self.database.clone(), false).await
+    }
+
+    /// Keys signing as the engine does (they issue tokens; the engine decides whether it
+    /// accepts them).
+    pub fn jwt(&self) -> commerce_http::JwtKeys {
+        let secret = self
+            .jwt_secret
+            .as_ref()
+            .expect("the test configured the engine's secret");
+        commerce_http::JwtKeys::new(secret.as_bytes(), 3600)
     }
 
     pub async fn request(

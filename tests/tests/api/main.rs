@@ -25,4 +25,5 @@ mod read_models;
 mod reads;
 mod rebuild;
 mod search;
+mod security;
 mod upcasting;
