@@ -641,3 +641,121 @@ async fn the_log_of_a_journey_holds_no_password_token_or_hash() {
         assert!(!log.contains(secret), "the log holds `{secret}`");
     }
 }
+
+/// An account registered before credentials left the events: its `AccountRegistered` of
+/// version 1 holds the hash. Upgrading copies the hash to the credentials table, so the
+/// account still signs in, and no reader of events sees the hash again.
+#[tokio::test]
+async fn an_account_registered_with_its_hash_in_the_event_signs_in_after_the_upgrade_and_nobody_reads_the_hash(
+) {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let database = format!("commerce_test_{}", Uuid::new_v4().simple());
+    let url =
+        commerce_store::db::with_database(&commerce_store::db::database_url_from_env(), &database);
+    commerce_store::db::create_database_if_missing(&url)
+        .await
+        .unwrap();
+    let pool = commerce_store::db::connect(&url, 2).await.unwrap();
+    // The schema as it was before the credentials table.
+    let mut before =
+        sqlx::migrate::Migrator::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations"))
+            .await
+            .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 20261201000050)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    let password = "an old account's password";
+    let hash = argon2::Argon2::default()
+        .hash_password(
+            password.as_bytes(),
+            &SaltString::encode_b64(b"sixteen byte salt").unwrap(),
+        )
+        .unwrap()
+        .to_string();
+    let (id, email) = (
+        Uuid::now_v7(),
+        format!("old-{}@example.com", Uuid::new_v4().simple()),
+    );
+    sqlx::query("INSERT INTO email_claims (email, account_id) VALUES ($1, $2)")
+        .bind(&email)
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('account', $1, 1, 'AccountRegistered', '1.0', $2, $3)",
+    )
+    .bind(id.to_string())
+    .bind(json!({"AccountRegistered": {"email": email, "name": "Old", "role": "buyer", "password_hash": hash}}))
+    .bind(json!({"correlation_id": id, "causation_id": id}))
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    // The upgraded engine migrates the rest at start.
+    let app = spawn_app_with(|config| config.database_url = url.clone()).await;
+    let token = app.token(&email, password).await;
+    let response = app
+        .request(Method::GET, "/v1/me/cart", Some(&token), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let admin = app.admin_token().await;
+    let response = app
+        .request(
+            Method::GET,
+            &format!("/v1/admin/streams/account/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // The admin view shows events as stored (version 1 here), its credentials redacted.
+    let stream = response.text().await.unwrap();
+    assert!(
+        !stream.contains(&hash) && !stream.contains("argon2"),
+        "{stream}"
+    );
+
+    // The relay publishes it upcast: no message on the stream holds a hash.
+    let namespace = commerce_projections::Namespace::parse(&app.namespace).unwrap();
+    let jetstream = async_nats::jetstream::new(async_nats::connect(&app.nats_url).await.unwrap());
+    let events = app.event_count().await as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut nats_stream = jetstream.get_stream(namespace.stream_name()).await.unwrap();
+    while nats_stream.info().await.unwrap().state.messages < events {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let last = nats_stream.info().await.unwrap().state.last_sequence;
+    for sequence in 1..=last {
+        let message = nats_stream.get_raw_message(sequence).await.unwrap();
+        let payload = String::from_utf8_lossy(&message.payload);
+        assert!(!payload.contains("argon2"), "message {sequence}: {payload}");
+    }
+
+    drop(app);
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&commerce_store::db::with_database(
+            &commerce_store::db::database_url_from_env(),
+            "postgres",
+        ))
+        .await
+        .unwrap();
+    sqlx::Executor::execute(
+        &mut admin,
+        format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)").as_str(),
+    )
+    .await
+    .unwrap();
+}
