@@ -8,6 +8,7 @@ use commerce_domain::order::OrderError;
 use commerce_domain::product::ProductError;
 use commerce_domain::review::ReviewError;
 use commerce_http::ApiError;
+use commerce_store::keys::SealError;
 use commerce_store::CommandError;
 
 /// A domain error's HTTP face.
@@ -67,6 +68,7 @@ impl Refusal for AccountError {
     fn to_api_error(&self) -> ApiError {
         match self {
             AccountError::AlreadyRegistered => ApiError::conflict(self.to_string()),
+            AccountError::NotRegistered => ApiError::not_found(self.to_string()),
             _ => ApiError::unprocessable(self.to_string()),
         }
     }
@@ -79,6 +81,15 @@ impl Refusal for ReviewError {
             ReviewError::NotDelivered => ApiError::forbidden(self.to_string()),
             _ => ApiError::unprocessable(self.to_string()),
         }
+    }
+}
+
+/// Sealing refused for a forgotten person: their tokens are refused before any command gets
+/// here, so this is a token that raced the forget.
+pub(crate) fn seal_error(error: SealError) -> ApiError {
+    match error {
+        SealError::Forgotten(_) => ApiError::unauthorized("this account was forgotten"),
+        SealError::Store(e) => ApiError::internal(e),
     }
 }
 

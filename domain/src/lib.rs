@@ -13,6 +13,7 @@ pub mod checkout;
 pub mod inventory;
 pub mod order;
 pub mod payment;
+pub mod privacy;
 pub mod product;
 pub mod review;
 pub mod services;

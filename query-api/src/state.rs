@@ -2,7 +2,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use commerce_http::JwtKeys;
+use commerce_http::{ApiError, JwtKeys};
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgPool;
 
 /// What the read handlers share.
@@ -28,6 +30,19 @@ impl QueryState {
                 max_wait,
             }),
         }
+    }
+}
+
+impl QueryState {
+    /// `body` as JSON with every personal value in it opened: what the read models hold sealed
+    /// (see `commerce_domain::privacy`) is shown to the caller the route already authorised, or
+    /// as `"forgotten"`. Opened here, at the last moment, so that forgetting someone takes
+    /// effect at once in every read model, and no read model ever holds personal data in the
+    /// clear.
+    pub async fn reveal(&self, body: &impl Serialize) -> Result<Value, ApiError> {
+        let mut document = serde_json::to_value(body).map_err(anyhow::Error::from)?;
+        commerce_store::keys::reveal(&self.pool, &mut document).await?;
+        Ok(document)
     }
 }
 

@@ -32,6 +32,11 @@ pub enum Claim {
         product_id: ProductId,
         order_id: OrderId,
     },
+    /// A person forgotten: their data key destroyed (every sealed value of theirs reads as
+    /// forgotten), their credentials voided (no sign-in, every token refused) and their e-mail
+    /// released (the address itself is personal data). Never refused: forgetting twice is
+    /// forgetting once.
+    Forgotten { account_id: AccountId },
 }
 
 impl fmt::Display for Claim {
@@ -45,6 +50,7 @@ impl fmt::Display for Claim {
             Claim::Credentials { account_id, .. } => {
                 write!(f, "the credentials of account {account_id}")
             }
+            Claim::Forgotten { account_id } => write!(f, "the erasure of account {account_id}"),
         }
     }
 }
@@ -82,6 +88,16 @@ impl Claim {
                 .execute(&mut **tx)
                 .await
                 .with_context(|| format!("recording {self}"))?;
+                return Ok(true);
+            }
+            Claim::Forgotten { account_id } => {
+                crate::keys::forget(tx, account_id.0).await?;
+                crate::credentials::forget(tx, *account_id).await?;
+                sqlx::query("DELETE FROM email_claims WHERE account_id = $1")
+                    .bind(account_id.0)
+                    .execute(&mut **tx)
+                    .await
+                    .with_context(|| format!("recording {self}"))?;
                 return Ok(true);
             }
         }

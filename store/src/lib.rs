@@ -10,6 +10,7 @@
 //! - `credentials`: password hashes and credential versions (what tokens are checked against),
 //!   beside the events and never in them.
 //! - `throttle`: failed sign-ins per IP and per IP and account, shared by every process.
+//! - `keys`: the people's data keys, which seal personal data into events and open it for readers.
 //!
 //! cqrs-es supplies the `Aggregate` trait and its test framework; the persistence is ours, so that
 //! a command costs one transaction and no reload (see DESIGN.md, "The hot path").
@@ -20,6 +21,7 @@ pub mod db;
 pub mod error;
 pub mod history;
 pub mod idempotency;
+pub mod keys;
 pub mod metadata;
 pub mod repository;
 pub mod throttle;

@@ -8,16 +8,18 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use axum::extract::State;
 use axum::http::StatusCode;
-use commerce_domain::account::{Account, AccountCommand};
+use commerce_domain::account::{valid_name, Account, AccountCommand};
+use commerce_domain::privacy::Sealed;
 use commerce_domain::{AccountId, Email, Role};
 use commerce_http::{ApiError, ApiJson, Caller, ClientIp, RequestContext};
 use commerce_store::credentials::{self, PasswordHash as StoredHash};
 use commerce_store::throttle::SignInKeys;
-use commerce_store::{claims, Claim, Metadata};
+use commerce_store::{claims, keys, Claim, Metadata};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use crate::errors::seal_error;
 use crate::pipeline::{run, CommandRequest, Reply};
 use crate::CommandState;
 
@@ -112,10 +114,15 @@ async fn register_account(
     role: Role,
     password: String,
 ) -> Result<Reply, ApiError> {
+    let name = valid_name(&name).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let password_hash = hash_password(password).await?;
+    // Personal data enters the account's events sealed under its own key.
+    let key = keys::key_for(state.pool(), account_id.0)
+        .await
+        .map_err(seal_error)?;
     let command = AccountCommand::Register {
-        email: email.clone(),
-        name,
+        email: Sealed::seal(&key, account_id.0, email.as_str()),
+        name: Sealed::seal(&key, account_id.0, &name),
         role,
     };
     let respond = Arc::new(move |_: &Account| {

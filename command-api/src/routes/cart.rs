@@ -8,12 +8,13 @@ use commerce_domain::cart::{Cart, CartCommand, CartEvent};
 use commerce_domain::order::{OrderCommand, ShippingAddress};
 use commerce_domain::{OrderId, Role, Sku};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
-use commerce_store::Companion;
+use commerce_store::{keys, Companion};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::catalog::catalog_item;
+use crate::errors::seal_error;
 use crate::pipeline::{run, run_with, CommandRequest, Reply};
 use crate::CommandState;
 
@@ -239,6 +240,10 @@ pub async fn checkout(
         .shipping_address
         .validated()
         .map_err(|e| ApiError::unprocessable(e.0))?;
+    // Personal data enters the order's events sealed for the buyer.
+    let shipping_address = keys::seal(state.pool(), caller.account_id.0, &shipping_address)
+        .await
+        .map_err(seal_error)?;
     let buyer = caller.account_id.to_string();
     // Priced on the latest cart: another process may have changed it since this one cached it.
     let cart = state.carts.load_latest(&buyer).await?;
@@ -250,7 +255,6 @@ pub async fn checkout(
     let checkout = CartCommand::Checkout {
         order_id,
         catalog,
-        shipping_address: shipping_address.clone(),
     };
     // The order opens in the same transaction as the cart closes.
     let place = move |_: &Cart, events: &[CartEvent]| match events.first() {

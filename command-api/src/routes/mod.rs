@@ -4,10 +4,11 @@ pub mod accounts;
 pub mod cart;
 pub mod inventory;
 pub mod orders;
+pub mod privacy;
 pub mod products;
 pub mod reviews;
 
-use axum::routing::{patch, post, put};
+use axum::routing::{delete, patch, post, put};
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -46,6 +47,11 @@ pub fn router(state: CommandState) -> Router {
         .route("/v1/orders/{id}/shipments", post(orders::ship))
         .route("/v1/orders/{id}/delivery", post(orders::deliver))
         .route("/v1/orders/{id}/returns", post(orders::return_order))
+        .route("/v1/me", delete(privacy::forget_me))
+        .route(
+            "/v1/admin/accounts/{id}/forget",
+            post(privacy::forget_account),
+        )
         .with_state(state)
 }
 
@@ -77,6 +83,7 @@ impl Modify for BearerAuth {
         cart::set_quantity, cart::remove_item, cart::move_to_wishlist, cart::add_to_wishlist,
         cart::remove_from_wishlist, cart::checkout,
         orders::cancel, orders::ship, orders::deliver, orders::return_order,
+        privacy::forget_me, privacy::forget_account,
     ),
     components(schemas(commerce_http::problem::Problem))
 )]

@@ -5,13 +5,15 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use commerce_domain::review::{review_id, Review, ReviewCommand};
-use commerce_domain::{ProductId, Role};
+use commerce_domain::privacy::{Personal, Sealed};
+use commerce_domain::{AccountId, ProductId, Role};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
-use commerce_store::claims;
+use commerce_store::{claims, keys};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
+use crate::errors::seal_error;
 use crate::pipeline::{run, CommandRequest, Reply};
 use crate::CommandState;
 
@@ -59,12 +61,13 @@ pub async fn write(
         &body,
     );
     let buyer_id = caller.account_id;
+    let author_name = author_name(&state, buyer_id).await?;
     let id = review_id(product_id, buyer_id);
     let respond = Arc::new(move |review: &Review| {
         Reply::stored(
             StatusCode::CREATED,
             Some(
-                json!({ "product_id": product_id, "buyer_id": buyer_id, "rating": review.rating }),
+                json!({ "product_id": product_id, "rating": review.rating }),
             ),
         )
     });
@@ -72,6 +75,7 @@ pub async fn write(
         product_id,
         buyer_id,
         delivered,
+        author_name,
         rating: body.rating,
         title: body.title,
         body: body.body,
@@ -86,4 +90,17 @@ pub async fn write(
         respond,
     )
     .await
+}
+
+/// The buyer's display name as their account holds it, sealed for them: a review shows it, never
+/// the buyer's id. An account registered before names were sealed gets it sealed now.
+async fn author_name(state: &CommandState, buyer: AccountId) -> Result<Sealed, ApiError> {
+    let account = state.accounts.load(&buyer.to_string()).await?.state;
+    match account.name {
+        Some(Personal::Sealed(name)) => Ok(name),
+        Some(Personal::Clear(name)) => keys::seal(state.pool(), buyer.0, &name)
+            .await
+            .map_err(seal_error),
+        None => Err(ApiError::unauthorized("the account does not exist")),
+    }
 }

@@ -1,6 +1,8 @@
-//! An account: buyer, seller or admin, with a unique e-mail and an argon2 password hash.
-//! Uniqueness of the e-mail is kept by the store's claim table, written in the same transaction.
+//! An account: buyer, seller or admin, with a unique e-mail. Uniqueness of the e-mail is kept by
+//! the store's claim table and the password hash by its credentials table, both written in the
+//! same transaction as the events: neither is ever in an event. The e-mail and the name are
+//! personal data, sealed for the account (see [`crate::privacy`]).
 
 mod aggregate;
 
-pub use aggregate::{Account, AccountCommand, AccountError, AccountEvent};
+pub use aggregate::{valid_name, Account, AccountCommand, AccountError, AccountEvent};

@@ -115,7 +115,6 @@ impl Cart {
             CartCommand::Checkout {
                 order_id,
                 catalog,
-                shipping_address,
             } => {
                 if self.lines.is_empty() {
                     return Err(CartError::EmptyCart);
@@ -149,7 +148,6 @@ impl Cart {
                     order_id,
                     lines,
                     total,
-                    shipping_address,
                 }))
             }
         }
@@ -220,7 +218,7 @@ mod tests {
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::order::{OrderLine, ShippingAddress};
+    use crate::order::OrderLine;
     use crate::{Currency, OrderId};
 
     type CartTest = TestFramework<Cart>;
@@ -252,10 +250,6 @@ mod tests {
             quantity,
             unit_price: price,
         }
-    }
-
-    fn address() -> ShippingAddress {
-        ShippingAddress::parse("Ada Lovelace", "1 Analytical St", "London", "N1 1AA", "GB").unwrap()
     }
 
     #[test]
@@ -392,7 +386,6 @@ mod tests {
             .when(CartCommand::Checkout {
                 order_id: OrderId::new(),
                 catalog: vec![],
-                shipping_address: address(),
             })
             .then_expect_error(CartError::EmptyCart);
     }
@@ -406,7 +399,6 @@ mod tests {
             .when(CartCommand::Checkout {
                 order_id,
                 catalog: vec![(sku("A"), Some(current.clone()))],
-                shipping_address: address(),
             })
             .then_expect_events(vec![CartEvent::CheckedOut {
                 order_id,
@@ -418,7 +410,6 @@ mod tests {
                     unit_price: eur(450),
                 }],
                 total: eur(900),
-                shipping_address: address(),
             }]);
     }
 
@@ -429,7 +420,6 @@ mod tests {
             .when(CartCommand::Checkout {
                 order_id: OrderId::new(),
                 catalog: vec![(sku("A"), None)],
-                shipping_address: address(),
             })
             .then_expect_error(CartError::LineUnavailable(sku("A")));
     }
@@ -440,14 +430,12 @@ mod tests {
             order_id: OrderId::new(),
             lines: vec![],
             total: eur(500),
-            shipping_address: address(),
         };
         CartTest::with(())
             .given(vec![line_set("A", 1, eur(500)), checked_out])
             .when(CartCommand::Checkout {
                 order_id: OrderId::new(),
                 catalog: vec![(sku("A"), Some(item("A", eur(500))))],
-                shipping_address: address(),
             })
             .then_expect_error(CartError::EmptyCart);
     }

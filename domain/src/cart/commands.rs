@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::order::{OrderLine, ShippingAddress};
+use crate::order::OrderLine;
 use crate::{AccountId, Money, OrderId, ProductId, Sku};
 
 /// What the catalog says of a SKU at the time of the command, resolved by the caller.
@@ -35,7 +35,6 @@ pub enum CartCommand {
     Checkout {
         order_id: OrderId,
         catalog: Vec<(Sku, Option<CatalogItem>)>,
-        shipping_address: ShippingAddress,
     },
 }
 

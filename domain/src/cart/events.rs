@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::order::{OrderLine, ShippingAddress};
+use crate::order::OrderLine;
 use crate::{AccountId, Money, OrderId, ProductId, Sku};
 
 /// What happened to a buyer's cart.
@@ -22,12 +22,12 @@ pub enum CartEvent {
     WishlistItemAdded { sku: Sku },
     /// A SKU left the wishlist.
     WishlistItemRemoved { sku: Sku },
-    /// The cart was closed into an order; the next command opens a new, empty cart.
+    /// The cart was closed into an order; the next command opens a new, empty cart. Version 2
+    /// dropped the shipping address: the order holds it, sealed (personal data is kept once).
     CheckedOut {
         order_id: OrderId,
         lines: Vec<OrderLine>,
         total: Money,
-        shipping_address: ShippingAddress,
     },
 }
 

@@ -1,4 +1,5 @@
-use crate::order::{OrderLine, ShippingAddress};
+use crate::order::OrderLine;
+use crate::privacy::Sealed;
 use crate::{AccountId, Money, OrderId};
 
 /// Commands that move an order through its life.
@@ -11,7 +12,8 @@ pub enum OrderCommand {
         lines: Vec<OrderLine>,
         total: Money,
         payment_token: String,
-        shipping_address: ShippingAddress,
+        /// The [`crate::order::ShippingAddress`], validated by the caller, sealed for the buyer.
+        shipping_address: Sealed,
     },
     /// Every line's stock is held.
     RecordInventoryReserved,

@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 
-use crate::order::{OrderLine, ShippingAddress};
+use crate::order::OrderLine;
+use crate::privacy::Personal;
 use crate::{AccountId, Money, PaymentId, ShippingMethodId};
 
 /// What happened to an order.
@@ -30,7 +31,8 @@ pub enum OrderEvent {
         payment_id: PaymentId,
         /// The payment provider's token for the buyer's card; never the card itself.
         payment_token: String,
-        shipping_address: ShippingAddress,
+        /// A [`crate::order::ShippingAddress`], sealed for the buyer (version 3 on).
+        shipping_address: Personal,
     },
     /// Every line's stock is held for this order.
     InventoryReserved,

@@ -2,6 +2,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
+use crate::privacy::{Personal, Sealed};
 use crate::{AccountId, ProductId};
 
 /// Commands on a review.
@@ -13,6 +14,8 @@ pub enum ReviewCommand {
         product_id: ProductId,
         buyer_id: AccountId,
         delivered: bool,
+        /// The buyer's display name, sealed for them.
+        author_name: Sealed,
         rating: u8,
         title: String,
         body: String,
@@ -26,6 +29,8 @@ pub enum ReviewEvent {
     ReviewWritten {
         product_id: ProductId,
         buyer_id: AccountId,
+        /// The name readers see, sealed for the buyer (version 2 on; `None` before).
+        author_name: Option<Personal>,
         rating: u8,
         title: String,
         body: String,
@@ -71,6 +76,7 @@ impl Aggregate for Review {
             product_id,
             buyer_id,
             delivered,
+            author_name,
             rating,
             title,
             body,
@@ -93,6 +99,7 @@ impl Aggregate for Review {
             ReviewEvent::ReviewWritten {
                 product_id,
                 buyer_id,
+                author_name: Some(author_name.into()),
                 rating,
                 title,
                 body,
@@ -118,11 +125,20 @@ mod tests {
 
     type ReviewTest = TestFramework<Review>;
 
+    /// The aggregate never opens a sealed value: any ciphertext will do.
+    fn author() -> Sealed {
+        Sealed {
+            sealed_for: uuid::Uuid::from_u128(2),
+            ciphertext: "QWRh".into(),
+        }
+    }
+
     fn write(delivered: bool, rating: u8) -> ReviewCommand {
         ReviewCommand::Write {
             product_id: ProductId(uuid::Uuid::from_u128(1)),
             buyer_id: AccountId(uuid::Uuid::from_u128(2)),
             delivered,
+            author_name: author(),
             rating,
             title: " Great ".into(),
             body: "Would buy again".into(),
@@ -133,6 +149,7 @@ mod tests {
         ReviewEvent::ReviewWritten {
             product_id: ProductId(uuid::Uuid::from_u128(1)),
             buyer_id: AccountId(uuid::Uuid::from_u128(2)),
+            author_name: Some(author().into()),
             rating: 5,
             title: "Great".into(),
             body: "Would buy again".into(),

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use commerce_domain::order::OrderEvent;
 use commerce_domain::payment::PaymentEvent;
+use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use crate::{Projection, StoredEvent};
@@ -33,6 +34,8 @@ impl Projection for Notifications {
     }
 }
 
+/// One notification. `ship_to` is the order's shipping address, sealed as the event holds it, for
+/// the buyer's notifications of where the order goes (placed, shipped).
 async fn notify(
     db: &mut PgConnection,
     event: &StoredEvent,
@@ -40,10 +43,11 @@ async fn notify(
     kind: &str,
     order_id: uuid::Uuid,
     message: String,
+    ship_to: Option<&Value>,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "INSERT INTO rm_notifications (account_id, kind, order_id, message, created_at, event_position) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        "INSERT INTO rm_notifications (account_id, kind, order_id, message, created_at, event_position, ship_to) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
     )
     .bind(account)
     .bind(kind)
@@ -51,18 +55,19 @@ async fn notify(
     .bind(message)
     .bind(event.recorded_at)
     .bind(event.position)
+    .bind(ship_to)
     .execute(&mut *db)
     .await?;
     Ok(())
 }
 
-/// The buyer and sellers of an order, as recorded when it was placed.
+/// The buyer and sellers of an order, and where it ships, as recorded when it was placed.
 async fn parties(
     db: &mut PgConnection,
     order_id: uuid::Uuid,
-) -> anyhow::Result<Option<(uuid::Uuid, Vec<uuid::Uuid>)>> {
+) -> anyhow::Result<Option<(uuid::Uuid, Vec<uuid::Uuid>, Option<Value>)>> {
     Ok(sqlx::query_as(
-        "SELECT buyer_id, seller_ids FROM rm_notification_orders WHERE order_id = $1",
+        "SELECT buyer_id, seller_ids, ship_to FROM rm_notification_orders WHERE order_id = $1",
     )
     .bind(order_id)
     .fetch_optional(&mut *db)
@@ -95,12 +100,12 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
                 .fetch_optional(&mut *db)
                 .await?;
                 let order_id = order_id.context("a declined payment that was never requested")?;
-                if let Some((buyer, _)) = parties(db, order_id).await? {
+                if let Some((buyer, ..)) = parties(db, order_id).await? {
                     let message = format!(
                         "The payment for order {} failed: {reason}.",
                         short(order_id)
                     );
-                    notify(db, event, buyer, "payment_failed", order_id, message).await?;
+                    notify(db, event, buyer, "payment_failed", order_id, message, None).await?;
                 }
             }
             _ => {}
@@ -116,16 +121,19 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
         buyer_id,
         lines,
         total,
+        shipping_address,
         ..
     } = &order_event
     {
+        let ship_to = json!(shipping_address);
         let mut sellers: Vec<uuid::Uuid> = lines.iter().map(|l| l.seller_id.0).collect();
         sellers.sort();
         sellers.dedup();
-        sqlx::query("INSERT INTO rm_notification_orders (order_id, buyer_id, seller_ids) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO rm_notification_orders (order_id, buyer_id, seller_ids, ship_to) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
             .bind(order_id)
             .bind(buyer_id.0)
             .bind(&sellers)
+            .bind(&ship_to)
             .execute(&mut *db)
             .await?;
         let amount = format!(
@@ -135,9 +143,18 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
             total.currency
         );
         let message = format!("Your order {} of {amount} was placed.", short(order_id));
-        return notify(db, event, buyer_id.0, "order_placed", order_id, message).await;
+        return notify(
+            db,
+            event,
+            buyer_id.0,
+            "order_placed",
+            order_id,
+            message,
+            Some(&ship_to),
+        )
+        .await;
     }
-    let Some((buyer, sellers)) = parties(db, order_id).await? else {
+    let Some((buyer, sellers, ship_to)) = parties(db, order_id).await? else {
         anyhow::bail!("order {order_id} was never placed");
     };
     let id = short(order_id);
@@ -151,6 +168,7 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
                     "order_to_ship",
                     order_id,
                     format!("Order {id} is confirmed and ready to ship."),
+                    None,
                 )
                 .await?;
             }
@@ -173,5 +191,6 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
         OrderEvent::OrderRefunded => ("order_refunded", format!("Your order {id} was refunded.")),
         _ => return Ok(()),
     };
-    notify(db, event, buyer, kind, order_id, message).await
+    let ship_to = ship_to.as_ref().filter(|_| kind == "order_shipped");
+    notify(db, event, buyer, kind, order_id, message, ship_to).await
 }

@@ -31,17 +31,21 @@ async fn apply(db: &mut PgConnection, event: &StoredEvent) -> anyhow::Result<()>
     let ReviewEvent::ReviewWritten {
         product_id,
         buyer_id,
+        author_name,
         rating,
         title,
         body,
     } = event.decode().context("decoding a review event")?;
-    sqlx::query("INSERT INTO rm_reviews (product_id, buyer_id, rating, title, body, written_at) VALUES ($1, $2, $3, $4, $5, $6)")
+    sqlx::query("INSERT INTO rm_reviews (product_id, buyer_id, rating, title, body, written_at, author_name, written_position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(product_id.0)
         .bind(buyer_id.0)
         .bind(i16::from(rating))
         .bind(title)
         .bind(body)
         .bind(event.recorded_at)
+        // Sealed as the event holds it: opened when a response is built.
+        .bind(author_name.map(|name| serde_json::json!(name)))
+        .bind(event.position)
         .execute(&mut *db)
         .await?;
     sqlx::query(

@@ -374,14 +374,19 @@ pub async fn product(
     Ok(resource(&headers, &body))
 }
 
-/// A review as listed.
+/// A review as listed: by the reviewer's display name, never their id.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct ReviewView {
-    pub buyer_id: uuid::Uuid,
+    /// The reviewer's name; `"forgotten"` once they asked to be forgotten; absent for reviews
+    /// written before names were shown.
+    #[schema(value_type = Option<String>)]
+    pub author_name: Option<Value>,
     pub rating: i16,
     pub title: String,
     pub body: String,
     pub written_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub written_position: i64,
 }
 
 /// A product's reviews, newest first.
@@ -393,25 +398,26 @@ pub async fn reviews(
     min: MinPosition,
     ApiPath(id): ApiPath<ProductId>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<axum::Json<Page<ReviewView>>, ApiError> {
+) -> Result<axum::Json<Value>, ApiError> {
     min.wait(&state, &[REVIEWS]).await?;
     let limit = page.limit()?;
-    let (at, buyer) = page.newest_first_position()?;
+    let (at, seq) = page
+        .cursor::<(CursorTime, i64)>()?
+        .map_or((DateTime::<Utc>::MAX_UTC, i64::MAX), |(at, seq)| (at.0, seq));
     let rows: Vec<ReviewView> = sqlx::query_as(
-        "SELECT buyer_id, rating, title, body, written_at FROM rm_reviews \
-         WHERE product_id = $1 AND (written_at, buyer_id) < ($2, $3) \
-         ORDER BY written_at DESC, buyer_id DESC LIMIT $4",
+        "SELECT author_name, rating, title, body, written_at, written_position FROM rm_reviews \
+         WHERE product_id = $1 AND (written_at, written_position) < ($2, $3) \
+         ORDER BY written_at DESC, written_position DESC LIMIT $4",
     )
     .bind(id.0)
     .bind(at)
-    .bind(buyer)
+    .bind(seq)
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await
     .map_err(anyhow::Error::from)?;
-    Ok(axum::Json(Page::from_rows(rows, limit, |r| {
-        (r.written_at, r.buyer_id)
-    })))
+    let page = Page::from_rows(rows, limit, |r| (r.written_at, r.written_position));
+    Ok(axum::Json(state.reveal(&page).await?))
 }
 
 /// A node of the category tree.

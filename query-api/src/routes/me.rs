@@ -84,7 +84,7 @@ pub async fn orders(
     caller: Caller,
     min: MinPosition,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<axum::Json<Page<OrderView>>, ApiError> {
+) -> Result<axum::Json<Value>, ApiError> {
     caller.require(&[Role::Buyer])?;
     min.wait(&state, &[ORDERS]).await?;
     let limit = page.limit()?;
@@ -100,9 +100,8 @@ pub async fn orders(
     .fetch_all(&state.pool)
     .await
     .map_err(anyhow::Error::from)?;
-    Ok(axum::Json(Page::from_rows(rows, limit, |o| {
-        (o.placed_at, o.order_id)
-    })))
+    let page = Page::from_rows(rows, limit, |o| (o.placed_at, o.order_id));
+    Ok(axum::Json(state.reveal(&page).await?))
 }
 
 /// A notification.
@@ -113,6 +112,10 @@ pub struct NotificationView {
     pub kind: String,
     pub order_id: Option<uuid::Uuid>,
     pub message: String,
+    /// Where the order goes, on `order_placed` and `order_shipped`; `"forgotten"` once the
+    /// buyer asked to be forgotten.
+    #[schema(value_type = Option<Object>)]
+    pub ship_to: Option<Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -125,12 +128,12 @@ pub async fn notifications(
     caller: Caller,
     min: MinPosition,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<axum::Json<Page<NotificationView>>, ApiError> {
+) -> Result<axum::Json<Value>, ApiError> {
     min.wait(&state, &[NOTIFICATIONS]).await?;
     let limit = page.limit()?;
     let before: i64 = page.cursor()?.unwrap_or(i64::MAX);
     let rows: Vec<NotificationView> = sqlx::query_as(
-        "SELECT notification_id, kind, order_id, message, created_at FROM rm_notifications \
+        "SELECT notification_id, kind, order_id, message, ship_to, created_at FROM rm_notifications \
          WHERE account_id = $1 AND notification_id < $2 ORDER BY notification_id DESC LIMIT $3",
     )
     .bind(caller.account_id.0)
@@ -139,9 +142,8 @@ pub async fn notifications(
     .fetch_all(&state.pool)
     .await
     .map_err(anyhow::Error::from)?;
-    Ok(axum::Json(Page::from_rows(rows, limit, |n| {
-        n.notification_id
-    })))
+    let page = Page::from_rows(rows, limit, |n| n.notification_id);
+    Ok(axum::Json(state.reveal(&page).await?))
 }
 
 /// For this buyer: products bought together with what they bought or carted, then popular ones.

@@ -11,7 +11,7 @@ use crate::helpers::{assert_problem, spawn_app, spawn_app_with, TestApp};
 
 impl TestApp {
     /// An admin request that must answer `status`: its JSON body.
-    async fn admin(
+    pub(crate) async fn admin(
         &self,
         method: Method,
         path: &str,

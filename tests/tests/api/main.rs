@@ -20,6 +20,7 @@ mod inventory;
 mod leases;
 mod ops;
 mod orders;
+mod privacy;
 mod products;
 mod read_models;
 mod reads;
