@@ -45,7 +45,7 @@ pub enum UpcastError {
 /// The steps of one event type, from version 1 on.
 fn chain(aggregate_type: &str, event_type: &str) -> &'static [Step] {
     match (aggregate_type, event_type) {
-        ("order", "OrderPlaced") => &[order_placed_v1_to_v2],
+        ("order", "OrderPlaced") => &[order_placed_v1_to_v2, order_placed_v2_to_v3],
         _ => &[],
     }
 }
@@ -130,6 +130,20 @@ fn order_placed_v1_to_v2(mut payload: Value) -> Value {
     payload
 }
 
+/// `OrderPlaced` 2 → 3: the payment token goes. It was the provider's token for the buyer's card,
+/// kept in the event for the saga; the saga now reads it from `payment_tokens` (where the
+/// migration that created the table copied the tokens of payments still open), so no reader of
+/// events (the relay, admin views, rebuilds) ever sees one again.
+fn order_placed_v2_to_v3(mut payload: Value) -> Value {
+    if let Some(placed) = payload
+        .get_mut("OrderPlaced")
+        .and_then(Value::as_object_mut)
+    {
+        placed.remove("payment_token");
+    }
+    payload
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,7 +172,7 @@ mod tests {
     #[test]
     fn order_placed_1_gains_the_price_breakdown_of_an_order_without_pricing() {
         let (version, payload) = upcast("order", "OrderPlaced", "1.0", placed_v1()).unwrap();
-        assert_eq!(version, "2.0");
+        assert_eq!(version, "3.0");
         let placed = &payload["OrderPlaced"];
         let eur = |amount: i64| json!({"amount": amount, "currency": "EUR"});
         assert_eq!(placed["subtotal"], eur(1250));
@@ -177,13 +191,31 @@ mod tests {
     }
 
     #[test]
+    fn order_placed_2_loses_the_payment_token_and_nothing_else() {
+        let v2 = order_placed_v1_to_v2(placed_v1());
+        assert_eq!(v2["OrderPlaced"]["payment_token"], "tok_ok");
+        let (version, v3) = upcast("order", "OrderPlaced", "2.0", v2.clone()).unwrap();
+        assert_eq!(version, "3.0");
+        assert!(!v3.to_string().contains("tok_ok"), "{v3}");
+        let mut expected = v2;
+        expected["OrderPlaced"]
+            .as_object_mut()
+            .unwrap()
+            .remove("payment_token");
+        assert_eq!(v3, expected);
+        // Straight from version 1 as well.
+        let (_, from_v1) = upcast("order", "OrderPlaced", "1.0", placed_v1()).unwrap();
+        assert_eq!(from_v1, v3);
+    }
+
+    #[test]
     fn an_event_at_its_current_version_is_left_as_it_is() {
-        let (_, v2) = upcast("order", "OrderPlaced", "1.0", placed_v1()).unwrap();
-        let mut changed = v2.clone();
+        let (_, v3) = upcast("order", "OrderPlaced", "1.0", placed_v1()).unwrap();
+        let mut changed = v3.clone();
         changed["OrderPlaced"]["discount"]["amount"] = json!(100);
         assert_eq!(
-            upcast("order", "OrderPlaced", "2.0", changed.clone()).unwrap(),
-            ("2.0".to_owned(), changed)
+            upcast("order", "OrderPlaced", "3.0", changed.clone()).unwrap(),
+            ("3.0".to_owned(), changed)
         );
         let restocked = json!({"Restocked": {"quantity": 3}});
         assert_eq!(
@@ -195,7 +227,7 @@ mod tests {
     #[test]
     fn the_chain_is_per_aggregate_type() {
         // The checkout saga's events share names with the order's; only the order's change.
-        assert_eq!(current_version("order", "OrderPlaced"), "2.0");
+        assert_eq!(current_version("order", "OrderPlaced"), "3.0");
         assert_eq!(current_version("checkout_saga", "OrderPlaced"), "1.0");
         let payload = json!({"OrderPlaced": {"total": {"amount": 1, "currency": "EUR"}}});
         assert_eq!(
@@ -206,8 +238,10 @@ mod tests {
 
     #[test]
     fn a_version_newer_than_the_engine_is_an_error() {
-        let error = upcast("order", "OrderPlaced", "3.0", placed_v1()).unwrap_err();
-        assert!(matches!(error, UpcastError::Unknown { current: 2, .. }));
+        let current = current("order", "OrderPlaced");
+        let newer = label(current + 1);
+        let error = upcast("order", "OrderPlaced", &newer, placed_v1()).unwrap_err();
+        assert!(matches!(error, UpcastError::Unknown { current: c, .. } if c == current));
         assert!(error.to_string().contains("upgrade the engine"), "{error}");
         assert!(matches!(
             upcast("inventory", "Restocked", "2.0", json!({})),
@@ -233,7 +267,7 @@ mod tests {
                 .1,
         )
         .unwrap();
-        assert_eq!(event.event_version(), "2.0");
+        assert_eq!(event.event_version(), "3.0");
         assert_eq!(OrderEvent::OrderConfirmed.event_version(), "1.0");
     }
 }

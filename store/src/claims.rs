@@ -1,10 +1,11 @@
 //! Claims: rows a command writes beside its events, in the same transaction: unique e-mails and
-//! SKUs, and the delivered purchases that entitle a buyer to review.
+//! SKUs, the delivered purchases that entitle a buyer to review, and the card tokens of payments
+//! (kept out of events: see [`crate::payment_tokens`]).
 
 use std::fmt;
 
 use anyhow::Context;
-use commerce_domain::{AccountId, Email, OrderId, ProductId, Sku};
+use commerce_domain::{AccountId, Email, OrderId, PaymentId, PaymentToken, ProductId, Sku};
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// A row written in the same transaction as a command's events.
@@ -24,6 +25,11 @@ pub enum Claim {
         product_id: ProductId,
         order_id: OrderId,
     },
+    /// The provider's card token of a payment, for the saga to authorise with.
+    PaymentToken {
+        payment_id: PaymentId,
+        token: PaymentToken,
+    },
 }
 
 impl fmt::Display for Claim {
@@ -33,6 +39,9 @@ impl fmt::Display for Claim {
             Claim::Sku { sku, .. } => write!(f, "SKU {sku}"),
             Claim::DeliveredPurchase { product_id, .. } => {
                 write!(f, "the purchase of product {product_id}")
+            }
+            Claim::PaymentToken { payment_id, .. } => {
+                write!(f, "the card token of payment {payment_id}")
             }
         }
     }
@@ -68,6 +77,12 @@ impl Claim {
                 .execute(&mut **tx)
                 .await
                 .with_context(|| format!("recording {self}"))?;
+                return Ok(true);
+            }
+            Claim::PaymentToken { payment_id, token } => {
+                crate::payment_tokens::keep(&mut **tx, *payment_id, token)
+                    .await
+                    .with_context(|| format!("recording {self}"))?;
                 return Ok(true);
             }
         }

@@ -7,6 +7,7 @@
 //!   memory, serialises commands per aggregate in-process and retries on conflicts.
 //! - `history`: any stream folded up to a position or an instant, for operators (time travel).
 //! - `claims` and `idempotency`: the guard tables beside the events.
+//! - `payment_tokens`: card tokens, kept beside the events (never in them) until the payment is final.
 //!
 //! cqrs-es supplies the `Aggregate` trait and its test framework; the persistence is ours, so that
 //! a command costs one transaction and no reload (see DESIGN.md, "The hot path").
@@ -17,6 +18,7 @@ pub mod error;
 pub mod history;
 pub mod idempotency;
 pub mod metadata;
+pub mod payment_tokens;
 pub mod repository;
 pub mod unit_of_work;
 

@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use commerce_domain::cart::{Cart, CartCommand, CartEvent};
 use commerce_domain::order::{OrderCommand, ShippingAddress};
-use commerce_domain::{OrderId, Role, Sku};
+use commerce_domain::{OrderId, PaymentId, PaymentToken, Role, Sku};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
-use commerce_store::Companion;
+use commerce_store::{Claim, Companion};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -29,7 +29,9 @@ pub struct SetQuantityRequest {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
-    /// The payment provider's token for the buyer's card (sandbox: `tok_ok`, `tok_decline`, …).
+    /// The payment provider's token for the buyer's card (sandbox: `tok_ok`, `tok_decline`, …);
+    /// 1 to 200 printable characters. It goes to the provider only: no event, read or log holds
+    /// it, and the engine deletes it once the payment is final.
     pub payment_token: String,
     pub shipping_address: ShippingAddress,
 }
@@ -222,7 +224,7 @@ pub async fn remove_from_wishlist(
         (status = 202, description = "order placed; `Location` names it", body = CheckoutAccepted),
         (status = 403, description = "not a buyer", body = commerce_http::problem::Problem),
         (status = 409, description = "a line is no longer for sale", body = commerce_http::problem::Problem),
-        (status = 422, description = "empty cart or invalid address", body = commerce_http::problem::Problem),
+        (status = 422, description = "empty cart, invalid address or payment token", body = commerce_http::problem::Problem),
     ))]
 pub async fn checkout(
     State(state): State<CommandState>,
@@ -239,6 +241,7 @@ pub async fn checkout(
         .shipping_address
         .validated()
         .map_err(|e| ApiError::unprocessable(e.0))?;
+    let token = PaymentToken::parse(&body.payment_token).map_err(|e| ApiError::unprocessable(e.0))?;
     let buyer = caller.account_id.to_string();
     // Priced on the latest cart: another process may have changed it since this one cached it.
     let cart = state.carts.load_latest(&buyer).await?;
@@ -259,7 +262,6 @@ pub async fn checkout(
             buyer_id: caller.account_id,
             lines: lines.clone(),
             total: *total,
-            payment_token: body.payment_token.clone(),
             shipping_address: shipping_address.clone(),
         }),
         _ => None,
@@ -285,7 +287,11 @@ pub async fn checkout(
         &buyer,
         checkout,
         &request,
-        Vec::new(),
+        // The card token is kept beside the events that place the order, never in them.
+        vec![Claim::PaymentToken {
+            payment_id: PaymentId::for_order(order_id),
+            token,
+        }],
         respond,
         Some(companion),
     )

@@ -10,7 +10,6 @@ pub enum OrderCommand {
         buyer_id: AccountId,
         lines: Vec<OrderLine>,
         total: Money,
-        payment_token: String,
         shipping_address: ShippingAddress,
     },
     /// Every line's stock is held.
