@@ -86,9 +86,8 @@ pub struct PaymentToken(String);
 
 impl PaymentToken {
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-        let valid = !value.trim().is_empty()
-            && value.len() <= 200
-            && !value.chars().any(char::is_control);
+        let valid =
+            !value.trim().is_empty() && value.len() <= 200 && !value.chars().any(char::is_control);
         if valid {
             Ok(Self(value.to_owned()))
         } else {

@@ -80,7 +80,7 @@ impl Claim {
                 return Ok(true);
             }
             Claim::PaymentToken { payment_id, token } => {
-                crate::payment_tokens::keep(&mut **tx, *payment_id, token)
+                crate::payment_tokens::keep(tx, *payment_id, token)
                     .await
                     .with_context(|| format!("recording {self}"))?;
                 return Ok(true);

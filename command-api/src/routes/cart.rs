@@ -241,7 +241,8 @@ pub async fn checkout(
         .shipping_address
         .validated()
         .map_err(|e| ApiError::unprocessable(e.0))?;
-    let token = PaymentToken::parse(&body.payment_token).map_err(|e| ApiError::unprocessable(e.0))?;
+    let token =
+        PaymentToken::parse(&body.payment_token).map_err(|e| ApiError::unprocessable(e.0))?;
     let buyer = caller.account_id.to_string();
     // Priced on the latest cart: another process may have changed it since this one cached it.
     let cart = state.carts.load_latest(&buyer).await?;
