@@ -105,7 +105,9 @@ impl RecordedEvent {
                 self.event_version = version;
                 self.payload = payload;
             }
-            Err(error) => tracing::warn!(%error, position = self.position, "showing an event as recorded"),
+            Err(error) => {
+                tracing::warn!(%error, position = self.position, "showing an event as recorded")
+            }
         }
         self
     }
