@@ -1,9 +1,12 @@
 //! Credentials never leave through the admin routes.
 //!
-//! Older events hold an account's password hash and an order's payment token (DESIGN.md:
-//! they are to be cleaned by an upcaster on read). Operators need neither to debug a stream,
-//! and a leaked hash can be cracked offline, so every payload and state these routes show has
-//! such fields replaced, at any depth.
+//! Older events hold an account's password hash and an order's payment token. The upcaster
+//! chain drops them on read, and the event views show events at their current version, but not
+//! everything these routes show went through it: a dead letter is shown as it was parked (by an
+//! engine that may have written the older version), and an event this engine cannot bring up
+//! (a newer engine's, or a malformed version) is shown as recorded. Operators need neither
+//! credential to debug a stream, and a leaked hash can be cracked offline, so every payload and
+//! state these routes show still has such fields replaced, at any depth.
 
 use serde_json::Value;
 

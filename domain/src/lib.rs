@@ -21,8 +21,8 @@ pub mod upcast;
 pub mod values;
 
 pub use values::{
-    AccountId, Currency, Email, InvalidValue, Money, OrderId, PaymentId, ProductId, Role,
-    ShippingMethodId, Sku,
+    AccountId, Currency, Email, InvalidValue, Money, OrderId, PaymentId, PaymentToken, ProductId,
+    Role, ShippingMethodId, Sku,
 };
 
 /// The version every event type starts at; [`upcast`] holds the later ones.

@@ -196,9 +196,7 @@ impl Sealed {
             return;
         }
         match document {
-            Value::Object(fields) => fields
-                .values_mut()
-                .for_each(|v| Self::reveal_in(v, key_of)),
+            Value::Object(fields) => fields.values_mut().for_each(|v| Self::reveal_in(v, key_of)),
             Value::Array(items) => items.iter_mut().for_each(|v| Self::reveal_in(v, key_of)),
             _ => {}
         }

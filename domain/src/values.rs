@@ -78,6 +78,37 @@ impl PaymentId {
     }
 }
 
+/// The payment provider's token for a buyer's card: 1 to 200 printable characters. It goes to the
+/// provider and nowhere else: never into an event (the `payment_tokens` table keeps it until the
+/// payment is final), and never into a log line, so `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PaymentToken(String);
+
+impl PaymentToken {
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        let valid =
+            !value.trim().is_empty() && value.len() <= 200 && !value.chars().any(char::is_control);
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(InvalidValue(
+                "payment_token must be 1 to 200 printable characters".into(),
+            ))
+        }
+    }
+
+    /// The token itself, for the provider.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PaymentToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PaymentToken(<redacted>)")
+    }
+}
+
 /// A seller-chosen stock keeping unit: `[A-Za-z0-9._-]{1,64}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
@@ -279,6 +310,17 @@ impl Role {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payment_token_is_printable_and_never_debug_printed() {
+        let token = PaymentToken::parse("tok_secret_4242").unwrap();
+        assert_eq!(token.expose(), "tok_secret_4242");
+        assert!(!format!("{token:?}").contains("4242"));
+        for bad in ["", "   ", "tok\0nul", "tok\nline", &"x".repeat(201)] {
+            let error = PaymentToken::parse(bad).unwrap_err();
+            assert!(error.0.contains("payment_token"), "{bad:?}: {error}");
+        }
+    }
 
     #[test]
     fn sku_accepts_the_documented_alphabet_only() {

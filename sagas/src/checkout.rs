@@ -19,7 +19,9 @@ use commerce_domain::order::{Order, OrderCommand, OrderError, OrderLine, OrderSt
 use commerce_domain::payment::{Payment, PaymentCommand, PaymentError, PaymentStatus};
 use commerce_domain::services::{GatewayError, PaymentGateway};
 use commerce_domain::{OrderId, PaymentId};
-use commerce_store::{CommandError, CommandOptions, Companion, Metadata, Repository};
+use commerce_store::{
+    payment_tokens, CommandError, CommandOptions, Companion, Guard, Metadata, Repository,
+};
 use cqrs_es::Aggregate;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -130,7 +132,7 @@ impl SagaDriver {
     {
         let order_id = claim.saga_id;
         let mut options = CommandOptions::new(Self::metadata(order_id, step));
-        options.guard = Some(deadlines::fence(claim, due));
+        options.guard = Some(Self::guard(claim, due, &then));
         let record = Self::metadata(order_id, &Self::record_step(&then));
         let companion = Companion::new(&self.sagas, order_id.to_string(), record, move |_, _| {
             Some(SagaCommand::Record(then.clone()))
@@ -139,6 +141,39 @@ impl SagaDriver {
             .execute_with(id, command, options, Some(companion))
             .await
             .map(drop)
+    }
+
+    /// What a step's transaction checks and writes besides its events: the lease (and the
+    /// saga's next deadline), and, when the step records the end of the payment, the deletion of
+    /// its card token: from then on nothing can authorise the payment again, and a worker that
+    /// takes the saga over before it still finds the token.
+    fn guard(claim: Claimed, due: Due, then: &SagaEvent) -> Guard {
+        let fence = deadlines::fence(claim, due);
+        if !Self::spends_token(then) {
+            return fence;
+        }
+        let payment_id = PaymentId::for_order(OrderId(claim.saga_id));
+        Arc::new(move |conn| {
+            let fence = fence.clone();
+            Box::pin(async move {
+                fence(&mut *conn).await?;
+                payment_tokens::forget(conn, payment_id).await?;
+                Ok(())
+            })
+        })
+    }
+
+    /// The saga events after which the payment is never authorised again: compensation begun
+    /// (declined, timed out, cancelled or out of stock: the money is only voided or refunded
+    /// from there), the payment captured, the saga done (whatever path it took). The migration
+    /// that created `payment_tokens` copied the tokens of the sagas without any of them.
+    fn spends_token(event: &SagaEvent) -> bool {
+        matches!(
+            event,
+            SagaEvent::CompensationStarted { .. }
+                | SagaEvent::PaymentCaptured
+                | SagaEvent::SagaCompleted { .. }
+        )
     }
 
     fn record_step(event: &SagaEvent) -> String {
@@ -154,7 +189,7 @@ impl SagaDriver {
     async fn record_until(&self, claim: Claimed, event: SagaEvent, due: Due) -> anyhow::Result<()> {
         let mut options =
             CommandOptions::new(Self::metadata(claim.saga_id, &Self::record_step(&event)));
-        options.guard = Some(deadlines::fence(claim, due));
+        options.guard = Some(Self::guard(claim, due, &event));
         self.sagas
             .execute(
                 &claim.saga_id.to_string(),
@@ -446,8 +481,7 @@ impl SagaDriver {
                 }
             }
             SagaAction::Authorize { deadline } => {
-                self.authorize(claim, saga, order, payment_id, deadline)
-                    .await?
+                self.authorize(claim, saga, payment_id, deadline).await?
             }
             SagaAction::MarkOrderAuthorized => {
                 self.order_step(
@@ -629,18 +663,19 @@ impl SagaDriver {
         &self,
         claim: Claimed,
         saga: &CheckoutSaga,
-        order: &Order,
         payment_id: PaymentId,
         deadline: chrono::DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let total = saga.total.context("a started saga has a total")?;
+        // Kept beside the order's events, not in any stream; read again on every attempt, so a
+        // worker that took the saga over authorises with the same token.
+        let token = payment_tokens::token(&self.pool, payment_id)
+            .await?
+            .with_context(|| format!("no card token is kept for payment {payment_id}"))?;
         let remaining = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        // The token lives on the order (the saga's stream keeps no card reference).
-        let token = order
-            .payment_token
-            .clone()
-            .context("the order has no payment token")?;
-        let call = self.gateway.authorize(payment_id, total, &token, remaining);
+        let call = self
+            .gateway
+            .authorize(payment_id, total, token.expose(), remaining);
         let answer = match tokio::time::timeout(remaining, call).await {
             Ok(answer) => answer,
             Err(_) => Err(GatewayError::Timeout),

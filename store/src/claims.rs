@@ -1,10 +1,11 @@
 //! Claims: rows a command writes beside its events, in the same transaction: unique e-mails and
-//! SKUs, an account's credentials, and the delivered purchases that entitle a buyer to review.
+//! SKUs, an account's credentials, the delivered purchases that entitle a buyer to review, and
+//! the card tokens of payments (kept out of events: see [`crate::payment_tokens`]).
 
 use std::fmt;
 
 use anyhow::Context;
-use commerce_domain::{AccountId, Email, OrderId, ProductId, Sku};
+use commerce_domain::{AccountId, Email, OrderId, PaymentId, PaymentToken, ProductId, Sku};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::credentials::{self, PasswordHash};
@@ -37,6 +38,11 @@ pub enum Claim {
     /// released (the address itself is personal data). Never refused: forgetting twice is
     /// forgetting once.
     Forgotten { account_id: AccountId },
+    /// The provider's card token of a payment, for the saga to authorise with.
+    PaymentToken {
+        payment_id: PaymentId,
+        token: PaymentToken,
+    },
 }
 
 impl fmt::Display for Claim {
@@ -51,6 +57,9 @@ impl fmt::Display for Claim {
                 write!(f, "the credentials of account {account_id}")
             }
             Claim::Forgotten { account_id } => write!(f, "the erasure of account {account_id}"),
+            Claim::PaymentToken { payment_id, .. } => {
+                write!(f, "the card token of payment {payment_id}")
+            }
         }
     }
 }
@@ -96,6 +105,12 @@ impl Claim {
                 sqlx::query("DELETE FROM email_claims WHERE account_id = $1")
                     .bind(account_id.0)
                     .execute(&mut **tx)
+                    .await
+                    .with_context(|| format!("recording {self}"))?;
+                return Ok(true);
+            }
+            Claim::PaymentToken { payment_id, token } => {
+                crate::payment_tokens::keep(tx, *payment_id, token)
                     .await
                     .with_context(|| format!("recording {self}"))?;
                 return Ok(true);

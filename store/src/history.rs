@@ -1,6 +1,7 @@
-//! The event store as operators read it: raw events (one stream, or the whole store after a
-//! position), and any stream, by aggregate type name, folded up to a point through its own
-//! aggregate ([`fold_as_of`]), its state as JSON.
+//! The event store as operators read it: recorded events (one stream, or the whole store after a
+//! position), brought to their current version as every other reader sees them, and any stream,
+//! by aggregate type name, folded up to a point through its own aggregate ([`fold_as_of`]), its
+//! state as JSON.
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -88,6 +89,30 @@ pub struct RecordedEvent {
     pub metadata: Value,
 }
 
+impl RecordedEvent {
+    /// The event at its type's current version, through the domain's upcaster chain: what an
+    /// upcaster drops (a payment token of an old `OrderPlaced`) is not shown to operators
+    /// either. An event this engine cannot bring up (a newer engine wrote it) is shown as
+    /// recorded, with its version, rather than hiding the page around it.
+    fn upcast(mut self) -> Self {
+        match commerce_domain::upcast::upcast(
+            &self.aggregate_type,
+            &self.event_type,
+            &self.event_version,
+            self.payload.clone(),
+        ) {
+            Ok((version, payload)) => {
+                self.event_version = version;
+                self.payload = payload;
+            }
+            Err(error) => {
+                tracing::warn!(%error, position = self.position, "showing an event as recorded")
+            }
+        }
+        self
+    }
+}
+
 const COLUMNS: &str =
     "aggregate_type, aggregate_id, sequence, position, event_type, event_version, \
      recorded_at, payload, metadata";
@@ -128,6 +153,7 @@ pub async fn stream_events(
     .fetch_all(executor)
     .await
     .context("reading a stream's events")
+    .map(|events: Vec<RecordedEvent>| events.into_iter().map(RecordedEvent::upcast).collect())
 }
 
 /// Up to `limit` events with a position above `after`, in position order, of one aggregate type
@@ -156,4 +182,5 @@ pub async fn events_after(
     .fetch_all(executor)
     .await
     .context("reading events after a position")
+    .map(|events: Vec<RecordedEvent>| events.into_iter().map(RecordedEvent::upcast).collect())
 }

@@ -11,6 +11,7 @@
 //!   beside the events and never in them.
 //! - `throttle`: failed sign-ins per IP and per IP and account, shared by every process.
 //! - `keys`: the people's data keys, which seal personal data into events and open it for readers.
+//! - `payment_tokens`: card tokens, kept beside the events (never in them) until the payment is final.
 //!
 //! cqrs-es supplies the `Aggregate` trait and its test framework; the persistence is ours, so that
 //! a command costs one transaction and no reload (see DESIGN.md, "The hot path").
@@ -23,6 +24,7 @@ pub mod history;
 pub mod idempotency;
 pub mod keys;
 pub mod metadata;
+pub mod payment_tokens;
 pub mod repository;
 pub mod throttle;
 pub mod unit_of_work;

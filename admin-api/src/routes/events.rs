@@ -27,7 +27,7 @@ pub struct EventItem {
     pub event_type: String,
     pub event_version: String,
     pub recorded_at: DateTime<Utc>,
-    /// The event as the domain wrote it (credentials redacted).
+    /// The event at its type's current version, as every reader sees it (credentials redacted).
     #[schema(value_type = Object)]
     pub payload: Value,
     #[schema(value_type = Object)]

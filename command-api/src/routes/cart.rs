@@ -6,9 +6,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use commerce_domain::cart::{Cart, CartCommand, CartEvent};
 use commerce_domain::order::{OrderCommand, ShippingAddress};
-use commerce_domain::{OrderId, Role, Sku};
+use commerce_domain::{OrderId, PaymentId, PaymentToken, Role, Sku};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
-use commerce_store::{keys, Companion};
+use commerce_store::{keys, Claim, Companion};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -30,7 +30,9 @@ pub struct SetQuantityRequest {
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
-    /// The payment provider's token for the buyer's card (sandbox: `tok_ok`, `tok_decline`, …).
+    /// The payment provider's token for the buyer's card (sandbox: `tok_ok`, `tok_decline`, …);
+    /// 1 to 200 printable characters. It goes to the provider only: no event, read or log holds
+    /// it, and the engine deletes it once the payment is final.
     pub payment_token: String,
     pub shipping_address: ShippingAddress,
 }
@@ -223,7 +225,7 @@ pub async fn remove_from_wishlist(
         (status = 202, description = "order placed; `Location` names it", body = CheckoutAccepted),
         (status = 403, description = "not a buyer", body = commerce_http::problem::Problem),
         (status = 409, description = "a line is no longer for sale", body = commerce_http::problem::Problem),
-        (status = 422, description = "empty cart or invalid address", body = commerce_http::problem::Problem),
+        (status = 422, description = "empty cart, invalid address or payment token", body = commerce_http::problem::Problem),
     ))]
 pub async fn checkout(
     State(state): State<CommandState>,
@@ -240,6 +242,8 @@ pub async fn checkout(
         .shipping_address
         .validated()
         .map_err(|e| ApiError::unprocessable(e.0))?;
+    let token =
+        PaymentToken::parse(&body.payment_token).map_err(|e| ApiError::unprocessable(e.0))?;
     // Personal data enters the order's events sealed for the buyer.
     let shipping_address = keys::seal(state.pool(), caller.account_id.0, &shipping_address)
         .await
@@ -252,10 +256,7 @@ pub async fn checkout(
         catalog.push((sku.clone(), catalog_item(&state, sku).await?));
     }
     let order_id = OrderId::new();
-    let checkout = CartCommand::Checkout {
-        order_id,
-        catalog,
-    };
+    let checkout = CartCommand::Checkout { order_id, catalog };
     // The order opens in the same transaction as the cart closes.
     let place = move |_: &Cart, events: &[CartEvent]| match events.first() {
         Some(CartEvent::CheckedOut { lines, total, .. }) => Some(OrderCommand::Place {
@@ -263,7 +264,6 @@ pub async fn checkout(
             buyer_id: caller.account_id,
             lines: lines.clone(),
             total: *total,
-            payment_token: body.payment_token.clone(),
             shipping_address: shipping_address.clone(),
         }),
         _ => None,
@@ -289,7 +289,11 @@ pub async fn checkout(
         &buyer,
         checkout,
         &request,
-        Vec::new(),
+        // The card token is kept beside the events that place the order, never in them.
+        vec![Claim::PaymentToken {
+            payment_id: PaymentId::for_order(order_id),
+            token,
+        }],
         respond,
         Some(companion),
     )

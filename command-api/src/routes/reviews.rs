@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use commerce_domain::review::{review_id, Review, ReviewCommand};
 use commerce_domain::privacy::{Personal, Sealed};
+use commerce_domain::review::{review_id, Review, ReviewCommand};
 use commerce_domain::{AccountId, ProductId, Role};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
 use commerce_store::{claims, keys};
@@ -66,9 +66,7 @@ pub async fn write(
     let respond = Arc::new(move |review: &Review| {
         Reply::stored(
             StatusCode::CREATED,
-            Some(
-                json!({ "product_id": product_id, "rating": review.rating }),
-            ),
+            Some(json!({ "product_id": product_id, "rating": review.rating })),
         )
     });
     let command = ReviewCommand::Write {

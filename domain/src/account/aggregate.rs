@@ -195,7 +195,10 @@ mod tests {
         let event: AccountEvent = serde_json::from_value(v1).unwrap();
         assert!(matches!(
             event,
-            AccountEvent::AccountRegistered { email: Personal::Clear(_), .. }
+            AccountEvent::AccountRegistered {
+                email: Personal::Clear(_),
+                ..
+            }
         ));
     }
 }

@@ -112,10 +112,7 @@ impl Cart {
                 }
                 Ok(Some(CartEvent::WishlistItemRemoved { sku }))
             }
-            CartCommand::Checkout {
-                order_id,
-                catalog,
-            } => {
+            CartCommand::Checkout { order_id, catalog } => {
                 if self.lines.is_empty() {
                     return Err(CartError::EmptyCart);
                 }

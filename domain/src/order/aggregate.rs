@@ -69,9 +69,8 @@ pub struct Order {
     pub total: Option<Money>,
     pub promotion_code: Option<String>,
     pub shipping_method_id: Option<ShippingMethodId>,
+    /// The payment's reference; the card token itself is only in `payment_tokens`, for the saga.
     pub payment_id: Option<PaymentId>,
-    /// The provider's token for the buyer's card, for the saga to authorise with.
-    pub payment_token: Option<String>,
     pub shipping_address: Option<Personal>,
     pub cancellation_reason: Option<String>,
     /// The return window of a delivered order has closed: it can no longer be sent back.
@@ -110,7 +109,6 @@ impl Order {
                 buyer_id,
                 lines,
                 total,
-                payment_token,
                 shipping_address,
             } => {
                 if self.status.is_some() {
@@ -132,11 +130,6 @@ impl Order {
                 if sum != Some(total) {
                     return Err(OrderError::TotalMismatch);
                 }
-                if payment_token.trim().is_empty() || payment_token.len() > 200 {
-                    return Err(OrderError::InvalidInput(
-                        "payment_token must be 1 to 200 characters".into(),
-                    ));
-                }
                 // Until pricing lands an order pays the sum of its lines: nothing off, no
                 // shipping or tax.
                 let zero = Money::zero(total.currency);
@@ -151,7 +144,6 @@ impl Order {
                     promotion_code: None,
                     shipping_method_id: None,
                     payment_id: PaymentId::for_order(order_id),
-                    payment_token,
                     shipping_address: shipping_address.into(),
                 })
             }
@@ -266,7 +258,6 @@ impl Aggregate for Order {
                 promotion_code,
                 shipping_method_id,
                 payment_id,
-                payment_token,
                 shipping_address,
             } => {
                 self.buyer_id = Some(buyer_id);
@@ -279,7 +270,6 @@ impl Aggregate for Order {
                 self.promotion_code = promotion_code;
                 self.shipping_method_id = shipping_method_id;
                 self.payment_id = Some(payment_id);
-                self.payment_token = Some(payment_token);
                 self.shipping_address = Some(shipping_address);
                 Pending
             }
@@ -339,7 +329,6 @@ mod tests {
             buyer_id: AccountId(uuid::Uuid::from_u128(3)),
             lines,
             total,
-            payment_token: "tok_ok".into(),
             shipping_address: address(),
         }
     }
@@ -356,7 +345,6 @@ mod tests {
             promotion_code: None,
             shipping_method_id: None,
             payment_id: PaymentId(uuid::Uuid::from_u128(4)),
-            payment_token: "tok_ok".into(),
             shipping_address: address().into(),
         }
     }

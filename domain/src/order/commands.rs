@@ -11,7 +11,6 @@ pub enum OrderCommand {
         buyer_id: AccountId,
         lines: Vec<OrderLine>,
         total: Money,
-        payment_token: String,
         /// The [`crate::order::ShippingAddress`], validated by the caller, sealed for the buyer.
         shipping_address: Sealed,
     },

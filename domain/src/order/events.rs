@@ -28,10 +28,10 @@ pub enum OrderEvent {
         promotion_code: Option<String>,
         /// The shipping method chosen at checkout, if any.
         shipping_method_id: Option<ShippingMethodId>,
+        /// The order's payment. Up to version 2 the event also carried the provider's card token:
+        /// version 3 leaves it to the `payment_tokens` table, which only the saga reads.
         payment_id: PaymentId,
-        /// The payment provider's token for the buyer's card; never the card itself.
-        payment_token: String,
-        /// A [`crate::order::ShippingAddress`], sealed for the buyer (version 3 on).
+        /// A [`crate::order::ShippingAddress`], sealed for the buyer (version 4 on).
         shipping_address: Personal,
     },
     /// Every line's stock is held for this order.

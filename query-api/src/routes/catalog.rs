@@ -403,7 +403,9 @@ pub async fn reviews(
     let limit = page.limit()?;
     let (at, seq) = page
         .cursor::<(CursorTime, i64)>()?
-        .map_or((DateTime::<Utc>::MAX_UTC, i64::MAX), |(at, seq)| (at.0, seq));
+        .map_or((DateTime::<Utc>::MAX_UTC, i64::MAX), |(at, seq)| {
+            (at.0, seq)
+        });
     let rows: Vec<ReviewView> = sqlx::query_as(
         "SELECT author_name, rating, title, body, written_at, written_position FROM rm_reviews \
          WHERE product_id = $1 AND (written_at, written_position) < ($2, $3) \

@@ -1,10 +1,16 @@
 //! Orders: one order with its timeline, its payment, and the sellers' queue.
+//!
+//! Least privilege: the buyer and admins see the whole order; a seller of some of its lines sees
+//! only what it needs to ship them ([`SellerOrderView`]): its own lines and their total, never
+//! the other sellers' lines nor the order's amounts, which would tell what they sold.
 
+use anyhow::Context;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use commerce_domain::{OrderId, Role};
+use commerce_domain::order::OrderLine;
+use commerce_domain::{AccountId, Money, OrderId, Role};
 use commerce_http::{ApiError, ApiPath, ApiQuery, Caller};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -59,6 +65,80 @@ pub(crate) const ORDER_COLUMNS: &str =
      promotion_code, shipping_method_id, timeline, cancellation_reason, \
      shipping_address, shipment, placed_at, updated_at, seller_ids";
 
+/// An order as a seller of some of its lines sees it: only those lines, their total, and what it
+/// needs to ship them. The other sellers' lines and the order's price breakdown (subtotal,
+/// discount, shipping, tax, total) are left out, and so is the buyer's id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SellerOrderView {
+    pub order_id: uuid::Uuid,
+    /// As in the whole order.
+    pub status: String,
+    /// The seller's own lines only.
+    pub lines: Vec<OrderLine>,
+    /// The sum of the seller's own lines (money), not the order's total.
+    pub total: Money,
+    /// The shipping method the buyer chose, to ship by it.
+    pub shipping_method_id: Option<uuid::Uuid>,
+    /// Every status change: `status`, `at`.
+    #[schema(value_type = Vec<Object>)]
+    pub timeline: Value,
+    pub cancellation_reason: Option<String>,
+    /// Where to ship.
+    #[schema(value_type = Object)]
+    pub shipping_address: Value,
+    #[schema(value_type = Option<Object>)]
+    pub shipment: Option<Value>,
+    pub placed_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SellerOrderView {
+    /// What `seller` may see of `order`.
+    fn of(order: OrderView, seller: AccountId) -> anyhow::Result<Self> {
+        let lines: Vec<OrderLine> =
+            serde_json::from_value(order.lines).context("reading an order's lines")?;
+        let own: Vec<OrderLine> = lines
+            .into_iter()
+            .filter(|line| line.seller_id == seller)
+            .collect();
+        let currency = own
+            .first()
+            .context("a seller of an order has a line in it")?
+            .unit_price
+            .currency;
+        let total = own
+            .iter()
+            .try_fold(Money::zero(currency), |sum, line| {
+                sum.plus(line.unit_price.times(line.quantity)?)
+            })
+            .context("the seller's lines overflow their total")?;
+        Ok(Self {
+            order_id: order.order_id,
+            status: order.status,
+            lines: own,
+            total,
+            shipping_method_id: order.shipping_method_id,
+            timeline: order.timeline,
+            cancellation_reason: order.cancellation_reason,
+            shipping_address: order.shipping_address,
+            shipment: order.shipment,
+            placed_at: order.placed_at,
+            updated_at: order.updated_at,
+        })
+    }
+}
+
+/// An order as its reader may see it: whole for its buyer and admins, a seller's part for a
+/// seller of some of its lines.
+// One is built per request and serialised at once: boxing the larger would save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OrderRead {
+    Whole(OrderView),
+    Seller(SellerOrderView),
+}
+
 /// The order if `caller` may see it: its buyer, an admin, or a seller of one of its lines.
 /// Anyone else is told it does not exist.
 async fn visible_order(
@@ -84,10 +164,13 @@ async fn visible_order(
     visible.ok_or_else(|| ApiError::not_found(format!("order {id} does not exist")))
 }
 
-/// An order with its status and the timeline of every step.
+/// An order with its status and the timeline of every step. Its buyer and admins see the whole
+/// order; a seller of some of its lines sees only those lines and their total, with the status,
+/// timeline and shipping address (`SellerOrderView`): never the other sellers' lines nor the
+/// order's subtotal, discount, shipping, tax or total.
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
     params(("id" = OrderId, Path), ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "the order", body = OrderView),
+    responses((status = 200, description = "the order: whole (`OrderView`) for its buyer and admins, the seller's part (`SellerOrderView`) for a seller", body = OrderRead),
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no such order, or not yours", body = commerce_http::problem::Problem)))]
 pub async fn order(
@@ -99,6 +182,11 @@ pub async fn order(
 ) -> Result<Response, ApiError> {
     min.wait(&state, &[ORDERS]).await?;
     let order = visible_order(&state, caller, id, true).await?;
+    let order = if caller.is_admin() || order.buyer_id == caller.account_id.0 {
+        OrderRead::Whole(order)
+    } else {
+        OrderRead::Seller(SellerOrderView::of(order, caller.account_id)?)
+    };
     Ok(resource(&headers, &state.reveal(&order).await?))
 }
 
@@ -136,10 +224,12 @@ pub struct SellerOrderParams {
     pub cursor: Option<String>,
 }
 
-/// Orders holding the seller's lines, newest first, to ship them.
+/// Orders holding the seller's lines, newest first, to ship them. Each shows only the seller's
+/// own lines and their total (`SellerOrderView`), never the other sellers' lines nor the order's
+/// amounts.
 #[utoipa::path(get, path = "/v1/seller/orders", tag = "orders", security(("bearer" = [])),
     params(SellerOrderParams, ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "orders", body = Page<OrderView>),
+    responses((status = 200, description = "the seller's part of each order", body = Page<SellerOrderView>),
               (status = 403, description = "not a seller", body = commerce_http::problem::Problem)))]
 pub async fn seller_orders(
     State(state): State<QueryState>,
@@ -169,5 +259,13 @@ pub async fn seller_orders(
     .await
     .map_err(anyhow::Error::from)?;
     let page = Page::from_rows(rows, limit, |o| (o.placed_at, o.order_id));
+    let page = Page {
+        items: page
+            .items
+            .into_iter()
+            .map(|order| SellerOrderView::of(order, caller.account_id))
+            .collect::<anyhow::Result<_>>()?,
+        next_cursor: page.next_cursor,
+    };
     Ok(axum::Json(state.reveal(&page).await?))
 }

@@ -55,7 +55,10 @@ async fn the_password_is_stored_only_as_an_argon2_hash_beside_the_events() {
     .unwrap();
     assert!(!payload.contains(PASSWORD));
     assert!(!payload.contains("argon2"), "{payload}");
-    assert_eq!(version, "2.0");
+    assert_eq!(
+        version,
+        commerce_domain::upcast::current_version("account", "AccountRegistered")
+    );
     let hash: String =
         sqlx::query_scalar("SELECT password_hash FROM credentials WHERE account_id = $1")
             .bind(id)

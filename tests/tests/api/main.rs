@@ -18,6 +18,7 @@ mod event_store;
 mod idempotency;
 mod inventory;
 mod leases;
+mod least_privilege;
 mod ops;
 mod orders;
 mod privacy;

@@ -113,7 +113,16 @@ async fn no_event_nor_stream_message_holds_personal_data_or_a_credential_in_the_
     let at = app.last_position().await;
     app.read_json("/v1/me/orders", Some(&buyer), at).await;
 
-    let secrets = [email.as_str(), NAME, "Zenobia", STREET, CITY, "QX1 7ZZ", "$argon2", "tok_ok"];
+    let secrets = [
+        email.as_str(),
+        NAME,
+        "Zenobia",
+        STREET,
+        CITY,
+        "QX1 7ZZ",
+        "$argon2",
+        "tok_ok",
+    ];
     for text in everything_stored_and_published(&app).await {
         for secret in secrets {
             assert!(!text.contains(secret), "`{secret}` in the clear: {text}");
@@ -143,7 +152,9 @@ async fn a_forgotten_person_reads_forgotten_everywhere_for_good_and_cannot_sign_
         reviews["items"][0].get("buyer_id").is_none(),
         "a review shows its author's name, not their id: {reviews}"
     );
-    let notifications = app.read_json("/v1/me/notifications", Some(&buyer), at).await;
+    let notifications = app
+        .read_json("/v1/me/notifications", Some(&buyer), at)
+        .await;
     let shipped = |notifications: &Value| {
         notifications["items"]
             .as_array()
@@ -167,7 +178,9 @@ async fn a_forgotten_person_reads_forgotten_everywhere_for_good_and_cannot_sign_
         assert_problem(response, status).await;
     }
     let unknown = format!("/v1/admin/accounts/{}/forget", Uuid::new_v4());
-    let response = app.request(Method::POST, &unknown, Some(&admin), None).await;
+    let response = app
+        .request(Method::POST, &unknown, Some(&admin), None)
+        .await;
     assert_problem(response, StatusCode::NOT_FOUND).await;
 
     let response = app
@@ -177,7 +190,9 @@ async fn a_forgotten_person_reads_forgotten_everywhere_for_good_and_cannot_sign_
     let forgotten_at = app.last_position().await;
 
     // At once, in every read model, for everyone.
-    let seen = app.read_json(&order_path, Some(&seller), forgotten_at).await;
+    let seen = app
+        .read_json(&order_path, Some(&seller), forgotten_at)
+        .await;
     assert_eq!(seen["shipping_address"], "forgotten");
     assert_eq!(seen["status"], "delivered", "the order itself stays");
     let seen = app.read_json(&order_path, Some(&admin), forgotten_at).await;
@@ -222,7 +237,10 @@ async fn a_forgotten_person_reads_forgotten_everywhere_for_good_and_cannot_sign_
                 StatusCode::ACCEPTED,
             )
             .await;
-        let location = format!("/v1/admin/rebuilds/{}", started["rebuild_id"].as_str().unwrap());
+        let location = format!(
+            "/v1/admin/rebuilds/{}",
+            started["rebuild_id"].as_str().unwrap()
+        );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let progress = app.admin_get(&location).await;
@@ -230,11 +248,16 @@ async fn a_forgotten_person_reads_forgotten_everywhere_for_good_and_cannot_sign_
                 assert_eq!(progress["state"], "completed", "{projection}: {progress}");
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{projection} was never rebuilt");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{projection} was never rebuilt"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let seen = app.read_json(&order_path, Some(&seller), forgotten_at).await;
+    let seen = app
+        .read_json(&order_path, Some(&seller), forgotten_at)
+        .await;
     assert_eq!(seen["shipping_address"], "forgotten");
     let reviews = app.read_json(&reviews_path, None, forgotten_at).await;
     assert_eq!(reviews["items"][0]["author_name"], "forgotten");

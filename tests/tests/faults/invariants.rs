@@ -508,7 +508,6 @@ pub fn payments_agree(
         let view = sandbox.get(&payment_id).cloned().flatten();
         let at_sandbox = view.as_ref().map(|v| v.status);
         let status = order.status.map_or("none", OrderStatus::as_str);
-        let token = order.payment_token.as_deref().unwrap_or("?");
         let calls = view.as_ref().map_or_else(String::new, |v| {
             v.calls
                 .iter()
@@ -526,7 +525,7 @@ pub fn payments_agree(
         if let Some(view) = &view {
             if view.successful_authorizations > 1 {
                 double.push(format!(
-                    "order {order_id} ({token}) payment {payment_id}: {} successful authorisations [{calls}]",
+                    "order {order_id} payment {payment_id}: {} successful authorisations [{calls}]",
                     view.successful_authorizations
                 ));
             }
@@ -536,7 +535,7 @@ pub fn payments_agree(
             at_sandbox.map_or_else(|| "never called".to_owned(), |s| format!("{s:?}"));
         if !agrees(engine, at_sandbox) {
             disagree.push(format!(
-                "order {order_id} ({status}, {token}) payment {payment_id}: engine {engine_name}, sandbox {sandbox_name} [{calls}]"
+                "order {order_id} ({status}) payment {payment_id}: engine {engine_name}, sandbox {sandbox_name} [{calls}]"
             ));
         }
         let money_ok = match order.status {
@@ -552,7 +551,7 @@ pub fn payments_agree(
         };
         if !money_ok {
             money.push(format!(
-                "order {order_id} is {status} ({token}) but its payment is {engine_name} (sandbox {sandbox_name}) [{calls}]"
+                "order {order_id} is {status} but its payment is {engine_name} (sandbox {sandbox_name}) [{calls}]"
             ));
         }
     }
