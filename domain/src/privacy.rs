@@ -101,6 +101,12 @@ impl std::fmt::Debug for Personal {
     }
 }
 
+/// Why a value could not be sealed: it is not JSON (a map with keys that are not strings), or
+/// larger than AES-GCM takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a personal value could not be sealed")]
+pub struct Unsealable;
+
 /// Why a sealed value did not open.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a sealed value of person {0} does not open with that person's key")]
@@ -108,8 +114,12 @@ pub struct Unopenable(pub Uuid);
 
 impl Sealed {
     /// `value`, as JSON, sealed for `person` under `key`.
-    pub fn seal<T: Serialize + ?Sized>(key: &DataKey, person: Uuid, value: &T) -> Self {
-        let plaintext = serde_json::to_vec(value).expect("a personal value serializes to JSON");
+    pub fn seal<T: Serialize + ?Sized>(
+        key: &DataKey,
+        person: Uuid,
+        value: &T,
+    ) -> Result<Self, Unsealable> {
+        let plaintext = serde_json::to_vec(value).map_err(|_| Unsealable)?;
         let nonce = Nonce::generate();
         let ciphertext = key
             .cipher()
@@ -120,13 +130,13 @@ impl Sealed {
                     aad: person.as_bytes(),
                 },
             )
-            .expect("AES-GCM encrypts any message this small");
+            .map_err(|_| Unsealable)?;
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ciphertext);
-        Self {
+        Ok(Self {
             sealed_for: person,
             ciphertext: STANDARD.encode(sealed),
-        }
+        })
     }
 
     /// The value, opened with the key of `sealed_for`.
@@ -214,7 +224,7 @@ mod tests {
         let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
         let (ada_key, bob_key) = (DataKey::generate(), DataKey::generate());
         let address = json!({"name": "Ada Lovelace", "city": "London"});
-        let sealed = Sealed::seal(&ada_key, ada, &address);
+        let sealed = Sealed::seal(&ada_key, ada, &address).unwrap();
         assert!(!sealed.ciphertext.contains("Ada"));
         assert_eq!(sealed.open(&ada_key), Ok(address));
         assert_eq!(sealed.open(&bob_key), Err(Unopenable(ada)));
@@ -230,8 +240,8 @@ mod tests {
     fn two_seals_of_one_value_differ() {
         let (ada, key) = (Uuid::now_v7(), DataKey::generate());
         assert_ne!(
-            Sealed::seal(&key, ada, "Ada").ciphertext,
-            Sealed::seal(&key, ada, "Ada").ciphertext
+            Sealed::seal(&key, ada, "Ada").unwrap().ciphertext,
+            Sealed::seal(&key, ada, "Ada").unwrap().ciphertext
         );
     }
 
@@ -242,8 +252,8 @@ mod tests {
         let bob_key = DataKey::generate();
         let mut document = json!({
             "items": [
-                {"author": Sealed::seal(&ada_key, ada, "Ada"), "rating": 5},
-                {"author": Sealed::seal(&bob_key, bob, "Bob"), "rating": 4},
+                {"author": Sealed::seal(&ada_key, ada, "Ada").unwrap(), "rating": 5},
+                {"author": Sealed::seal(&bob_key, bob, "Bob").unwrap(), "rating": 4},
             ],
             "sealed_for": "not a sealed value on its own",
         });

@@ -27,7 +27,7 @@ pub async fn seal<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<Sealed, SealError> {
     let key = key_for(pool, person).await?;
-    Ok(Sealed::seal(&key, person, value))
+    Ok(Sealed::seal(&key, person, value).map_err(anyhow::Error::from)?)
 }
 
 /// The person's key, made on first use; refused for a forgotten person.

@@ -121,8 +121,8 @@ async fn register_account(
         .await
         .map_err(seal_error)?;
     let command = AccountCommand::Register {
-        email: Sealed::seal(&key, account_id.0, email.as_str()),
-        name: Sealed::seal(&key, account_id.0, &name),
+        email: Sealed::seal(&key, account_id.0, email.as_str()).map_err(anyhow::Error::from)?,
+        name: Sealed::seal(&key, account_id.0, &name).map_err(anyhow::Error::from)?,
         role,
     };
     let respond = Arc::new(move |_: &Account| {
