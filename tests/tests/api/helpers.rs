@@ -1,12 +1,9 @@
 //! `spawn_app()`: an engine of its own for each test, and a client that speaks its API.
 
-use std::str::FromStr;
-
 use commerce::{Application, Config};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor, PgPool};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -326,36 +323,9 @@ impl Drop for TestApp {
         if !self.owns_database {
             return;
         }
-        let stream =
-            commerce_projections::Namespace::parse(&self.namespace).map(|n| n.stream_name());
-        let nats_url = self.nats_url.clone();
-        let database = self.database.clone();
-        let url = commerce_store::db::database_url_from_env();
-        // Clean up from a thread of its own: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                if let (Ok(stream), Ok(client)) = (stream, async_nats::connect(&nats_url).await) {
-                    let _ = async_nats::jetstream::new(client)
-                        .delete_stream(&stream)
-                        .await;
-                }
-                let Ok(options) = PgConnectOptions::from_str(&url) else {
-                    return;
-                };
-                let Ok(mut connection) = options.database("postgres").connect().await else {
-                    return;
-                };
-                let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
-                let _ = connection.execute(drop.as_str()).await;
-                let _ = connection.close().await;
-            });
-        })
-        .join();
+        let stream = commerce_projections::Namespace::parse(&self.namespace)
+            .ok()
+            .map(|n| (self.nats_url.clone(), n.stream_name()));
+        crate::cleanup::drop_database(&self.database, stream);
     }
 }

@@ -5,6 +5,8 @@
 
 #[path = "../support/binary.rs"]
 mod binary;
+#[path = "../support/cleanup.rs"]
+mod cleanup;
 mod helpers;
 
 mod accounts;

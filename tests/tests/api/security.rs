@@ -482,28 +482,7 @@ impl Drop for LoggedEngine {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
-        let database = self.database.clone();
-        let _ = std::thread::spawn(move || {
-            use sqlx::{ConnectOptions, Connection, Executor};
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let url = commerce_store::db::database_url_from_env();
-                let Ok(options) = url.parse::<sqlx::postgres::PgConnectOptions>() else {
-                    return;
-                };
-                if let Ok(mut connection) = options.database("postgres").connect().await {
-                    let drop = format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)");
-                    let _ = connection.execute(drop.as_str()).await;
-                    let _ = connection.close().await;
-                }
-            });
-        })
-        .join();
+        crate::cleanup::drop_database(&self.database, None);
     }
 }
 

@@ -394,30 +394,6 @@ impl Drop for Cluster {
             eprintln!("fault suite: database {} kept (FAULTS_KEEP)", self.database);
             return;
         }
-        // Drop cannot await: the database goes from a thread and runtime of its own.
-        let database = self.database.clone();
-        let admin_url = commerce_store::db::with_database(
-            &commerce_store::db::database_url_from_env(),
-            "postgres",
-        );
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(&format!(
-                        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-                    ))
-                    .execute(&mut conn)
-                    .await;
-                }
-            });
-        })
-        .join();
+        crate::cleanup::drop_database(&self.database, None);
     }
 }

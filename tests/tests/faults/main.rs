@@ -13,6 +13,8 @@
 
 #[path = "../support/binary.rs"]
 mod binary;
+#[path = "../support/cleanup.rs"]
+mod cleanup;
 mod client;
 mod cluster;
 mod invariants;
