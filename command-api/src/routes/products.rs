@@ -9,7 +9,7 @@ use commerce_domain::product::{Product, ProductChanges, ProductCommand, ProductD
 use commerce_domain::{ProductId, Role};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
 use commerce_store::Claim;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
@@ -96,13 +96,25 @@ pub async fn create(
     create_product(&state, caller, &request, draft).await
 }
 
-/// Change a product's fields (its seller).
-#[utoipa::path(patch, path = "/v1/products/{id}", tag = "products", request_body = ProductChanges, security(("bearer" = [])),
+/// What `PATCH /v1/products/{id}` takes: fields to change, and whether the product is on sale.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ProductPatch {
+    #[serde(flatten)]
+    pub changes: ProductChanges,
+    /// `true` puts a delisted product back on sale (its fields may change in the same request);
+    /// `false` takes it off, as `DELETE` does. The listing it has already changes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<bool>,
+}
+
+/// Change a product's fields, or relist it with `{"listed": true}` (its seller).
+#[utoipa::path(patch, path = "/v1/products/{id}", tag = "products", request_body = ProductPatch, security(("bearer" = [])),
     params(("id" = ProductId, Path), ("If-Match" = Option<String>, Header, description = "the ETag last seen")),
     responses(
         (status = 200, description = "changed"),
         (status = 403, description = "another seller's product", body = commerce_http::problem::Problem),
         (status = 404, description = "no such product", body = commerce_http::problem::Problem),
+        (status = 409, description = "the product is delisted: relist it with `listed: true` to change it", body = commerce_http::problem::Problem),
         (status = 412, description = "stale If-Match", body = commerce_http::problem::Problem),
         (status = 422, description = "invalid field", body = commerce_http::problem::Problem),
     ))]
@@ -111,21 +123,22 @@ pub async fn update(
     caller: Caller,
     context: RequestContext,
     ApiPath(id): ApiPath<ProductId>,
-    ApiJson(changes): ApiJson<ProductChanges>,
+    ApiJson(patch): ApiJson<ProductPatch>,
 ) -> Result<Reply, ApiError> {
     caller.require(&[Role::Seller])?;
     let request = CommandRequest::new(
         context,
         Some(caller),
         &format!("PATCH /v1/products/{id}"),
-        &changes,
+        &patch,
     );
     let respond = Arc::new(move |product: &Product| {
         Reply::stored(StatusCode::OK, Some(product_view(id, product)))
     });
     let command = ProductCommand::Update {
         by: caller.account_id,
-        changes,
+        changes: patch.changes,
+        listed: patch.listed,
     };
     run(
         &state,

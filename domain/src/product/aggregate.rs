@@ -24,30 +24,34 @@ impl Product {
         Some(variant.price.unwrap_or(details.price))
     }
 
-    fn owned_by(&self, by: AccountId) -> Result<(), ProductError> {
+    /// The product exists and `by` is its seller.
+    fn owner_is(&self, by: AccountId) -> Result<(), ProductError> {
         match self.seller_id {
             None => Err(ProductError::NotFound),
             Some(owner) if owner != by => Err(ProductError::NotOwner),
-            Some(_) if !self.listed => Err(ProductError::Delisted),
             Some(_) => Ok(()),
         }
     }
 
-    fn decide(&self, command: ProductCommand) -> Result<ProductEvent, ProductError> {
+    fn decide(&self, command: ProductCommand) -> Result<Vec<ProductEvent>, ProductError> {
         match command {
             ProductCommand::Create { seller_id, draft } => {
                 if self.seller_id.is_some() {
                     return Err(ProductError::AlreadyCreated);
                 }
-                Ok(ProductEvent::ProductCreated {
+                Ok(vec![ProductEvent::ProductCreated {
                     seller_id,
                     product: draft.validated()?,
-                })
+                }])
             }
-            ProductCommand::Update { by, changes } => {
-                self.owned_by(by)?;
+            ProductCommand::Update {
+                by,
+                changes,
+                listed,
+            } => {
+                self.owner_is(by)?;
                 let changes = changes.validated()?;
-                if changes.is_empty() {
+                if changes.is_empty() && listed.is_none() {
                     return Err(ProductError::NoChanges);
                 }
                 let currency = self.details.as_ref().map(|d| d.price.currency);
@@ -56,11 +60,31 @@ impl Product {
                         "the price keeps the product's currency".into(),
                     ));
                 }
-                Ok(ProductEvent::ProductUpdated { changes })
+                let relist = listed == Some(true) && !self.listed;
+                let delist = listed == Some(false) && self.listed;
+                // A delisted product's fields change only as it is put back on sale.
+                if !self.listed && !relist && !changes.is_empty() {
+                    return Err(ProductError::Delisted);
+                }
+                // Asking for the listing it has already changes nothing.
+                let mut events = Vec::new();
+                if relist {
+                    events.push(ProductEvent::ProductRelisted);
+                }
+                if !changes.is_empty() {
+                    events.push(ProductEvent::ProductUpdated { changes });
+                }
+                if delist {
+                    events.push(ProductEvent::ProductDelisted);
+                }
+                Ok(events)
             }
             ProductCommand::Delist { by } => {
-                self.owned_by(by)?;
-                Ok(ProductEvent::ProductDelisted)
+                self.owner_is(by)?;
+                if !self.listed {
+                    return Err(ProductError::Delisted);
+                }
+                Ok(vec![ProductEvent::ProductDelisted])
             }
         }
     }
@@ -79,8 +103,9 @@ impl Aggregate for Product {
         _: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), ProductError> {
-        let event = self.decide(command)?;
-        sink.write(event, self).await;
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
         Ok(())
     }
 
@@ -111,6 +136,7 @@ impl Aggregate for Product {
                 }
             }
             ProductEvent::ProductDelisted => self.listed = false,
+            ProductEvent::ProductRelisted => self.listed = true,
         }
     }
 }
@@ -240,6 +266,7 @@ mod tests {
             .when(ProductCommand::Update {
                 by: AccountId(uuid::Uuid::from_u128(8)),
                 changes,
+                listed: None,
             })
             .then_expect_error(ProductError::NotOwner);
     }
@@ -255,6 +282,7 @@ mod tests {
             .when(ProductCommand::Update {
                 by: seller(),
                 changes: changes.clone(),
+                listed: None,
             })
             .then_expect_events(vec![ProductEvent::ProductUpdated { changes }]);
     }
@@ -270,6 +298,7 @@ mod tests {
             .when(ProductCommand::Update {
                 by: seller(),
                 changes,
+                listed: None,
             })
             .inspect_result();
         assert!(matches!(result, Err(ProductError::Invalid(_))));
@@ -282,6 +311,7 @@ mod tests {
             .when(ProductCommand::Update {
                 by: seller(),
                 changes: ProductChanges::default(),
+                listed: None,
             })
             .then_expect_error(ProductError::NoChanges);
     }
@@ -296,6 +326,96 @@ mod tests {
             .given(vec![created(), ProductEvent::ProductDelisted])
             .when(ProductCommand::Delist { by: seller() })
             .then_expect_error(ProductError::Delisted);
+    }
+
+    fn listing(listed: bool, changes: ProductChanges) -> ProductCommand {
+        ProductCommand::Update {
+            by: seller(),
+            changes,
+            listed: Some(listed),
+        }
+    }
+
+    fn renamed() -> ProductChanges {
+        ProductChanges {
+            name: Some("Tee II".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_owner_relists_a_delisted_product() {
+        ProductTest::with(())
+            .given(vec![created(), ProductEvent::ProductDelisted])
+            .when(listing(true, ProductChanges::default()))
+            .then_expect_events(vec![ProductEvent::ProductRelisted]);
+        ProductTest::with(())
+            .given(vec![created(), ProductEvent::ProductDelisted])
+            .when(ProductCommand::Update {
+                by: AccountId(uuid::Uuid::from_u128(8)),
+                changes: ProductChanges::default(),
+                listed: Some(true),
+            })
+            .then_expect_error(ProductError::NotOwner);
+    }
+
+    #[test]
+    fn a_delisted_products_fields_change_only_as_it_is_relisted() {
+        ProductTest::with(())
+            .given(vec![created(), ProductEvent::ProductDelisted])
+            .when(ProductCommand::Update {
+                by: seller(),
+                changes: renamed(),
+                listed: None,
+            })
+            .then_expect_error(ProductError::Delisted);
+        ProductTest::with(())
+            .given(vec![created(), ProductEvent::ProductDelisted])
+            .when(listing(true, renamed()))
+            .then_expect_events(vec![
+                ProductEvent::ProductRelisted,
+                ProductEvent::ProductUpdated {
+                    changes: renamed(),
+                },
+            ]);
+    }
+
+    #[test]
+    fn asking_for_the_listing_a_product_has_changes_nothing() {
+        ProductTest::with(())
+            .given(vec![created()])
+            .when(listing(true, ProductChanges::default()))
+            .then_expect_events(vec![]);
+        ProductTest::with(())
+            .given(vec![created(), ProductEvent::ProductDelisted])
+            .when(listing(false, ProductChanges::default()))
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn listed_false_delists_after_the_changes() {
+        ProductTest::with(())
+            .given(vec![created()])
+            .when(listing(false, renamed()))
+            .then_expect_events(vec![
+                ProductEvent::ProductUpdated {
+                    changes: renamed(),
+                },
+                ProductEvent::ProductDelisted,
+            ]);
+    }
+
+    #[test]
+    fn a_relisted_product_is_on_sale_again() {
+        let mut product = Product::default();
+        for event in [
+            created(),
+            ProductEvent::ProductDelisted,
+            ProductEvent::ProductRelisted,
+        ] {
+            product.apply(event);
+        }
+        assert!(product.listed);
     }
 
     #[test]

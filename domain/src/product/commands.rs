@@ -9,10 +9,12 @@ pub enum ProductCommand {
         seller_id: AccountId,
         draft: ProductDraft,
     },
-    /// Change some fields.
+    /// Change some fields and, with `listed`, put the product back on sale (`true`) or take it
+    /// off (`false`). Only a listed product's fields change, so relisting comes first.
     Update {
         by: AccountId,
         changes: ProductChanges,
+        listed: Option<bool>,
     },
     /// Take the product off sale; its history stays.
     Delist { by: AccountId },

@@ -15,10 +15,13 @@ pub enum ProductEvent {
     ProductUpdated { changes: ProductChanges },
     /// The product was taken off sale.
     ProductDelisted,
+    /// A delisted product was put back on sale by its seller.
+    ProductRelisted,
 }
 
 crate::domain_event!(ProductEvent for crate::product::Product {
     ProductCreated,
     ProductUpdated,
-    ProductDelisted
+    ProductDelisted,
+    ProductRelisted
 });

@@ -114,17 +114,8 @@ impl Fold for Changes {
                     .or_default()
                     .change(changes, at),
             },
-            ProductEvent::ProductDelisted => match self.created.get_mut(&product_id) {
-                Some(new) => {
-                    new.listed = false;
-                    new.updated_at = at;
-                }
-                None => {
-                    let update = self.updated.entry(product_id).or_default();
-                    update.listed = Some(false);
-                    update.updated_at = Some(at);
-                }
-            },
+            ProductEvent::ProductDelisted => self.list(product_id, false, at),
+            ProductEvent::ProductRelisted => self.list(product_id, true, at),
         }
         Ok(())
     }
@@ -137,6 +128,23 @@ impl Fold for Changes {
             update(db, self.updated).await?;
         }
         Ok(())
+    }
+}
+
+impl Changes {
+    /// The product was put on sale (`true`) or taken off (`false`).
+    fn list(&mut self, product_id: Uuid, listed: bool, at: DateTime<Utc>) {
+        match self.created.get_mut(&product_id) {
+            Some(new) => {
+                new.listed = listed;
+                new.updated_at = at;
+            }
+            None => {
+                let update = self.updated.entry(product_id).or_default();
+                update.listed = Some(listed);
+                update.updated_at = Some(at);
+            }
+        }
     }
 }
 
