@@ -3,6 +3,7 @@
 //! ordering per aggregate, duplicates and gaps. The busiest (carts, orders, inventory,
 //! recommendations) fold a whole batch in memory and write it in a statement or two per table.
 
+mod accounts;
 mod carts;
 mod catalog;
 mod inventory;
@@ -12,6 +13,7 @@ mod payments;
 mod recommendations;
 mod reviews;
 
+pub use accounts::Accounts;
 pub use carts::Carts;
 pub use catalog::Catalog;
 pub use inventory::InventoryLevels;
@@ -34,5 +36,6 @@ pub fn all() -> Vec<SharedProjection> {
         SharedProjection::new(Payments),
         SharedProjection::new(Notifications),
         SharedProjection::new(Recommendations),
+        SharedProjection::new(Accounts),
     ]
 }
