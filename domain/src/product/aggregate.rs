@@ -374,9 +374,7 @@ mod tests {
             .when(listing(true, renamed()))
             .then_expect_events(vec![
                 ProductEvent::ProductRelisted,
-                ProductEvent::ProductUpdated {
-                    changes: renamed(),
-                },
+                ProductEvent::ProductUpdated { changes: renamed() },
             ]);
     }
 
@@ -398,9 +396,7 @@ mod tests {
             .given(vec![created()])
             .when(listing(false, renamed()))
             .then_expect_events(vec![
-                ProductEvent::ProductUpdated {
-                    changes: renamed(),
-                },
+                ProductEvent::ProductUpdated { changes: renamed() },
                 ProductEvent::ProductDelisted,
             ]);
     }

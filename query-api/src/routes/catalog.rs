@@ -281,6 +281,13 @@ fn bad_cursor() -> ApiError {
     ApiError::bad_request("invalid cursor: pass back a `next_cursor` this API issued for this sort")
 }
 
+/// What [`ProductRow`] reads: a product and its rating summary.
+const PRODUCT_SELECT: &str =
+    "SELECT p.product_id, p.seller_id, p.sku, p.name, p.description, p.price_amount, \
+        p.currency, p.category, p.attributes, p.variants, p.listed, p.created_at, p.updated_at, \
+        r.review_count, r.rating_sum \
+     FROM rm_products p LEFT JOIN rm_rating_summaries r USING (product_id)";
+
 #[derive(FromRow)]
 struct ProductRow {
     product_id: uuid::Uuid,
@@ -313,16 +320,45 @@ pub async fn product(
     ApiPath(id): ApiPath<ProductId>,
 ) -> Result<Response, ApiError> {
     min.wait(&state, &[CATALOG, INVENTORY, REVIEWS]).await?;
-    let row: Option<ProductRow> = sqlx::query_as(
-        "SELECT p.product_id, p.seller_id, p.sku, p.name, p.description, p.price_amount, p.currency, p.category, \
-                p.attributes, p.variants, p.listed, p.created_at, p.updated_at, r.review_count, r.rating_sum \
-         FROM rm_products p LEFT JOIN rm_rating_summaries r USING (product_id) WHERE p.product_id = $1",
-    )
-    .bind(id.0)
+    let row: Option<ProductRow> =
+        sqlx::query_as(&format!("{PRODUCT_SELECT} WHERE p.product_id = $1"))
+            .bind(id.0)
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
+    let row = row.ok_or_else(|| ApiError::not_found(format!("product {id} does not exist")))?;
+    Ok(resource(&headers, &product_document(&state, row).await?))
+}
+
+/// The product that holds a SKU, its own or one of its variants', as `GET /v1/products/{id}`
+/// shows it (delisted ones too).
+#[utoipa::path(get, path = "/v1/products/by-sku/{sku}", tag = "catalog",
+    params(("sku" = String, Path, description = "a product's SKU or one of its variants'"), ("X-Min-Position" = Option<i64>, Header)),
+    responses((status = 200, description = "the product, as `GET /v1/products/{id}`"),
+              (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
+              (status = 404, description = "no product holds this SKU", body = commerce_http::problem::Problem)))]
+pub async fn by_sku(
+    State(state): State<QueryState>,
+    min: MinPosition,
+    headers: HeaderMap,
+    ApiPath(sku): ApiPath<Sku>,
+) -> Result<Response, ApiError> {
+    min.wait(&state, &[CATALOG, INVENTORY, REVIEWS]).await?;
+    // A SKU is claimed by one product for good; were there two, the listed one is shown.
+    let row: Option<ProductRow> = sqlx::query_as(&format!(
+        "{PRODUCT_SELECT} WHERE p.sku = $1 OR p.variants @> jsonb_build_array(jsonb_build_object('sku', $1::text)) \
+         ORDER BY p.listed DESC, p.created_at DESC LIMIT 1"
+    ))
+    .bind(sku.as_str())
     .fetch_optional(&state.pool)
     .await
     .map_err(anyhow::Error::from)?;
-    let row = row.ok_or_else(|| ApiError::not_found(format!("product {id} does not exist")))?;
+    let row = row.ok_or_else(|| ApiError::not_found(format!("no product holds SKU {sku}")))?;
+    Ok(resource(&headers, &product_document(&state, row).await?))
+}
+
+/// A product with the stock of each of its SKUs and its rating summary.
+async fn product_document(state: &QueryState, row: ProductRow) -> Result<Value, ApiError> {
     let variant_skus: Vec<String> = row
         .variants
         .as_array()
@@ -371,7 +407,7 @@ pub async fn product(
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     });
-    Ok(resource(&headers, &body))
+    Ok(body)
 }
 
 /// A review as listed: by the reviewer's display name, never their id.

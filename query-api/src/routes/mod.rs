@@ -1,8 +1,10 @@
 //! The read routes, one file per resource, and their OpenAPI description.
 
+pub mod accounts;
 pub mod catalog;
 pub mod me;
 pub mod orders;
+pub mod seller;
 
 use axum::routing::get;
 use axum::Router;
@@ -20,6 +22,7 @@ pub mod projections {
     pub const PAYMENTS: &str = "payments";
     pub const NOTIFICATIONS: &str = "notifications";
     pub const RECOMMENDATIONS: &str = "recommendations";
+    pub const ACCOUNTS: &str = "accounts";
 }
 
 /// Every GET route of API.md but the admin ones.
@@ -39,6 +42,10 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/orders/{id}", get(orders::order))
         .route("/v1/orders/{id}/payment", get(orders::payment))
         .route("/v1/seller/orders", get(orders::seller_orders))
+        .route("/v1/me", get(accounts::me))
+        .route("/v1/accounts/{id}", get(accounts::account))
+        .route("/v1/products/by-sku/{sku}", get(catalog::by_sku))
+        .route("/v1/seller/products", get(seller::products))
         .with_state(state)
 }
 
@@ -59,5 +66,9 @@ pub fn router(state: QueryState) -> Router {
     orders::order,
     orders::payment,
     orders::seller_orders,
+    accounts::me,
+    accounts::account,
+    catalog::by_sku,
+    seller::products,
 ))]
 pub struct ApiDoc;

@@ -21,6 +21,7 @@ mod idempotency;
 mod inventory;
 mod leases;
 mod least_privilege;
+mod lookups;
 mod ops;
 mod orders;
 mod privacy;
