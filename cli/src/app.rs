@@ -16,7 +16,8 @@ use commerce_http::rate_limit::{self, Limiter};
 use commerce_http::{ApiError, JwtKeys};
 use commerce_projections::rebuild::{run_rebuilds, RebuildConfig};
 use commerce_projections::{
-    read_models, run_projections, Namespace, Projection, Relay, SharedProjection,
+    read_models, run_projections, Namespace, Projection, ProjectionConfig, Relay, RelayConfig,
+    SharedProjection,
 };
 use commerce_query_api::QueryState;
 use commerce_sagas::gateway::{GatewayClientConfig, HttpGateway, Sandbox, SandboxHandle};
@@ -33,6 +34,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
+use crate::degraded::{self, Health};
 use crate::ops::{self, Dependencies};
 use crate::telemetry::metrics_handle;
 
@@ -77,6 +79,9 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     port: u16,
+    /// Where clients reach it, as the start-up line prints it.
+    url: String,
+    role: Role,
     shutdown: CancellationToken,
     pool: PgPool,
     background: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -147,6 +152,18 @@ impl Application {
             router = router.merge(commerce_query_api::router(queries));
         }
         let mut background = Vec::new();
+        let mut health = Health {
+            nats: nats.clone(),
+            nats_outage: Default::default(),
+            relay: None,
+        };
+        background.push(tokio::spawn(degraded::watch_nats(
+            nats.clone(),
+            config.nats_url.clone(),
+            health.nats_outage.clone(),
+            config.outage_error_after,
+            shutdown.clone(),
+        )));
         // Every API route is limited per caller; health and metrics (merged below) are not.
         let (rate_limit, limiter) = rate_limit::layer(config.rate_limit(), jwt)?;
         let router = router.layer(rate_limit);
@@ -183,7 +200,14 @@ impl Application {
             }
         }
         if role.background() {
-            let relay = Relay::new(pool.clone(), jetstream.clone(), namespace.clone());
+            let relay = Relay::new(pool.clone(), jetstream.clone(), namespace.clone()).with_config(
+                RelayConfig {
+                    stream_max_age: config.stream_max_age,
+                    outage_error_after: config.outage_error_after,
+                    ..RelayConfig::default()
+                },
+            );
+            health.relay = Some(relay.status());
             background.push(tokio::spawn(relay.run(shutdown.clone())));
             background.push(tokio::spawn(run_rebuilds(
                 pool.clone(),
@@ -206,13 +230,17 @@ impl Application {
                 jetstream,
                 namespace,
                 projections,
+                ProjectionConfig {
+                    outage_error_after: config.outage_error_after,
+                    ..ProjectionConfig::default()
+                },
                 shutdown.clone(),
             )));
         }
 
         let request_id = HeaderName::from_static(commerce_http::request::REQUEST_ID);
         let router = router
-            .merge(ops::router(Dependencies { pool: pool.clone(), nats }))
+            .merge(ops::router(Dependencies { pool: pool.clone(), health }))
             .fallback(|| async { ApiError::not_found("no such route").into_response() })
             .layer(axum::middleware::from_fn(commerce_http::telemetry::record_request_metrics))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -220,7 +248,7 @@ impl Application {
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let id = request.headers().get(commerce_http::request::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
                 tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-            }))
+            }).on_failure(log_server_error))
             .layer(axum::middleware::from_fn_with_state(
                 TrustForwardedFor(config.trust_forwarded_for),
                 set_client_ip,
@@ -232,11 +260,14 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
-        let port = listener.local_addr()?.port();
+        let address = listener.local_addr()?;
+        let port = address.port();
         Ok(Self {
             listener,
             router,
             port,
+            url: base_url(address),
+            role,
             shutdown,
             pool,
             background,
@@ -271,7 +302,12 @@ impl Application {
     /// Serves until the shutdown token is cancelled, then drains in-flight requests.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
-        tracing::info!(port = self.port, "serving");
+        let url = &self.url;
+        if self.role.commands() || self.role.queries() {
+            tracing::info!(port = self.port, %url, "serving the API at {url}; its documentation at {url}/docs");
+        } else {
+            tracing::info!(port = self.port, %url, "serving {url}/health/ready and {url}/metrics");
+        }
         // The peer address is the client's IP for rate limiting and sign-in throttling.
         let service = self
             .router
@@ -293,6 +329,44 @@ impl Application {
         self.pool.close().await;
         Ok(())
     }
+}
+
+/// Logs a 5xx answer: at ERROR, except a 503 (`X-Min-Position` not reached in time, readiness
+/// while a dependency is down), which tells the client to come back and is expected, at INFO.
+/// A 500's cause is logged at ERROR where it happens ([`ApiError::internal`]); 4xx answers are
+/// the client's and are not failures at all.
+fn log_server_error(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass;
+    let latency_ms = latency.as_millis();
+    match class {
+        ServerErrorsFailureClass::StatusCode(status)
+            if status == axum::http::StatusCode::SERVICE_UNAVAILABLE =>
+        {
+            tracing::info!(%status, latency_ms, "answered 503: not available yet")
+        }
+        ServerErrorsFailureClass::StatusCode(status) => {
+            tracing::error!(%status, latency_ms, "response failed")
+        }
+        ServerErrorsFailureClass::Error(error) => {
+            tracing::error!(%error, latency_ms, "response failed")
+        }
+    }
+}
+
+/// `http://<address>`, with an unspecified address (`0.0.0.0`, `::`) shown as the loopback one
+/// so that the line can be pasted into a browser on the same machine.
+fn base_url(mut address: std::net::SocketAddr) -> String {
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{address}")
 }
 
 /// Every projection the engine runs: the read models and the saga trigger.

@@ -103,6 +103,14 @@ pub struct Config {
     /// that sets it); otherwise the socket's peer address is the client.
     #[arg(long, env = "COMMERCE_TRUST_FORWARDED_FOR", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_forwarded_for: bool,
+    /// How long the JetStream stream keeps a message, e.g. `7d`, `12h`; `0` keeps them for
+    /// ever. Set by the relay when it creates the stream, and on an existing one.
+    #[arg(long, env = "COMMERCE_STREAM_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
+    pub stream_max_age: Duration,
+    /// How long NATS, the relay or a projection may be failing (logged at WARN) before the
+    /// outage is logged, once, at ERROR.
+    #[arg(long, env = "COMMERCE_OUTAGE_ERROR_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub outage_error_after: Duration,
 }
 
 /// Secrets are never printed: a `{:?}` of the configuration shows whether they are set, not them.
@@ -123,6 +131,8 @@ impl std::fmt::Debug for Config {
             .field("return_window", &self.return_window)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("stream_max_age", &self.stream_max_age)
+            .field("outage_error_after", &self.outage_error_after)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +162,8 @@ impl Config {
             sign_in_delay: Duration::from_secs(1),
             sign_in_max_delay: Duration::from_secs(15 * 60),
             trust_forwarded_for: false,
+            stream_max_age: commerce_projections::stream::DEFAULT_MAX_AGE,
+            outage_error_after: commerce_projections::outage::ERROR_AFTER,
         }
     }
 
@@ -224,6 +236,8 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 24 * 3600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert!(parse_duration("soon").is_err());
     }
 

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod config;
+pub mod degraded;
 pub mod demo;
 pub mod metrics;
 pub mod operator;

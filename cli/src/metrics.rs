@@ -56,6 +56,10 @@ pub fn describe() {
         "commerce_relay_active",
         "1 while this process is the namespace's active relay, 0 while it stands by"
     );
+    describe_gauge!(
+        "commerce_relay_connected",
+        "1 while this process's relay reaches NATS and does its work (publishing, or standing by), 0 while it cannot: commands are still stored, reads fall behind until it is 1 again"
+    );
     describe_counter!(
         "commerce_relay_events_published_total",
         "Events the relay published to JetStream and saw acknowledged"

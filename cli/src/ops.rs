@@ -16,7 +16,8 @@ use crate::telemetry::metrics_handle;
 #[derive(Clone)]
 pub struct Dependencies {
     pub pool: PgPool,
-    pub nats: async_nats::Client,
+    /// NATS and, in a process that runs it, the relay.
+    pub health: crate::degraded::Health,
 }
 
 /// The whole engine's OpenAPI document.
@@ -48,22 +49,21 @@ pub fn router(dependencies: Dependencies) -> Router {
         .merge(Scalar::with_url("/docs", document))
 }
 
+/// 200 when Postgres and NATS answer and the relay (where this process runs it) publishes,
+/// else 503; the body says what is down, since when and why (see [`crate::degraded`]).
 async fn ready(State(dependencies): State<Dependencies>) -> impl IntoResponse {
     let postgres = sqlx::query_scalar::<_, i32>("SELECT 1")
         .fetch_one(&dependencies.pool)
         .await
-        .is_ok();
-    let nats = dependencies.nats.connection_state() == async_nats::connection::State::Connected;
-    let status = if postgres && nats {
-        StatusCode::OK
-    } else {
+        .map(|_| ())
+        .map_err(|error| error.to_string());
+    let (body, degraded) = dependencies.health.report(postgres);
+    let status = if degraded {
         StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
     };
-    let word = |ok: bool| if ok { "up" } else { "down" };
-    (
-        status,
-        Json(json!({ "postgres": word(postgres), "nats": word(nats) })),
-    )
+    (status, Json(body))
 }
 
 async fn metrics() -> impl IntoResponse {

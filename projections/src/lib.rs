@@ -18,7 +18,9 @@
 //! - [`republish`]: an operator's republish of the store from a position, as the relay publishes.
 //! - [`replay`]: [`apply_from_store`], applying events straight from the event store.
 //! - [`envelope`]: [`StoredEvent`] and how it travels as a NATS message.
-//! - [`namespace`] and [`stream`]: names and the stream's configuration.
+//! - [`namespace`] and [`stream`]: names and the stream's configuration (its retention).
+//! - [`outage`]: degraded mode made visible: how long NATS, the relay or a consumer has been
+//!   failing, reported at WARN at once and at ERROR past a bound.
 //!
 //! Tables (migration `20261122000003` and later): `relay_checkpoint`, `relay_parked_events`,
 //! `projection_positions`, `projection_sequences`, `dead_letters`, `stuck_sagas`, `republishes`.
@@ -27,6 +29,7 @@ pub mod dead_letters;
 pub mod envelope;
 pub mod failure;
 pub mod namespace;
+pub mod outage;
 pub mod positions;
 pub mod read_models;
 pub mod rebuild;

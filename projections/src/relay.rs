@@ -30,9 +30,21 @@
 //! - **Watermark.** The checkpoint's `horizon` says every event with `tx_id < horizon` is in the
 //!   stream named by `stream_created`, at or below `stream_sequence` (or was parked);
 //!   projections build their own watermark on it (see [`crate::runtime`]).
+//! - **Retention.** The relay creates the stream, or brings an existing one to the retention it
+//!   is given ([`RelayConfig::stream_max_age`], `COMMERCE_STREAM_MAX_AGE`, 7 days by default), at
+//!   start and whenever it finds the stream's retention changed. Messages dropped by age leave
+//!   the front of the stream and its last sequence as it was: that is not a shortened stream,
+//!   and nothing is republished for it (the store keeps every event; a projection that needs
+//!   older ones is rebuilt from the store).
+//! - **Degraded mode.** When NATS is unreachable (or Postgres, for the relay's own connection)
+//!   commands are still accepted and stored; the relay retries every
+//!   [`RelayConfig::retry_backoff`] and publishes the backlog, in commit order, once it can. The
+//!   outage is logged at WARN at once, at ERROR once it has lasted
+//!   [`RelayConfig::outage_error_after`], at INFO when it ends; [`RelayStatus::down`] says since
+//!   when and why (`/health/ready` shows it) and `commerce_relay_connected` is 0 meanwhile.
 //! - **Telemetry.** `commerce_relay_events_published_total`, `commerce_relay_lag_seconds` (the
-//!   age of the oldest event not yet published, roughly) and `commerce_relay_active`, each
-//!   labelled with the namespace.
+//!   age of the oldest event not yet published, roughly), `commerce_relay_active` and
+//!   `commerce_relay_connected`, each labelled with the namespace.
 
 mod active;
 pub(crate) mod batch;
@@ -51,6 +63,7 @@ use tokio_util::sync::CancellationToken;
 pub use active::{ActiveRelay, Published};
 pub use checkpoint::Checkpoint;
 
+use crate::outage::{Down, Failure, Outage};
 use crate::Namespace;
 
 /// The channel the event store's statement trigger notifies on every append.
@@ -72,6 +85,10 @@ pub struct RelayConfig {
     /// Names this instance in `pg_stat_activity.application_name` of its lock connection
     /// (`commerce-relay <namespace> <instance>`), so operators can see who is active.
     pub instance: String,
+    /// How long the stream keeps a message (`Duration::ZERO`: for ever).
+    pub stream_max_age: Duration,
+    /// How long an outage is logged at WARN before it is logged, once, at ERROR.
+    pub outage_error_after: Duration,
 }
 
 impl Default for RelayConfig {
@@ -83,6 +100,8 @@ impl Default for RelayConfig {
             standby_interval: Duration::from_secs(1),
             retry_backoff: Duration::from_secs(1),
             instance: format!("pid-{}", std::process::id()),
+            stream_max_age: crate::stream::DEFAULT_MAX_AGE,
+            outage_error_after: crate::outage::ERROR_AFTER,
         }
     }
 }
@@ -95,6 +114,9 @@ pub struct RelayStatus(Arc<StatusInner>);
 struct StatusInner {
     active: AtomicBool,
     published: AtomicU64,
+    /// The last attempt reached NATS (and Postgres) and did its work.
+    connected: AtomicBool,
+    outage: Outage,
 }
 
 impl RelayStatus {
@@ -117,6 +139,66 @@ impl RelayStatus {
 
     fn add_published(&self, events: u64) {
         self.0.published.fetch_add(events, Ordering::AcqRel);
+    }
+
+    /// Whether the relay's last attempt reached NATS and Postgres and did its work (publishing
+    /// as the active relay, or standing by). False before its first attempt.
+    pub fn is_connected(&self) -> bool {
+        self.0.connected.load(Ordering::Acquire)
+    }
+
+    /// Since when the relay has been failing, and its latest error; `None` while it works.
+    pub fn down(&self) -> Option<Down> {
+        self.0.outage.down()
+    }
+
+    fn set_connected(&self, namespace: &Namespace, connected: bool) {
+        self.0.connected.store(connected, Ordering::Release);
+        metrics::gauge!("commerce_relay_connected", "namespace" => namespace.to_string())
+            .set(if connected { 1.0 } else { 0.0 });
+    }
+
+    /// An attempt failed: WARN when an outage starts, ERROR once when it has lasted
+    /// `error_after`.
+    fn failed(&self, namespace: &Namespace, error: &anyhow::Error, error_after: Duration) {
+        self.set_connected(namespace, false);
+        let reason = format!("{error:#}");
+        match self.0.outage.fail(reason.clone()) {
+            Failure::Started => tracing::warn!(
+                %namespace,
+                error = reason,
+                "the relay cannot publish: commands are still accepted and stored, reads fall \
+                 behind until it can; retrying"
+            ),
+            Failure::Continuing => {
+                tracing::debug!(%namespace, error = reason, "the relay still cannot publish")
+            }
+        }
+        if let Some((down, lasted)) = self.0.outage.overdue(error_after) {
+            tracing::error!(
+                %namespace,
+                down_since = %down.since,
+                down_seconds = lasted.as_secs(),
+                error = down.reason,
+                "the relay has not published for over {}s: events are stored but not published, \
+                 read models are stale",
+                error_after.as_secs()
+            );
+        }
+    }
+
+    /// An attempt worked: ends an outage, if one was running.
+    fn succeeded(&self, namespace: &Namespace) {
+        if !self.is_connected() {
+            self.set_connected(namespace, true);
+        }
+        if let Some(lasted) = self.0.outage.recover() {
+            tracing::info!(
+                %namespace,
+                down_seconds = lasted.as_secs(),
+                "the relay reaches NATS again: publishing the events stored meanwhile"
+            );
+        }
     }
 }
 
@@ -160,7 +242,8 @@ impl Relay {
             match self.run_until_failure(&cancel).await {
                 Ok(()) => return Ok(()),
                 Err(error) => {
-                    tracing::error!(namespace = %self.namespace, error = format!("{error:#}"), "the relay failed; starting over");
+                    self.status
+                        .failed(&self.namespace, &error, self.config.outage_error_after);
                     tokio::select! {
                         () = cancel.cancelled() => return Ok(()),
                         () = tokio::time::sleep(self.config.retry_backoff) => {}
@@ -174,7 +257,7 @@ impl Relay {
     /// publishes one batch per [`ActiveRelay::publish_next`]; [`Relay::run`] is the usual
     /// way to drive it.
     pub async fn try_activate(&self) -> anyhow::Result<Option<ActiveRelay>> {
-        crate::stream::ensure(&self.jetstream, &self.namespace).await?;
+        crate::stream::apply(&self.jetstream, &self.namespace, self.config.stream_max_age).await?;
         let mut conn = self.lock_connection().await?;
         if !self.try_lock(&mut conn).await? {
             conn.close().await.ok();
@@ -184,7 +267,7 @@ impl Relay {
     }
 
     async fn run_until_failure(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
-        crate::stream::ensure(&self.jetstream, &self.namespace).await?;
+        crate::stream::apply(&self.jetstream, &self.namespace, self.config.stream_max_age).await?;
         let Some(mut active) = self.wait_for_lock(cancel).await? else {
             return Ok(());
         };
@@ -206,6 +289,7 @@ impl Relay {
                 () = cancel.cancelled() => break,
                 published = cycle => published?,
             };
+            self.status.succeeded(&self.namespace);
             if published.full {
                 continue;
             }
@@ -222,8 +306,20 @@ impl Relay {
                 }
                 () = tokio::time::sleep(pause) => {}
             }
+            self.check_nats()?;
         }
         active.release().await
+    }
+
+    /// Fails at once when the NATS connection is lost, rather than when a request to it times
+    /// out: the outage is reported without waiting for one.
+    fn check_nats(&self) -> anyhow::Result<()> {
+        let state = self.jetstream.client().connection_state();
+        anyhow::ensure!(
+            state == async_nats::connection::State::Connected,
+            "the connection to NATS is lost ({state:?})"
+        );
+        Ok(())
     }
 
     /// Tries the lock until it is taken (`Some`) or `cancel` is cancelled (`None`).
@@ -241,6 +337,8 @@ impl Relay {
                 tracing::info!(namespace = %self.namespace, instance = %self.config.instance, "another relay is active: standing by");
                 announced = true;
             }
+            self.check_nats()?;
+            self.status.succeeded(&self.namespace);
             tokio::select! {
                 () = cancel.cancelled() => {
                     conn.close().await.ok();
@@ -257,6 +355,7 @@ impl Relay {
             jetstream: self.jetstream.clone(),
             namespace: self.namespace.clone(),
             batch_size: self.config.batch_size.max(1),
+            stream_max_age: self.config.stream_max_age,
             checkpoint: Checkpoint::default(),
             status: self.status.clone(),
             lock_key: lock_key(&self.namespace),

@@ -374,6 +374,9 @@ pub struct ProjectionConfig {
     pub retry_backoff: Duration,
     /// Longest pause between retries.
     pub max_backoff: Duration,
+    /// How long a worker's failures (NATS down, say) are logged at WARN before they are
+    /// logged, once, at ERROR.
+    pub outage_error_after: Duration,
 }
 
 impl Default for ProjectionConfig {
@@ -387,6 +390,7 @@ impl Default for ProjectionConfig {
             idle_tick: Duration::from_millis(25),
             retry_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
+            outage_error_after: crate::outage::ERROR_AFTER,
         }
     }
 }
@@ -468,15 +472,16 @@ impl ProjectionRuntime {
     }
 }
 
-/// Runs `projections` until `cancel` is cancelled; see [`ProjectionRuntime::run`].
+/// Runs `projections` with `config` until `cancel` is cancelled; see [`ProjectionRuntime::run`].
 pub async fn run_projections(
     pool: PgPool,
     jetstream: jetstream::Context,
     namespace: Namespace,
     projections: Vec<SharedProjection>,
+    config: ProjectionConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut runtime = ProjectionRuntime::new(pool, jetstream, namespace);
+    let mut runtime = ProjectionRuntime::new(pool, jetstream, namespace).with_config(config);
     runtime.projections = projections;
     runtime.run(cancel).await
 }

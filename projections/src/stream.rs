@@ -13,9 +13,21 @@ use crate::Namespace;
 /// duplicates are still harmless: projections skip sequences they already applied.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
-/// The stream's configuration: `<NAMESPACE>_EVENTS` on `<namespace>.events.>`, on file, kept
-/// without limits (JetStream is derived data; the event store stays the truth).
-pub fn config(namespace: &Namespace) -> stream::Config {
+/// How long the stream keeps a message by default: the event store is the truth, the stream
+/// only needs a window wide enough for a projection or a relay to be down and catch up.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The stream's configuration: `<NAMESPACE>_EVENTS` on `<namespace>.events.>`, on file,
+/// keeping each message `max_age` (`Duration::ZERO`: for ever). JetStream is derived data; the
+/// event store stays the truth, and a message dropped by age only leaves the front of the
+/// stream: its last sequence stays, so the relay does not take it for a shortened stream.
+pub fn config(namespace: &Namespace, max_age: Duration) -> stream::Config {
+    // JetStream refuses a duplicate window longer than the messages are kept.
+    let duplicate_window = if max_age.is_zero() {
+        DUPLICATE_WINDOW
+    } else {
+        DUPLICATE_WINDOW.min(max_age)
+    };
     stream::Config {
         name: namespace.stream_name(),
         description: Some(format!(
@@ -24,19 +36,39 @@ pub fn config(namespace: &Namespace) -> stream::Config {
         subjects: vec![namespace.all_events()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
-        duplicate_window: DUPLICATE_WINDOW,
+        max_age,
+        duplicate_window,
         ..Default::default()
     }
 }
 
-/// Creates the stream, or brings an existing one to [`config`]. The relay and every projection
-/// worker call it at start, so neither has to start first.
+/// Makes sure the stream exists: created with [`DEFAULT_MAX_AGE`] when missing, left as it is
+/// otherwise (its retention is the relay's to set, see [`apply`]). Projection workers and
+/// republishes call it at start, so that nobody has to start first.
 pub async fn ensure(
     jetstream: &jetstream::Context,
     namespace: &Namespace,
 ) -> anyhow::Result<stream::Info> {
+    let stream = jetstream
+        .get_or_create_stream(config(namespace, DEFAULT_MAX_AGE))
+        .await
+        .with_context(|| format!("creating the stream {}", namespace.stream_name()))?;
+    stream
+        .get_info()
+        .await
+        .context("reading the stream's state")
+}
+
+/// Creates the stream with the retention `max_age`, or brings an existing one to
+/// [`config`] (`COMMERCE_STREAM_MAX_AGE`): the relay calls it at start, and again whenever it
+/// finds the stream's retention changed (another engine's relay, or a stream recreated).
+pub async fn apply(
+    jetstream: &jetstream::Context,
+    namespace: &Namespace,
+    max_age: Duration,
+) -> anyhow::Result<stream::Info> {
     jetstream
-        .create_or_update_stream(config(namespace))
+        .create_or_update_stream(config(namespace, max_age))
         .await
         .with_context(|| {
             format!(
@@ -55,15 +87,27 @@ pub fn identity(info: &stream::Info) -> anyhow::Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(micros).context("the stream's creation time is out of range")
 }
 
-/// The identity and state of the namespace's stream, as the server sees it now.
+/// The identity, state and retention of the namespace's stream, as the server sees it now.
 pub async fn look_up(
     jetstream: &jetstream::Context,
     namespace: &Namespace,
 ) -> anyhow::Result<(DateTime<Utc>, stream::State)> {
-    let mut stream = jetstream
+    look_up_info(jetstream, namespace)
+        .await
+        .and_then(|info| Ok((identity(&info)?, info.state)))
+}
+
+/// The namespace's stream's whole description, as the server sees it now.
+pub async fn look_up_info(
+    jetstream: &jetstream::Context,
+    namespace: &Namespace,
+) -> anyhow::Result<stream::Info> {
+    let stream = jetstream
         .get_stream(namespace.stream_name())
         .await
         .context("looking up the stream")?;
-    let info = stream.info().await.context("reading the stream's state")?;
-    Ok((identity(info)?, info.state.clone()))
+    stream
+        .get_info()
+        .await
+        .context("reading the stream's state")
 }

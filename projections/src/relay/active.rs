@@ -37,6 +37,7 @@ pub struct ActiveRelay {
     pub(super) jetstream: jetstream::Context,
     pub(super) namespace: Namespace,
     pub(super) batch_size: usize,
+    pub(super) stream_max_age: std::time::Duration,
     pub(super) checkpoint: Checkpoint,
     pub(super) status: RelayStatus,
     pub(super) lock_key: i64,
@@ -57,8 +58,23 @@ impl ActiveRelay {
     /// in its duplicate window (only when it is the same stream); projections skip what they
     /// already applied. A checkpoint stored before identities were recorded adopts the current
     /// stream when that stream holds at least as many messages as it says were published.
+    ///
+    /// Messages dropped by age (the stream's `max_age`) leave its last sequence as it was: they
+    /// do not make a shortened stream. A retention that is not the relay's (another engine's
+    /// relay, a stream recreated by a projection worker) is set again.
     async fn check_stream(&mut self) -> anyhow::Result<()> {
-        let (identity, state) = crate::stream::look_up(&self.jetstream, &self.namespace).await?;
+        let info = crate::stream::look_up_info(&self.jetstream, &self.namespace).await?;
+        if info.config.max_age != self.stream_max_age {
+            tracing::info!(
+                namespace = %self.namespace,
+                from_seconds = info.config.max_age.as_secs(),
+                to_seconds = self.stream_max_age.as_secs(),
+                "setting the stream's retention (COMMERCE_STREAM_MAX_AGE)"
+            );
+            crate::stream::apply(&self.jetstream, &self.namespace, self.stream_max_age).await?;
+        }
+        let identity = crate::stream::identity(&info)?;
+        let state = info.state;
         let shortened = state.last_sequence < self.checkpoint.stream_sequence;
         match self.checkpoint.stream_created {
             Some(known) if known == identity && !shortened => return Ok(()),

@@ -16,6 +16,7 @@ use super::horizon::{HorizonTracker, StreamOf};
 use super::{subjects_of, ErasedProjection, ProjectionConfig, SharedProjection};
 use crate::failure::{is_transient, Backoff};
 use crate::namespace::subject_matches;
+use crate::outage::{Failure, Outage};
 use crate::relay::checkpoint::Checkpoint;
 use crate::{Namespace, StoredEvent};
 
@@ -55,15 +56,32 @@ impl Worker {
     /// Runs until `cancel` is cancelled, starting over after failures.
     pub(super) async fn run(mut self, cancel: CancellationToken) {
         let mut backoff = Backoff::new(self.config.retry_backoff, self.config.max_backoff);
+        let outage = Outage::default();
         loop {
-            match self.run_until_failure(&cancel, &mut backoff).await {
+            match self.run_until_failure(&cancel, &mut backoff, &outage).await {
                 Ok(()) => {
                     self.set_state("stopped", None).await;
                     return;
                 }
                 Err(error) => {
                     let error = format!("{error:#}");
-                    tracing::error!(projection = self.name(), %error, "the projection failed; starting over");
+                    // NATS down fails every worker at once: a WARN each, then one ERROR each if
+                    // it lasts (the relay and the NATS watcher say the same for the process).
+                    if outage.fail(error.clone()) == Failure::Started {
+                        tracing::warn!(projection = self.name(), %error, "the projection failed; starting over");
+                    } else {
+                        tracing::debug!(projection = self.name(), %error, "the projection failed again; starting over");
+                    }
+                    if let Some((down, lasted)) = outage.overdue(self.config.outage_error_after) {
+                        tracing::error!(
+                            projection = self.name(),
+                            error = down.reason,
+                            down_since = %down.since,
+                            down_seconds = lasted.as_secs(),
+                            "the projection has been failing for over {}s: its read model is stale",
+                            self.config.outage_error_after.as_secs()
+                        );
+                    }
                     self.set_state("failing", Some(&error)).await;
                     tokio::select! {
                         () = cancel.cancelled() => return,
@@ -78,6 +96,7 @@ impl Worker {
         &mut self,
         cancel: &CancellationToken,
         backoff: &mut Backoff,
+        outage: &Outage,
     ) -> anyhow::Result<()> {
         crate::stream::ensure(&self.jetstream, &self.namespace).await?;
         let consumer = self.consumer().await?;
@@ -97,6 +116,13 @@ impl Worker {
             .context("pulling from the consumer")?;
         tracing::info!(projection = self.name(), consumer = %self.namespace.consumer_name(self.name()), "projection running");
         backoff.reset();
+        if let Some(lasted) = outage.recover() {
+            tracing::info!(
+                projection = self.name(),
+                down_seconds = lasted.as_secs(),
+                "the projection is running again"
+            );
+        }
         self.refresh_dead_letter_gauge().await;
 
         // The watermark moves in its own task: asking the consumer for its state can take tens

@@ -95,18 +95,25 @@ impl World {
     }
 
     pub fn relay(&self, instance: &str) -> Relay {
-        Relay::new(
-            self.pool.clone(),
-            self.jetstream.clone(),
-            self.namespace.clone(),
-        )
-        .with_config(RelayConfig {
+        self.relay_with(instance, |_| {})
+    }
+
+    /// A relay paced for tests, with `adjust` applied to its configuration.
+    pub fn relay_with(&self, instance: &str, adjust: impl FnOnce(&mut RelayConfig)) -> Relay {
+        let mut config = RelayConfig {
             poll_interval: Duration::from_millis(200),
             standby_interval: Duration::from_millis(50),
             retry_backoff: Duration::from_millis(100),
             instance: instance.to_owned(),
             ..RelayConfig::default()
-        })
+        };
+        adjust(&mut config);
+        Relay::new(
+            self.pool.clone(),
+            self.jetstream.clone(),
+            self.namespace.clone(),
+        )
+        .with_config(config)
     }
 
     /// Starts a relay in the background; cancel the token to stop it.
@@ -499,6 +506,7 @@ impl Projection for Counter {
 /// need another configuration than the shared server's. Killed, by its own handle, when dropped.
 pub struct NatsServer {
     pub url: String,
+    port: u16,
     child: std::process::Child,
     dir: std::path::PathBuf,
 }
@@ -513,29 +521,44 @@ impl NatsServer {
             .port();
         let dir = std::env::temp_dir().join(format!("projections-nats-{}", Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let config_file = dir.join("nats.conf");
-        std::fs::write(&config_file, config).unwrap();
-        let child = std::process::Command::new("nats-server")
+        std::fs::write(dir.join("nats.conf"), config).unwrap();
+        let server = Self {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            child: Self::spawn(port, &dir),
+            dir,
+        };
+        server.answers().await;
+        server
+    }
+
+    /// Kills it (our own child) and starts it again on the same port and store.
+    pub async fn restart(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+        self.child = Self::spawn(self.port, &self.dir);
+        self.answers().await;
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> std::process::Child {
+        std::process::Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir.join("store"))
             .arg("-c")
-            .arg(&config_file)
+            .arg(dir.join("nats.conf"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("nats-server is installed");
-        let server = Self {
-            url: format!("nats://127.0.0.1:{port}"),
-            child,
-            dir,
-        };
+            .expect("nats-server is installed")
+    }
+
+    async fn answers(&self) {
         eventually("the test's NATS server answers", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
+            tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok()
         })
         .await;
-        server
     }
 }
 

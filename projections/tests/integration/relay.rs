@@ -1,6 +1,9 @@
 //! The relay: commit order without gaps, crash safety, one active instance.
 
+use std::time::Duration;
+
 use crate::helpers::{append_on, eventually, Counter, NatsServer, World, PATIENCE};
+use async_nats::jetstream::stream;
 use commerce_projections::relay::checkpoint;
 use serde_json::json;
 
@@ -322,4 +325,68 @@ async fn an_event_too_large_for_the_bus_is_parked_and_the_relay_moves_on() {
     })
     .await;
     relay.stop().await;
+}
+
+/// The stream keeps messages `COMMERCE_STREAM_MAX_AGE`: the relay sets that retention on a
+/// stream that already exists, and messages dropped by age (even all of them, and across a
+/// restart of NATS) are not taken for a shortened stream: nothing is republished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_dropped_by_age_are_not_taken_for_a_shortened_stream() {
+    let mut nats = NatsServer::start("").await;
+    let world = World::on_nats(&nats.url).await;
+    // Created as a projection worker creates it, with the default retention.
+    let created = commerce_projections::stream::ensure(&world.jetstream, &world.namespace)
+        .await
+        .unwrap();
+    assert_eq!(
+        created.config.max_age,
+        commerce_projections::stream::DEFAULT_MAX_AGE
+    );
+    let max_age = Duration::from_secs(1);
+    let relay = world.relay_with("aging", |config| config.stream_max_age = max_age);
+    for sequence in 1..=3 {
+        world.append("order", "A", sequence).await;
+    }
+    let running = world.spawn_relay(relay);
+    eventually("the events are published", || async {
+        stream_state(&world).await.1.last_sequence == 3
+    })
+    .await;
+    let (config, _) = stream_state(&world).await;
+    assert_eq!(config.max_age, max_age, "the relay set its retention");
+
+    eventually("the messages are dropped by age", || async {
+        stream_state(&world).await.1.messages == 0
+    })
+    .await;
+    nats.restart().await;
+    let last = world.append("order", "A", 4).await;
+    eventually("the new event is published", || async {
+        checkpoint::load(&world.pool, &world.namespace)
+            .await
+            .unwrap()
+            .published_position
+            == last
+    })
+    .await;
+    let (_, state) = stream_state(&world).await;
+    assert_eq!(state.last_sequence, 4, "nothing was republished");
+    let stored = checkpoint::load(&world.pool, &world.namespace)
+        .await
+        .unwrap();
+    assert_eq!(stored.stream_sequence, 4);
+    assert_eq!(
+        stored.stream_created,
+        Some(commerce_projections::stream::identity(&created).unwrap()),
+        "the same stream"
+    );
+    running.stop().await;
+}
+
+/// The stream's configuration and state, as the server sees them now.
+async fn stream_state(world: &World) -> (stream::Config, stream::State) {
+    let info = commerce_projections::stream::look_up_info(&world.jetstream, &world.namespace)
+        .await
+        .unwrap();
+    (info.config, info.state)
 }

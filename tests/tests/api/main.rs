@@ -16,6 +16,7 @@ mod cart;
 mod checkout;
 mod cli;
 mod concurrency;
+mod degraded;
 mod event_store;
 mod idempotency;
 mod inventory;

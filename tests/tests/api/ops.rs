@@ -12,10 +12,17 @@ async fn liveness_and_readiness_answer() {
     assert_eq!(live.status(), StatusCode::OK);
     let ready = app.request(Method::GET, "/health/ready", None, None).await;
     assert_eq!(ready.status(), StatusCode::OK);
+    let body = ready.json::<Value>().await.unwrap();
     assert_eq!(
-        ready.json::<Value>().await.unwrap(),
-        json!({"postgres": "up", "nats": "up"})
+        (&body["postgres"], &body["nats"]),
+        (&json!("up"), &json!("up")),
+        "{body}"
     );
+    assert!(
+        ["active", "standby", "starting"].contains(&body["relay"].as_str().unwrap_or_default()),
+        "{body}"
+    );
+    assert!(body.get("down").is_none(), "nothing is down: {body}");
 }
 
 #[tokio::test]
