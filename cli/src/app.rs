@@ -213,6 +213,7 @@ impl Application {
         let request_id = HeaderName::from_static(commerce_http::request::REQUEST_ID);
         let router = router
             .merge(ops::router(Dependencies { pool: pool.clone(), nats }))
+            .merge(commerce_http::problem_types::router())
             .fallback(|| async { ApiError::not_found("no such route").into_response() })
             .layer(axum::middleware::from_fn(commerce_http::telemetry::record_request_metrics))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -233,6 +234,15 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.bind))?;
         let port = listener.local_addr()?.port();
+        // Outermost, so that every problem, from any layer, gets an absolute `type`.
+        let public_url = match &config.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => commerce_http::problem_types::default_public_url(listener.local_addr()?),
+        };
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::<str>::from(public_url),
+            commerce_http::problem_types::absolute_types,
+        ));
         Ok(Self {
             listener,
             router,

@@ -109,7 +109,10 @@ pub fn from_json<T: for<'de> EDeserialize<'de>>(bytes: &[u8]) -> Result<T, ApiEr
             break;
         };
         for error in more {
-            if !errors.iter().any(|(known, _)| known.pointer == error.0.pointer) {
+            if !errors
+                .iter()
+                .any(|(known, _)| known.pointer == error.0.pointer)
+            {
                 errors.push(error);
             }
         }
@@ -573,6 +576,10 @@ mod tests {
             "the body is not valid JSON: it ends too early (line 1, column 8)"
         );
         let error = from_json::<Value>(b"not json").unwrap_err();
-        assert!(error.detail().contains("(line 1, column 2)"), "{}", error.detail());
+        assert!(
+            error.detail().contains("(line 1, column 2)"),
+            "{}",
+            error.detail()
+        );
     }
 }

@@ -142,9 +142,7 @@ fn is_signed(expected: &str) -> bool {
 fn expected_text(expected: &str, last: &str) -> String {
     let integer = is_unsigned(expected) || is_signed(expected);
     let text = match expected {
-        _ if integer && last == "amount" => {
-            "an integer number of minor units (1999 for 19.99)"
-        }
+        _ if integer && last == "amount" => "an integer number of minor units (1999 for 19.99)",
         _ if is_unsigned(expected) => "a whole number (0 or more)",
         _ if integer => "an integer",
         "f32" | "f64" => "a number",
@@ -256,7 +254,10 @@ mod tests {
         );
         let e = body(&["quantity"], "invalid value: integer `-1`, expected u32");
         assert_eq!(e.detail, "quantity must not be negative");
-        let e = body(&["variants", "0", "sku"], "invalid type: null, expected a string");
+        let e = body(
+            &["variants", "0", "sku"],
+            "invalid type: null, expected a string",
+        );
         assert_eq!(e.pointer, "/variants/0/sku");
         assert_eq!(e.detail, "variants[0].sku must be a string, not null");
     }
@@ -277,11 +278,11 @@ mod tests {
         );
         let e = body(&[], "unknown field `colour`, expected `quantity`");
         assert_eq!(e.pointer, "/colour");
-        let e = body(&["role"], "unknown variant `wizard`, expected `buyer` or `seller`");
-        assert_eq!(
-            e.detail,
-            "role must be `buyer` or `seller`, not `wizard`"
+        let e = body(
+            &["role"],
+            "unknown variant `wizard`, expected `buyer` or `seller`",
         );
+        assert_eq!(e.detail, "role must be `buyer` or `seller`, not `wizard`");
     }
 
     #[test]
@@ -290,8 +291,15 @@ mod tests {
         assert_eq!(e.detail, "SKU `a b` must be 1 to 64 characters");
         let e = body(&["contact"], "`x` is not an e-mail address");
         assert_eq!(e.detail, "contact: `x` is not an e-mail address");
-        let e = field_error(Location::Query, &["limit".into()], "invalid digit found in string");
-        assert_eq!((e.pointer.as_str(), e.detail.as_str()), ("/limit", "limit must be an integer"));
+        let e = field_error(
+            Location::Query,
+            &["limit".into()],
+            "invalid digit found in string",
+        );
+        assert_eq!(
+            (e.pointer.as_str(), e.detail.as_str()),
+            ("/limit", "limit must be an integer")
+        );
         assert_eq!(body(&["a/b~"], "x").pointer, "/a~1b~0");
     }
 }

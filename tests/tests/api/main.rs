@@ -24,6 +24,7 @@ mod least_privilege;
 mod ops;
 mod orders;
 mod privacy;
+mod problems;
 mod products;
 mod read_models;
 mod reads;
