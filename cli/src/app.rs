@@ -241,6 +241,7 @@ impl Application {
         let request_id = HeaderName::from_static(commerce_http::request::REQUEST_ID);
         let router = router
             .merge(ops::router(Dependencies { pool: pool.clone(), health }))
+            .merge(commerce_http::problem_types::router())
             .fallback(|| async { ApiError::not_found("no such route").into_response() })
             .layer(axum::middleware::from_fn(commerce_http::telemetry::record_request_metrics))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -262,6 +263,15 @@ impl Application {
             .with_context(|| format!("binding {}", config.bind))?;
         let address = listener.local_addr()?;
         let port = address.port();
+        // Outermost, so that every problem, from any layer, gets an absolute `type`.
+        let public_url = match &config.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => commerce_http::problem_types::default_public_url(address),
+        };
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::<str>::from(public_url),
+            commerce_http::problem_types::absolute_types,
+        ));
         Ok(Self {
             listener,
             router,

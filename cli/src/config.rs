@@ -42,6 +42,11 @@ pub struct Config {
     /// Where the all-in-one process listens.
     #[arg(long, env = "COMMERCE_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
+
+    /// The URL clients reach the engine at (behind a proxy, its public address): problem `type`
+    /// URIs are built on it. Default: `http://` and the address the engine listens on.
+    #[arg(long, env = "COMMERCE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Signs the bearer tokens (at least 32 characters); required when `COMMERCE_ENV=production`.
     /// Unset elsewhere: a random secret per start, so tokens die with the process.
     #[arg(long, env = "COMMERCE_JWT_SECRET", hide_env_values = true)]
@@ -145,6 +150,7 @@ impl Config {
             nats_url: "nats://127.0.0.1:4222".into(),
             namespace: "commerce".into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
             jwt_secret: None,
             environment: Environment::Development,
             admin_email: None,

@@ -39,6 +39,8 @@ macro_rules! uuid_id {
             }
         }
 
+        eserde::impl_edeserialize_compat!($name);
+
         impl std::str::FromStr for $name {
             type Err = InvalidValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -197,7 +199,7 @@ impl fmt::Display for Currency {
 }
 
 /// An amount of money in integer minor units (cents) of one currency. Never a float.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, eserde::Deserialize, ToSchema)]
 pub struct Money {
     /// Minor units, e.g. 1999 for 19.99 EUR.
     pub amount: i64,
@@ -266,7 +268,9 @@ impl Email {
         if valid {
             Ok(Self(value))
         } else {
-            Err(InvalidValue(format!("`{value}` is not an e-mail address")))
+            Err(InvalidValue(format!(
+                "email `{value}` is not an e-mail address such as ada@example.com"
+            )))
         }
     }
 
@@ -287,6 +291,9 @@ impl From<Email> for String {
         value.0
     }
 }
+
+// Values parsed through `TryFrom<String>` (or a UUID) report one error each, in their own words.
+eserde::impl_edeserialize_compat!(Sku, Currency, Email, Role);
 
 /// Who may do what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -161,6 +161,26 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// 403 for a caller of role `role` on a route for `roles`: "this route is for buyers; you are
+/// signed in as a seller".
+pub fn wrong_role(roles: &[Role], role: Role) -> ApiError {
+    let plural = |r: &Role| format!("{}s", r.as_str());
+    let who = match roles {
+        [] => "nobody".to_owned(),
+        [one] => plural(one),
+        [first @ .., last] => format!(
+            "{} and {}",
+            first.iter().map(plural).collect::<Vec<_>>().join(", "),
+            plural(last)
+        ),
+    };
+    let article = if role == Role::Admin { "an" } else { "a" };
+    ApiError::forbidden(format!(
+        "this route is for {who}; you are signed in as {article} {}",
+        role.as_str()
+    ))
+}
+
 /// The signed-in account making the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
@@ -169,16 +189,12 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Refuses callers whose role is not among `roles`.
+    /// Refuses callers whose role is not among `roles`, in the one wording every route uses.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.role) {
             Ok(())
         } else {
-            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(ApiError::forbidden(format!(
-                "this needs the role {}",
-                names.join(" or ")
-            )))
+            Err(wrong_role(roles, self.role))
         }
     }
 

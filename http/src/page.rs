@@ -52,7 +52,7 @@ impl PageParams {
         let bytes = URL_SAFE_NO_PAD
             .decode(cursor)
             .map_err(|_| invalid_cursor())?;
-        crate::extract::from_json(&bytes)
+        crate::extract::from_own_json(&bytes)
             .map(Some)
             .map_err(|_| invalid_cursor())
     }

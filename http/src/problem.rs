@@ -1,20 +1,98 @@
 //! RFC 9457 problem details: every error the API answers with.
+//!
+//! A problem's `type` is `{public URL}/problems/{slug}`, a page the engine serves
+//! (`problem_types`), or `about:blank` when the status says it all. `ApiError` cannot know the
+//! public URL, so it answers with the type relative (`/problems/{slug}`) and leaves the members
+//! in the response's extensions; `problem_types::absolute_types`, the outermost layer, writes
+//! the body again with the absolute URI.
 
+use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
+
+use crate::problem_types;
 
 /// The body of every error response (`application/problem+json`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
-    /// A URI reference naming the kind of problem.
+    /// An absolute URI naming the kind of problem: a short page the engine serves
+    /// (`GET /problems/{slug}`) that says what it means and what to do, or `about:blank` when
+    /// the status says it all.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The same for every problem of a type: the HTTP status's reason phrase.
     pub title: String,
     pub status: u16,
     /// What went wrong with this request, for a human.
     pub detail: String,
+    /// Validation problems only: every invalid field or parameter of the request at once, each
+    /// with where it is and what is wrong with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One invalid field of a request body, or one invalid query or path parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Where the value is: `body`, `query` or `path`.
+    #[serde(rename = "in")]
+    pub location: Location,
+    /// An RFC 6901 JSON pointer: into the body (`/price/amount`, `/variants/0/sku`; `""` for the
+    /// body as a whole), or naming the parameter (`/limit`, `/sku`).
+    #[schema(example = "/price/amount")]
+    pub pointer: String,
+    /// What is wrong, for a human.
+    #[schema(example = "price.amount must be an integer number of minor units")]
+    pub detail: String,
+}
+
+/// The part of a request a `FieldError` points into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Location {
+    Body,
+    Query,
+    Path,
+}
+
+impl FieldError {
+    /// A field of the body, at the JSON pointer `pointer`.
+    pub fn body(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            location: Location::Body,
+            pointer: pointer.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// A query parameter.
+    pub fn query(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            location: Location::Query,
+            pointer: pointer_of(&[name]),
+            detail: detail.into(),
+        }
+    }
+
+    /// A path parameter.
+    pub fn path(name: &str, detail: impl Into<String>) -> Self {
+        Self {
+            location: Location::Path,
+            pointer: pointer_of(&[name]),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The RFC 6901 pointer of a path of keys and indexes: `~` and `/` escaped.
+pub fn pointer_of<S: AsRef<str>>(segments: &[S]) -> String {
+    segments
+        .iter()
+        .map(|s| format!("/{}", s.as_ref().replace('~', "~0").replace('/', "~1")))
+        .collect()
 }
 
 /// An error on its way to becoming a problem+json response.
@@ -26,6 +104,7 @@ pub struct ApiError {
     headers: Vec<(HeaderName, HeaderValue)>,
     /// RFC 9457 extension members, added beside the standard ones.
     extensions: Vec<(&'static str, serde_json::Value)>,
+    errors: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -36,7 +115,46 @@ impl ApiError {
             detail: detail.into(),
             headers: Vec::new(),
             extensions: Vec::new(),
+            errors: Vec::new(),
         }
+    }
+
+    /// 422: fields of the body that do not fit, all of them; `detail` sums them up.
+    pub fn invalid_fields(errors: Vec<FieldError>) -> Self {
+        Self::with_errors(StatusCode::UNPROCESSABLE_ENTITY, "validation", errors)
+    }
+
+    /// 422: one field of the body, at the JSON pointer `pointer`.
+    pub fn invalid_field(pointer: &str, detail: impl Into<String>) -> Self {
+        Self::invalid_fields(vec![FieldError::body(pointer, detail)])
+    }
+
+    /// 400: query or path parameters that do not fit, all of them.
+    pub fn invalid_parameters(errors: Vec<FieldError>) -> Self {
+        Self::with_errors(StatusCode::BAD_REQUEST, "invalid-parameter", errors)
+    }
+
+    fn with_errors(status: StatusCode, slug: &'static str, errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => one.detail.clone(),
+            many => format!(
+                "{} values are invalid: {}",
+                many.len(),
+                many.iter()
+                    .map(|e| e.detail.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        };
+        Self {
+            errors,
+            ..Self::new(status, slug, detail)
+        }
+    }
+
+    /// The invalid fields and parameters, when this is a validation problem.
+    pub fn errors(&self) -> &[FieldError] {
+        &self.errors
     }
 
     /// Adds an extension member (RFC 9457 §3.2): a field a client can act on without parsing
@@ -132,23 +250,47 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+/// A problem's members and its slug, kept in the response's extensions until
+/// `problem_types::absolute_types` makes the type absolute.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingProblem {
+    pub(crate) slug: &'static str,
+    pub(crate) members: Map<String, Value>,
+}
+
+impl PendingProblem {
+    /// The response body, with `type` the page of the slug under `base` (`""`: relative), or
+    /// `about:blank` for a slug without a page.
+    pub(crate) fn body(&self, base: &str) -> Body {
+        let mut members = self.members.clone();
+        members.insert("type".into(), problem_types::uri(base, self.slug).into());
+        Body::from(serde_json::to_vec(&members).unwrap_or_default())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error").to_owned();
         let body = Problem {
-            kind: format!("/problems/{}", self.slug),
+            kind: String::new(),
             title,
             status: self.status.as_u16(),
             detail: self.detail,
+            errors: self.errors,
         };
-        let mut body = serde_json::to_value(&body).unwrap_or_default();
-        if let serde_json::Value::Object(members) = &mut body {
-            for (name, value) in self.extensions {
-                members.entry(name).or_insert(value);
-            }
+        let mut members = match serde_json::to_value(&body) {
+            Ok(Value::Object(members)) => members,
+            _ => Map::new(),
+        };
+        for (name, value) in self.extensions {
+            members.entry(name).or_insert(value);
         }
-        let json = serde_json::to_vec(&body).unwrap_or_default();
-        let mut response = (self.status, json).into_response();
+        let pending = PendingProblem {
+            slug: self.slug,
+            members,
+        };
+        let mut response = (self.status, pending.body("")).into_response();
+        response.extensions_mut().insert(pending);
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

@@ -188,7 +188,7 @@ pub async fn retry(
 }
 
 /// Which dead letters to retry.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, eserde::Deserialize, ToSchema)]
 pub struct RetryAllRequest {
     /// Only this projection's; absent, every projection's.
     pub projection: Option<String>,

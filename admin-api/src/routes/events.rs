@@ -107,7 +107,7 @@ pub async fn list(
 }
 
 /// Where a republish starts.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, ToSchema)]
 pub struct RepublishRequest {
     /// The first position to publish again, from 1.
     pub from_position: i64,

@@ -11,11 +11,12 @@ use axum::http::StatusCode;
 use commerce_domain::account::{valid_name, Account, AccountCommand};
 use commerce_domain::privacy::Sealed;
 use commerce_domain::{AccountId, Email, Role};
+use commerce_http::problem::FieldError;
 use commerce_http::{ApiError, ApiJson, Caller, ClientIp, RequestContext};
 use commerce_store::credentials::{self, PasswordHash as StoredHash};
 use commerce_store::throttle::SignInKeys;
 use commerce_store::{claims, keys, Claim, Metadata};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -24,7 +25,7 @@ use crate::pipeline::{run, CommandRequest, Reply};
 use crate::CommandState;
 
 /// A new account. Anyone may register as a buyer or a seller.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub email: String,
@@ -42,14 +43,14 @@ pub struct Registered {
 }
 
 /// Credentials to exchange for a token.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, ToSchema)]
 pub struct TokenRequest {
     pub email: String,
     pub password: String,
 }
 
 /// A new password, given with the current one.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
@@ -70,7 +71,8 @@ pub struct TokenResponse {
 fn check_password(password: &str) -> Result<(), ApiError> {
     let length = password.chars().count();
     if !(8..=128).contains(&length) {
-        return Err(ApiError::unprocessable(
+        return Err(ApiError::invalid_field(
+            "/password",
             "password must be 8 to 128 characters",
         ));
     }
@@ -172,11 +174,27 @@ pub async fn register(
     if let Some(reply) = request.previous_reply(&state).await? {
         return Ok(reply);
     }
-    let email = Email::parse(&body.email).map_err(|e| ApiError::unprocessable(e.0))?;
-    if body.role == Role::Admin {
-        return Err(ApiError::unprocessable("role must be buyer or seller"));
+    // Every field that does not fit, at once.
+    let email = Email::parse(&body.email);
+    let mut errors = Vec::new();
+    if let Err(e) = &email {
+        errors.push(FieldError::body("/email", e.0.clone()));
     }
-    check_password(&body.password)?;
+    if body.role == Role::Admin {
+        errors.push(FieldError::body(
+            "/role",
+            "role must be `buyer` or `seller`; admins are made by operators",
+        ));
+    }
+    if let Err(e) = check_password(&body.password) {
+        errors.push(FieldError::body("/password", e.detail()));
+    }
+    let Ok(email) = email else {
+        return Err(ApiError::invalid_fields(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
     let account_id = AccountId::new();
     register_account(
         &state,

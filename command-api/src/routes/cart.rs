@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use commerce_domain::cart::{Cart, CartCommand, CartEvent};
 use commerce_domain::order::{OrderCommand, ShippingAddress};
 use commerce_domain::{OrderId, PaymentId, PaymentToken, Role, Sku};
+use commerce_http::problem::FieldError;
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
 use commerce_store::{keys, Claim, Companion};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
@@ -19,7 +20,7 @@ use crate::pipeline::{run, run_with, CommandRequest, Reply};
 use crate::CommandState;
 
 /// A cart line's new quantity.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetQuantityRequest {
     /// 0 removes the line; at most 1000.
@@ -27,7 +28,7 @@ pub struct SetQuantityRequest {
 }
 
 /// What checkout needs besides the cart.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     /// The payment provider's token for the buyer's card (sandbox: `tok_ok`, `tok_decline`, …);
@@ -238,12 +239,20 @@ pub async fn checkout(
     if let Some(reply) = request.previous_reply(&state).await? {
         return Ok(reply);
     }
-    let shipping_address = body
-        .shipping_address
-        .validated()
-        .map_err(|e| ApiError::unprocessable(e.0))?;
-    let token =
-        PaymentToken::parse(&body.payment_token).map_err(|e| ApiError::unprocessable(e.0))?;
+    let (shipping_address, token) = match (
+        body.shipping_address.validated(),
+        PaymentToken::parse(&body.payment_token),
+    ) {
+        (Ok(address), Ok(token)) => (address, token),
+        (address, token) => {
+            let address = address.err().map(|e| ("/shipping_address", e.0));
+            let token = token.err().map(|e| ("/payment_token", e.0));
+            let errors = address.into_iter().chain(token);
+            return Err(ApiError::invalid_fields(
+                errors.map(|(at, e)| FieldError::body(at, e)).collect(),
+            ));
+        }
+    };
     // Personal data enters the order's events sealed for the buyer.
     let shipping_address = keys::seal(state.pool(), caller.account_id.0, &shipping_address)
         .await

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use commerce_domain::inventory::{Inventory, InventoryCommand};
 use commerce_domain::{Role, Sku};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -15,7 +15,7 @@ use crate::pipeline::{run, CommandRequest, Reply};
 use crate::CommandState;
 
 /// Goods arrived.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestockRequest {
     /// At least 1.
@@ -23,7 +23,7 @@ pub struct RestockRequest {
 }
 
 /// A correction of the stock on hand.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdjustRequest {
     /// Units to add (positive) or remove (negative); never below what is reserved.

@@ -9,7 +9,7 @@ use commerce_domain::{OrderId, Role};
 use commerce_http::extract::OptionalJson;
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
 use commerce_store::Claim;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -17,7 +17,7 @@ use crate::pipeline::{run, CommandRequest, Reply};
 use crate::CommandState;
 
 /// Why the buyer cancels.
-#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Default, eserde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     #[serde(default)]
@@ -25,7 +25,7 @@ pub struct CancelRequest {
 }
 
 /// How the order travels.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentRequest {
     pub carrier: String,
@@ -33,7 +33,7 @@ pub struct ShipmentRequest {
 }
 
 /// Why the buyer sends the order back.
-#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, Default, eserde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReturnRequest {
     #[serde(default)]
@@ -71,7 +71,24 @@ async fn authorize(
     }
     let involved = order.buyer_id == Some(caller.account_id) || order.has_seller(caller.account_id);
     Err(if involved {
-        ApiError::forbidden("your role may not take this step on this order")
+        ApiError::forbidden(format!(
+            "this route is for {}; you are signed in as {} {}",
+            parties
+                .iter()
+                .map(|party| match party {
+                    Party::Owner => "the order's buyer",
+                    Party::Seller => "the sellers of its lines",
+                })
+                .chain(["admins"])
+                .collect::<Vec<_>>()
+                .join(" and "),
+            if caller.role == Role::Admin {
+                "an"
+            } else {
+                "a"
+            },
+            caller.role.as_str()
+        ))
     } else {
         missing()
     })
@@ -251,7 +268,9 @@ pub async fn return_order(
 ) -> Result<Reply, ApiError> {
     authorize(&state, caller, id, &[Party::Owner]).await?;
     if caller.is_admin() {
-        return Err(ApiError::forbidden("only the buyer returns an order"));
+        return Err(ApiError::forbidden(
+            "this route is for the order's buyer; you are signed in as an admin",
+        ));
     }
     let body = body.0.unwrap_or_default();
     let command = OrderCommand::Return {

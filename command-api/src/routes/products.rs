@@ -9,7 +9,7 @@ use commerce_domain::product::{Product, ProductChanges, ProductCommand, ProductD
 use commerce_domain::{ProductId, Role};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
 use commerce_store::Claim;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
@@ -97,7 +97,7 @@ pub async fn create(
 }
 
 /// What `PATCH /v1/products/{id}` takes: fields to change, and whether the product is on sale.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, eserde::Deserialize, ToSchema)]
 pub struct ProductPatch {
     #[serde(flatten)]
     pub changes: ProductChanges,

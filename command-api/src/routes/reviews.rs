@@ -9,7 +9,7 @@ use commerce_domain::review::{review_id, Review, ReviewCommand};
 use commerce_domain::{AccountId, ProductId, Role};
 use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
 use commerce_store::{claims, keys};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
@@ -18,7 +18,7 @@ use crate::pipeline::{run, CommandRequest, Reply};
 use crate::CommandState;
 
 /// A review.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[derive(Debug, eserde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewRequest {
     /// 1 to 5.

@@ -14,7 +14,7 @@ pub struct OrderLine {
 }
 
 /// Where an order goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, eserde::Deserialize, ToSchema)]
 pub struct ShippingAddress {
     pub name: String,
     pub line1: String,

@@ -1,4 +1,4 @@
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::ProductError;
@@ -8,7 +8,7 @@ use crate::{Money, Sku};
 pub type Attributes = serde_json::Map<String, serde_json::Value>;
 
 /// A variant of a product, sold under its own SKU.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, eserde::Deserialize, ToSchema)]
 pub struct Variant {
     pub sku: Sku,
     /// The variant's own price; the product's when absent.
@@ -20,7 +20,7 @@ pub struct Variant {
 }
 
 /// Everything a seller gives to create a product.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, eserde::Deserialize, ToSchema)]
 pub struct ProductDraft {
     pub sku: Sku,
     pub name: String,
@@ -36,7 +36,7 @@ pub struct ProductDraft {
 }
 
 /// The fields a seller changes; absent ones stay as they are.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, eserde::Deserialize, ToSchema)]
 pub struct ProductChanges {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

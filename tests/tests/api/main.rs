@@ -26,6 +26,7 @@ mod lookups;
 mod ops;
 mod orders;
 mod privacy;
+mod problems;
 mod products;
 mod read_models;
 mod reads;
