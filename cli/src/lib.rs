@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod metrics;
+pub mod openapi;
 pub mod operator;
 pub mod ops;
 pub mod telemetry;

@@ -46,6 +46,7 @@ pub struct ProductSummary {
 
 /// Search parameters. Besides these, `attr.<name>=<value>` filters on an attribute.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Full text over name (weighted first) and description; tolerates typos.
     pub q: Option<String>,
@@ -508,6 +509,7 @@ pub async fn inventory(
 
 /// `?category=` narrows popular products.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecommendationParams {
     pub category: Option<String>,
     pub limit: Option<i64>,

@@ -218,6 +218,7 @@ pub async fn payment(
 
 /// `?status=` narrows the seller's orders.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SellerOrderParams {
     pub status: Option<String>,
     pub limit: Option<i64>,
