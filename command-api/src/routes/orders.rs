@@ -127,7 +127,7 @@ async fn order_command(
 #[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", request_body(content = CancelRequest, description = "optional"), security(("bearer" = [])),
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, description = "cancelled"),
+        (status = 200, description = "cancelled", body = crate::routes::views::OrderChanged),
         (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),
         (status = 409, description = "already shipped or cancelled", body = commerce_http::problem::Problem),
     ))]
@@ -170,7 +170,7 @@ pub async fn cancel(
 #[utoipa::path(post, path = "/v1/orders/{id}/shipments", tag = "orders", request_body = ShipmentRequest, security(("bearer" = [])),
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, description = "shipped"),
+        (status = 200, description = "shipped", body = crate::routes::views::OrderChanged),
         (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
         (status = 409, description = "not confirmed yet, or already shipped", body = commerce_http::problem::Problem),
     ))]
@@ -200,7 +200,7 @@ pub async fn ship(
 #[utoipa::path(post, path = "/v1/orders/{id}/delivery", tag = "orders", security(("bearer" = [])),
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, description = "delivered"),
+        (status = 200, description = "delivered", body = crate::routes::views::OrderChanged),
         (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
         (status = 409, description = "not shipped yet", body = commerce_http::problem::Problem),
     ))]
@@ -238,7 +238,7 @@ pub async fn deliver(
 #[utoipa::path(post, path = "/v1/orders/{id}/returns", tag = "orders", request_body(content = ReturnRequest, description = "optional"), security(("bearer" = [])),
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, description = "returned"),
+        (status = 200, description = "returned", body = crate::routes::views::OrderChanged),
         (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),
         (status = 409, description = "not delivered", body = commerce_http::problem::Problem),
     ))]

@@ -303,8 +303,8 @@ struct ProductRow {
 
 /// A product with its variants, the stock of each SKU and its rating summary.
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog",
-    params(("id" = ProductId, Path), ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`product_id`, `sku`, `name`, `price`, `category`, `attributes`, `variants[]` (each with `sku`), `availability`, `rating`"),
+    params(("id" = ProductId, Path), ("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, description = "the product, its variants, stock by SKU and rating", body = crate::routes::views::ProductDetail),
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no such product", body = commerce_http::problem::Problem)))]
 pub async fn product(
@@ -483,8 +483,8 @@ pub async fn categories(
 
 /// A SKU's stock levels.
 #[utoipa::path(get, path = "/v1/inventory/{sku}", tag = "catalog",
-    params(("sku" = String, Path), ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`sku`, `on_hand`, `reserved`, `available`"),
+    params(("sku" = Sku, Path), ("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, description = "the stock levels", body = crate::routes::views::StockLevels),
               (status = 404, description = "no stock record for this SKU", body = commerce_http::problem::Problem)))]
 pub async fn inventory(
     State(state): State<QueryState>,
@@ -545,7 +545,7 @@ pub(crate) async fn popular(
 /// Popular products, by recent orders.
 #[utoipa::path(get, path = "/v1/recommendations", tag = "catalog",
     params(RecommendationParams, ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`items[]` of products, most ordered first")))]
+    responses((status = 200, description = "products, most ordered first", body = crate::routes::views::Recommendations)))]
 pub async fn recommendations(
     State(state): State<QueryState>,
     min: MinPosition,

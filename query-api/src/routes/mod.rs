@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod me;
 pub mod orders;
+pub mod views;
 
 use axum::routing::get;
 use axum::Router;
