@@ -128,6 +128,7 @@ async fn order_command(
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
         (status = 200, description = "cancelled", body = crate::routes::views::OrderChanged),
+        (status = 403, description = "neither the buyer nor an admin", body = commerce_http::problem::Problem),
         (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),
         (status = 409, description = "already shipped or cancelled", body = commerce_http::problem::Problem),
     ))]
@@ -171,6 +172,7 @@ pub async fn cancel(
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
         (status = 200, description = "shipped", body = crate::routes::views::OrderChanged),
+        (status = 403, description = "neither a seller of its lines nor an admin", body = commerce_http::problem::Problem),
         (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
         (status = 409, description = "not confirmed yet, or already shipped", body = commerce_http::problem::Problem),
     ))]
@@ -201,6 +203,7 @@ pub async fn ship(
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
         (status = 200, description = "delivered", body = crate::routes::views::OrderChanged),
+        (status = 403, description = "neither a seller of its lines nor an admin", body = commerce_http::problem::Problem),
         (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
         (status = 409, description = "not shipped yet", body = commerce_http::problem::Problem),
     ))]
@@ -239,6 +242,7 @@ pub async fn deliver(
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
         (status = 200, description = "returned", body = crate::routes::views::OrderChanged),
+        (status = 403, description = "only the buyer returns an order", body = commerce_http::problem::Problem),
         (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),
         (status = 409, description = "not delivered", body = commerce_http::problem::Problem),
     ))]

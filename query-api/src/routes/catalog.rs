@@ -120,9 +120,35 @@ fn parse_search(
     Ok((params, attributes))
 }
 
+/// The `attr.<name>=<value>` filters of a search, as OpenAPI 3.1 describes free-form query
+/// parameters: an object exploded into one parameter per property.
+pub struct AttributeFilters;
+
+impl utoipa::PartialSchema for AttributeFilters {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^attr\.[A-Za-z0-9_-]{1,64}$")),
+            ))
+            .additional_properties(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(200)),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for AttributeFilters {}
+
 /// Search the catalog.
 #[utoipa::path(get, path = "/v1/products", tag = "catalog",
-    params(SearchParams, ("X-Min-Position" = Option<i64>, Header, description = "wait until the catalog has applied this position")),
+    params(SearchParams, ("attr" = inline(Option<AttributeFilters>), Query, style = Form, explode,
+        description = "`attr.<name>=<value>`: only products whose attribute `name` is `value`, e.g. `attr.colour=red&attr.size=M`"),
+        ("X-Min-Position" = Option<i64>, Header, description = "wait until the catalog has applied this position")),
     responses((status = 200, description = "`items[]` and `next_cursor`", body = Page<ProductSummary>),
               (status = 400, description = "invalid parameter", body = commerce_http::problem::Problem)))]
 pub async fn search(
