@@ -6,7 +6,7 @@
 //!
 //! The Python tools are pinned in `scripts/api-tools.txt` and installed by
 //! `scripts/api-tools.sh` into `.tools/venv` (ignored by git) the first time a test needs them.
-//! `SCHEMATHESIS_MAX_TIME` (seconds per caller, default 45) and `SCHEMATHESIS_SEED` tune the run.
+//! `SCHEMATHESIS_MAX_TIME` (seconds per caller, default 40) and `SCHEMATHESIS_SEED` tune the run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
