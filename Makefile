@@ -13,7 +13,7 @@ help:
 	@echo "Targets:"
 	@echo "  make services  start/check PostgreSQL and NATS JetStream (scripts/services.sh up)"
 	@echo "  make run       run the server with the demo catalog (release build)"
-	@echo "  make test      run all workspace tests (needs services)"
+	@echo "  make test      run all workspace tests (needs services), schemathesis included"
 	@echo "  make lint      cargo fmt --check and clippy with -D warnings"
 	@echo "  make bench     run the benchmark crate (commerce-bench); ARGS=--quick for a short run"
 	@echo "  make migrate   apply database migrations"
@@ -27,9 +27,11 @@ run: services
 	$(CARGO) run --release --bin commerce -- serve --demo-catalog
 
 # The fault suite (tests/faults) runs the `commerce` binary as separate processes: build it first
-# (cargo test builds a binary only for its own package's tests).
+# (cargo test builds a binary only for its own package's tests). The contract suite
+# (tests/contract) runs the pinned schemathesis and openapi-spec-validator from .tools/venv.
 test: services
 	$(CARGO) build --bin commerce
+	scripts/api-tools.sh >/dev/null
 	RUST_BACKTRACE=1 $(CARGO) test --workspace --all-targets
 
 lint:

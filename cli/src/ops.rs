@@ -1,4 +1,4 @@
-//! Operational routes: health, metrics, the OpenAPI document and its viewer.
+//! Operational routes: health, metrics, and (from `openapi`) the OpenAPI document and its viewer.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -7,8 +7,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use sqlx::PgPool;
-use utoipa::OpenApi;
-use utoipa_scalar::{Scalar, Servable};
 
 use crate::telemetry::metrics_handle;
 
@@ -20,23 +18,7 @@ pub struct Dependencies {
     pub health: crate::degraded::Health,
 }
 
-/// The whole engine's OpenAPI document.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = commerce_command_api::ApiDoc::openapi();
-    doc.merge(commerce_query_api::ApiDoc::openapi());
-    doc.merge(commerce_admin_api::ApiDoc::openapi());
-    doc.info.title = "Commerce engine".into();
-    doc.info.description = Some(
-        "An event-sourced commerce engine: commands change aggregates whose events are the only truth. \
-         Errors are RFC 9457 problem+json; command responses carry ETag and X-Event-Position."
-            .into(),
-    );
-    doc.info.version = env!("CARGO_PKG_VERSION").into();
-    doc
-}
-
 pub fn router(dependencies: Dependencies) -> Router {
-    let document = openapi();
     Router::new()
         .route(
             "/health/live",
@@ -44,9 +26,8 @@ pub fn router(dependencies: Dependencies) -> Router {
         )
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(move || async move { Json(openapi()) }))
         .with_state(dependencies)
-        .merge(Scalar::with_url("/docs", document))
+        .merge(crate::openapi::router())
 }
 
 /// 200 when Postgres and NATS answer and the relay (where this process runs it) publishes,

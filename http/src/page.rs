@@ -17,6 +17,7 @@ pub const MAX_LIMIT: i64 = 100;
 
 /// `limit` and `cursor` of a listing.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Items per page: default 20, at most 100.
     pub limit: Option<i64>,

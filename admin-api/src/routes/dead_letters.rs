@@ -66,6 +66,7 @@ pub struct DeadLetterDetail {
 
 /// Which dead letters to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterParams {
     /// Only this projection's.
     pub projection: Option<String>,

@@ -52,6 +52,7 @@ impl From<RecordedEvent> for EventItem {
 
 /// Which events to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsParams {
     /// Events with a higher position (default 0: from the start). A `cursor` overrides it.
     pub after: Option<i64>,

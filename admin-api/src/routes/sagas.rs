@@ -66,6 +66,7 @@ fn item(row: &SagaRow, saga: Option<&CheckoutSaga>) -> SagaItem {
 
 /// Which sagas to list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SagaParams {
     /// `true`: only the stuck ones; `false`: only the others.
     pub stuck: Option<bool>,

@@ -72,6 +72,7 @@ pub struct StreamState {
 
 /// `?as_of=`: how far to fold.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AsOfParams {
     /// A global position (an integer) or an RFC 3339 instant; absent, every event.
     pub as_of: Option<String>,

@@ -91,7 +91,7 @@ async fn cart_command(
 #[utoipa::path(put, path = "/v1/me/cart/items/{sku}", tag = "cart", request_body = SetQuantityRequest, security(("bearer" = [])),
     params(("sku" = String, Path), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, description = "the cart"),
+        (status = 200, description = "the cart", body = crate::routes::views::CartView),
         (status = 403, description = "not a buyer", body = commerce_http::problem::Problem),
         (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem),
         (status = 412, description = "stale If-Match", body = commerce_http::problem::Problem),
@@ -129,7 +129,7 @@ pub async fn set_quantity(
 /// Remove a cart line (buyers).
 #[utoipa::path(delete, path = "/v1/me/cart/items/{sku}", tag = "cart", security(("bearer" = [])),
     params(("sku" = String, Path)),
-    responses((status = 200, description = "the cart"), (status = 404, description = "not in the cart", body = commerce_http::problem::Problem)))]
+    responses((status = 200, description = "the cart", body = crate::routes::views::CartView), (status = 403, description = "not a buyer", body = commerce_http::problem::Problem), (status = 404, description = "not in the cart", body = commerce_http::problem::Problem)))]
 pub async fn remove_item(
     State(state): State<CommandState>,
     caller: Caller,
@@ -152,7 +152,7 @@ pub async fn remove_item(
 /// Move a cart line to the wishlist (buyers).
 #[utoipa::path(post, path = "/v1/me/cart/items/{sku}/move-to-wishlist", tag = "cart", security(("bearer" = [])),
     params(("sku" = String, Path)),
-    responses((status = 200, description = "the cart and wishlist"), (status = 404, description = "not in the cart", body = commerce_http::problem::Problem)))]
+    responses((status = 200, description = "the cart and wishlist", body = crate::routes::views::CartView), (status = 403, description = "not a buyer", body = commerce_http::problem::Problem), (status = 404, description = "not in the cart", body = commerce_http::problem::Problem)))]
 pub async fn move_to_wishlist(
     State(state): State<CommandState>,
     caller: Caller,
@@ -175,7 +175,7 @@ pub async fn move_to_wishlist(
 /// Add a SKU to the wishlist (buyers).
 #[utoipa::path(put, path = "/v1/me/wishlist/items/{sku}", tag = "cart", security(("bearer" = [])),
     params(("sku" = String, Path)),
-    responses((status = 200, description = "the cart and wishlist"), (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem)))]
+    responses((status = 200, description = "the cart and wishlist", body = crate::routes::views::CartView), (status = 403, description = "not a buyer", body = commerce_http::problem::Problem), (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem)))]
 pub async fn add_to_wishlist(
     State(state): State<CommandState>,
     caller: Caller,
@@ -199,7 +199,7 @@ pub async fn add_to_wishlist(
 /// Remove a SKU from the wishlist (buyers).
 #[utoipa::path(delete, path = "/v1/me/wishlist/items/{sku}", tag = "cart", security(("bearer" = [])),
     params(("sku" = String, Path)),
-    responses((status = 200, description = "the cart and wishlist"), (status = 404, description = "not in the wishlist", body = commerce_http::problem::Problem)))]
+    responses((status = 200, description = "the cart and wishlist", body = crate::routes::views::CartView), (status = 403, description = "not a buyer", body = commerce_http::problem::Problem), (status = 404, description = "not in the wishlist", body = commerce_http::problem::Problem)))]
 pub async fn remove_from_wishlist(
     State(state): State<CommandState>,
     caller: Caller,

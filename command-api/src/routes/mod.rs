@@ -7,6 +7,7 @@ pub mod orders;
 pub mod privacy;
 pub mod products;
 pub mod reviews;
+pub mod views;
 
 use axum::routing::{delete, patch, post, put};
 use axum::Router;

@@ -144,7 +144,8 @@ async fn order_command(
 #[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", request_body(content = CancelRequest, description = "optional"), security(("bearer" = [])),
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, description = "cancelled"),
+        (status = 200, description = "cancelled", body = crate::routes::views::OrderChanged),
+        (status = 403, description = "neither the buyer nor an admin", body = commerce_http::problem::Problem),
         (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),
         (status = 409, description = "already shipped or cancelled", body = commerce_http::problem::Problem),
     ))]
@@ -187,7 +188,8 @@ pub async fn cancel(
 #[utoipa::path(post, path = "/v1/orders/{id}/shipments", tag = "orders", request_body = ShipmentRequest, security(("bearer" = [])),
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, description = "shipped"),
+        (status = 200, description = "shipped", body = crate::routes::views::OrderChanged),
+        (status = 403, description = "neither a seller of its lines nor an admin", body = commerce_http::problem::Problem),
         (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
         (status = 409, description = "not confirmed yet, or already shipped", body = commerce_http::problem::Problem),
     ))]
@@ -217,7 +219,8 @@ pub async fn ship(
 #[utoipa::path(post, path = "/v1/orders/{id}/delivery", tag = "orders", security(("bearer" = [])),
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, description = "delivered"),
+        (status = 200, description = "delivered", body = crate::routes::views::OrderChanged),
+        (status = 403, description = "neither a seller of its lines nor an admin", body = commerce_http::problem::Problem),
         (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
         (status = 409, description = "not shipped yet", body = commerce_http::problem::Problem),
     ))]
@@ -255,7 +258,8 @@ pub async fn deliver(
 #[utoipa::path(post, path = "/v1/orders/{id}/returns", tag = "orders", request_body(content = ReturnRequest, description = "optional"), security(("bearer" = [])),
     params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, description = "returned"),
+        (status = 200, description = "returned", body = crate::routes::views::OrderChanged),
+        (status = 403, description = "only the buyer returns an order", body = commerce_http::problem::Problem),
         (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),
         (status = 409, description = "not delivered", body = commerce_http::problem::Problem),
     ))]

@@ -79,7 +79,7 @@ async fn create_product(
 #[utoipa::path(post, path = "/v1/products", tag = "products", request_body = ProductDraft, security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "retries with the same key and body return the first response")),
     responses(
-        (status = 201, description = "created; body has product_id, sku, name, price, category, attributes, variants"),
+        (status = 201, description = "created", body = crate::routes::views::ProductView, headers(("Location" = String, description = "`/v1/products/{id}`"))),
         (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
         (status = 403, description = "not a seller", body = commerce_http::problem::Problem),
         (status = 409, description = "a SKU is taken", body = commerce_http::problem::Problem),
@@ -111,7 +111,7 @@ pub struct ProductPatch {
 #[utoipa::path(patch, path = "/v1/products/{id}", tag = "products", request_body = ProductPatch, security(("bearer" = [])),
     params(("id" = ProductId, Path), ("If-Match" = Option<String>, Header, description = "the ETag last seen")),
     responses(
-        (status = 200, description = "changed"),
+        (status = 200, description = "changed", body = crate::routes::views::ProductView),
         (status = 403, description = "another seller's product", body = commerce_http::problem::Problem),
         (status = 404, description = "no such product", body = commerce_http::problem::Problem),
         (status = 409, description = "the product is delisted: relist it with `listed: true` to change it", body = commerce_http::problem::Problem),
@@ -212,7 +212,7 @@ pub struct ImportReport {
 
 /// Create many products from NDJSON, one product a line (sellers). One bad line does not sink the others.
 #[utoipa::path(post, path = "/v1/products/import", tag = "products", security(("bearer" = [])),
-    request_body(content = String, content_type = "application/x-ndjson", description = "one product (as in POST /v1/products) per line"),
+    request_body(content = Vec<ProductDraft>, content_type = "application/x-ndjson", description = "NDJSON: one product (the body of `POST /v1/products`) per line, at most 1,000 lines. The schema lists the lines as an array: OpenAPI 3.1 has no schema for the items of a stream."),
     responses(
         (status = 200, description = "per-line results", body = ImportReport),
         (status = 403, description = "not a seller", body = commerce_http::problem::Problem),

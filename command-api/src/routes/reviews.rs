@@ -32,7 +32,7 @@ pub struct ReviewRequest {
 #[utoipa::path(post, path = "/v1/products/{id}/reviews", tag = "products", request_body = ReviewRequest, security(("bearer" = [])),
     params(("id" = ProductId, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
-        (status = 201, description = "reviewed"),
+        (status = 201, description = "reviewed", body = crate::routes::views::ReviewWritten),
         (status = 403, description = "no delivered order of this product", body = commerce_http::problem::Problem),
         (status = 404, description = "no such product", body = commerce_http::problem::Problem),
         (status = 409, description = "already reviewed", body = commerce_http::problem::Problem),

@@ -46,6 +46,7 @@ pub struct ProductSummary {
 
 /// Search parameters. Besides these, `attr.<name>=<value>` filters on an attribute.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Full text over name (weighted first) and description; tolerates typos.
     pub q: Option<String>,
@@ -119,9 +120,35 @@ fn parse_search(
     Ok((params, attributes))
 }
 
+/// The `attr.<name>=<value>` filters of a search, as OpenAPI 3.1 describes free-form query
+/// parameters: an object exploded into one parameter per property.
+pub struct AttributeFilters;
+
+impl utoipa::PartialSchema for AttributeFilters {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^attr\.[A-Za-z0-9_-]{1,64}$")),
+            ))
+            .additional_properties(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .max_length(Some(200)),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for AttributeFilters {}
+
 /// Search the catalog.
 #[utoipa::path(get, path = "/v1/products", tag = "catalog",
-    params(SearchParams, ("X-Min-Position" = Option<i64>, Header, description = "wait until the catalog has applied this position")),
+    params(SearchParams, ("attr" = inline(Option<AttributeFilters>), Query, style = Form, explode,
+        description = "`attr.<name>=<value>`: only products whose attribute `name` is `value`, e.g. `attr.colour=red&attr.size=M`"),
+        ("X-Min-Position" = Option<i64>, Header, description = "wait until the catalog has applied this position")),
     responses((status = 200, description = "`items[]` and `next_cursor`", body = Page<ProductSummary>),
               (status = 400, description = "invalid parameter", body = commerce_http::problem::Problem)))]
 pub async fn search(
@@ -309,8 +336,8 @@ struct ProductRow {
 
 /// A product with its variants, the stock of each SKU and its rating summary.
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog",
-    params(("id" = ProductId, Path), ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`product_id`, `sku`, `name`, `price`, `category`, `attributes`, `variants[]` (each with `sku`), `availability`, `rating`"),
+    params(("id" = ProductId, Path), ("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, description = "the product, its variants, stock by SKU and rating", body = crate::routes::views::ProductDetail),
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no such product", body = commerce_http::problem::Problem)))]
 pub async fn product(
@@ -518,8 +545,8 @@ pub async fn categories(
 
 /// A SKU's stock levels.
 #[utoipa::path(get, path = "/v1/inventory/{sku}", tag = "catalog",
-    params(("sku" = String, Path), ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`sku`, `on_hand`, `reserved`, `available`"),
+    params(("sku" = Sku, Path), ("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, description = "the stock levels", body = crate::routes::views::StockLevels),
               (status = 404, description = "no stock record for this SKU", body = commerce_http::problem::Problem)))]
 pub async fn inventory(
     State(state): State<QueryState>,
@@ -544,6 +571,7 @@ pub async fn inventory(
 
 /// `?category=` narrows popular products.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecommendationParams {
     pub category: Option<String>,
     pub limit: Option<i64>,
@@ -579,7 +607,7 @@ pub(crate) async fn popular(
 /// Popular products, by recent orders.
 #[utoipa::path(get, path = "/v1/recommendations", tag = "catalog",
     params(RecommendationParams, ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`items[]` of products, most ordered first")))]
+    responses((status = 200, description = "products, most ordered first", body = crate::routes::views::Recommendations)))]
 pub async fn recommendations(
     State(state): State<QueryState>,
     min: MinPosition,

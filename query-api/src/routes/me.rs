@@ -33,8 +33,8 @@ async fn cart_row(state: &QueryState, caller: Caller) -> Result<(Value, Value, V
 
 /// The buyer's open cart, kept across sessions until checkout.
 #[utoipa::path(get, path = "/v1/me/cart", tag = "me", security(("bearer" = [])),
-    params(("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`items[]` (each `sku`, `quantity`, `unit_price`) and `total`"),
+    params(("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, description = "the cart", body = crate::routes::views::Cart),
               (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
 pub async fn cart(
     State(state): State<QueryState>,
@@ -53,8 +53,8 @@ pub async fn cart(
 
 /// The buyer's wishlist.
 #[utoipa::path(get, path = "/v1/me/wishlist", tag = "me", security(("bearer" = [])),
-    params(("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`items[]` (each `sku`)"),
+    params(("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, description = "the wishlist", body = crate::routes::views::Wishlist),
               (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
 pub async fn wishlist(
     State(state): State<QueryState>,
@@ -149,7 +149,7 @@ pub async fn notifications(
 /// For this buyer: products bought together with what they bought or carted, then popular ones.
 #[utoipa::path(get, path = "/v1/me/recommendations", tag = "me", security(("bearer" = [])),
     params(("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`items[]` of products, each with `reason` (`bought_together` or `popular`)"),
+    responses((status = 200, description = "products bought together with what the buyer bought or carted, then popular ones; each with its `reason`", body = crate::routes::views::Recommendations),
               (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
 pub async fn recommendations(
     State(state): State<QueryState>,

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod me;
 pub mod orders;
 pub mod seller;
+pub mod views;
 
 use axum::routing::get;
 use axum::Router;

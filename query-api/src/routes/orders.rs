@@ -169,7 +169,7 @@ async fn visible_order(
 /// timeline and shipping address (`SellerOrderView`): never the other sellers' lines nor the
 /// order's subtotal, discount, shipping, tax or total.
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("X-Min-Position" = Option<i64>, Header)),
+    params(("id" = OrderId, Path), ("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
     responses((status = 200, description = "the order: whole (`OrderView`) for its buyer and admins, the seller's part (`SellerOrderView`) for a seller", body = OrderRead),
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no such order, or not yours", body = commerce_http::problem::Problem)))]
@@ -192,8 +192,8 @@ pub async fn order(
 
 /// The order's payment and its history.
 #[utoipa::path(get, path = "/v1/orders/{id}/payment", tag = "orders", security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`payment_id`, `status`, `amount`, `history[]`"),
+    params(("id" = OrderId, Path), ("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, description = "the payment and its history", body = crate::routes::views::PaymentRead),
               (status = 404, description = "no such order, not yours, or no payment yet", body = commerce_http::problem::Problem)))]
 pub async fn payment(
     State(state): State<QueryState>,
@@ -218,6 +218,7 @@ pub async fn payment(
 
 /// `?status=` narrows the seller's orders.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SellerOrderParams {
     pub status: Option<String>,
     pub limit: Option<i64>,
