@@ -125,7 +125,7 @@ async fn order_command(
 
 /// Cancel an order before it ships (its buyer, admins).
 #[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", request_body(content = CancelRequest, description = "optional"), security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "cancelled"),
         (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),
@@ -168,7 +168,7 @@ pub async fn cancel(
 
 /// Hand the order to a carrier (a seller of its lines, admins).
 #[utoipa::path(post, path = "/v1/orders/{id}/shipments", tag = "orders", request_body = ShipmentRequest, security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "shipped"),
         (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
@@ -198,7 +198,7 @@ pub async fn ship(
 
 /// Mark the order delivered (a seller of its lines, admins).
 #[utoipa::path(post, path = "/v1/orders/{id}/delivery", tag = "orders", security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "delivered"),
         (status = 404, description = "no such order (or none of your lines)", body = commerce_http::problem::Problem),
@@ -236,7 +236,7 @@ pub async fn deliver(
 
 /// Send a delivered order back (its buyer); the refund follows.
 #[utoipa::path(post, path = "/v1/orders/{id}/returns", tag = "orders", request_body(content = ReturnRequest, description = "optional"), security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "returned"),
         (status = 404, description = "no such order (or not yours)", body = commerce_http::problem::Problem),

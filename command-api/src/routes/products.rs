@@ -98,7 +98,7 @@ pub async fn create(
 
 /// Change a product's fields (its seller).
 #[utoipa::path(patch, path = "/v1/products/{id}", tag = "products", request_body = ProductChanges, security(("bearer" = [])),
-    params(("id" = ProductId, Path), ("If-Match" = Option<String>, Header, description = "the ETag last seen")),
+    params(("id" = ProductId, Path), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "changed"),
         (status = 403, description = "another seller's product", body = commerce_http::problem::Problem),

@@ -14,7 +14,7 @@ use sqlx::{FromRow, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 
 use super::projections::{CATALOG, INVENTORY, RECOMMENDATIONS, REVIEWS};
-use crate::consistency::{resource, MinPosition};
+use crate::consistency::{version, versioned, MinPosition};
 use crate::QueryState;
 use commerce_http::page::{CursorTime, Page, PageParams};
 
@@ -303,7 +303,7 @@ struct ProductRow {
 /// A product with its variants, the stock of each SKU and its rating summary.
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog",
     params(("id" = ProductId, Path), ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`product_id`, `sku`, `name`, `price`, `category`, `attributes`, `variants[]` (each with `sku`), `availability`, `rating`"),
+    responses((status = 200, description = "`product_id`, `sku`, `name`, `price`, `category`, `attributes`, `variants[]` (each with `sku`), `availability`, `rating`; `ETag` `\"<version>.<digest>\"`, accepted by `If-Match` on the product's commands"),
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no such product", body = commerce_http::problem::Problem)))]
 pub async fn product(
@@ -313,6 +313,7 @@ pub async fn product(
     ApiPath(id): ApiPath<ProductId>,
 ) -> Result<Response, ApiError> {
     min.wait(&state, &[CATALOG, INVENTORY, REVIEWS]).await?;
+    let version = version(&state, CATALOG, "product", &id.to_string()).await?;
     let row: Option<ProductRow> = sqlx::query_as(
         "SELECT p.product_id, p.seller_id, p.sku, p.name, p.description, p.price_amount, p.currency, p.category, \
                 p.attributes, p.variants, p.listed, p.created_at, p.updated_at, r.review_count, r.rating_sum \
@@ -371,7 +372,7 @@ pub async fn product(
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     });
-    Ok(resource(&headers, &body))
+    Ok(versioned(&headers, version, &body))
 }
 
 /// A review as listed: by the reviewer's display name, never their id.
@@ -483,7 +484,7 @@ pub async fn categories(
 /// A SKU's stock levels.
 #[utoipa::path(get, path = "/v1/inventory/{sku}", tag = "catalog",
     params(("sku" = String, Path), ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "`sku`, `on_hand`, `reserved`, `available`"),
+    responses((status = 200, description = "`sku`, `on_hand`, `reserved`, `available`; `ETag` `\"<version>.<digest>\"`, accepted by `If-Match` on the SKU's restock and adjust"),
               (status = 404, description = "no stock record for this SKU", body = commerce_http::problem::Problem)))]
 pub async fn inventory(
     State(state): State<QueryState>,
@@ -492,6 +493,7 @@ pub async fn inventory(
     ApiPath(sku): ApiPath<Sku>,
 ) -> Result<Response, ApiError> {
     min.wait(&state, &[INVENTORY]).await?;
+    let version = version(&state, INVENTORY, "inventory", sku.as_str()).await?;
     let row: Option<(i64, i64)> =
         sqlx::query_as("SELECT on_hand, reserved FROM rm_inventory WHERE sku = $1")
             .bind(sku.as_str())
@@ -500,8 +502,9 @@ pub async fn inventory(
             .map_err(anyhow::Error::from)?;
     let (on_hand, reserved) =
         row.ok_or_else(|| ApiError::not_found(format!("no stock recorded for SKU {sku}")))?;
-    Ok(resource(
+    Ok(versioned(
         &headers,
+        version,
         &json!({ "sku": sku, "on_hand": on_hand, "reserved": reserved, "available": on_hand - reserved }),
     ))
 }
