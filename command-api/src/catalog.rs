@@ -1,6 +1,7 @@
 //! What the catalog says of a SKU, read from the write side: the SKU's claim names its product
 //! (cached: claims never change), whose aggregate gives the price and whether it is listed
-//! (checked against the store, as another process may have changed it).
+//! (checked against the store, as another process may have changed it). A product's own SKU,
+//! when the product has variants, is sold as such only while it has stock of its own.
 
 use commerce_domain::cart::CatalogItem;
 use commerce_domain::Sku;
@@ -20,11 +21,28 @@ pub(crate) async fn catalog_item(
         .load_latest(&owner.product_id.to_string())
         .await?
         .state;
-    Ok(product.price_of(sku).map(|unit_price| CatalogItem {
+    let Some(unit_price) = product.price_of(sku) else {
+        return Ok(None);
+    };
+    let parent_of_variants = product
+        .details
+        .as_ref()
+        .is_some_and(|d| d.sku == *sku && !d.variants.is_empty());
+    let variants_only = parent_of_variants
+        && state
+            .inventory
+            .load_latest(sku.as_str())
+            .await?
+            .state
+            .levels
+            .on_hand
+            <= 0;
+    Ok(Some(CatalogItem {
         sku: sku.clone(),
         product_id: owner.product_id,
         seller_id: owner.seller_id,
         unit_price,
         listed: product.listed,
+        variants_only,
     }))
 }

@@ -33,16 +33,27 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// The version `If-Match` names. A command answers `ETag: "<version>"`; a GET of the same
+/// resource (cart, product, order, inventory) answers `"<version>.<digest>"`, whose digest only
+/// serves `If-None-Match`: both name the version, and both are accepted (weak or strong).
 fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get("if-match") else {
         return Ok(None);
     };
     let text = value.to_str().unwrap_or_default().trim();
     let text = text.strip_prefix("W/").unwrap_or(text);
-    text.trim_matches('"')
+    let tag = text.trim_matches('"');
+    let version = tag.split_once('.').map_or(tag, |(version, _)| version);
+    version
         .parse::<i64>()
+        .ok()
+        .filter(|v| *v >= 0)
         .map(Some)
-        .map_err(|_| ApiError::bad_request("If-Match must be an ETag this API sent, such as \"3\""))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "If-Match must be the ETag of this resource from a GET or a command, such as \"3\"",
+            )
+        })
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
@@ -60,5 +71,27 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             idempotency_key: idempotency_key(&parts.headers)?,
             if_match: if_match(&parts.headers)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
+    use super::if_match;
+
+    fn version(value: &str) -> Option<i64> {
+        let mut headers = HeaderMap::new();
+        headers.insert("if-match", HeaderValue::from_str(value).unwrap());
+        if_match(&headers).ok().flatten()
+    }
+
+    #[test]
+    fn if_match_takes_the_etag_of_a_command_or_of_a_get() {
+        assert_eq!(version("\"3\""), Some(3));
+        assert_eq!(version("W/\"3\""), Some(3));
+        assert_eq!(version("\"3.9f86d081884c7d659a2feaa0\""), Some(3));
+        assert_eq!(version("\"9f86d081884c7d659a2feaa0\""), None);
+        assert_eq!(version("\"-1\""), None);
     }
 }

@@ -56,6 +56,30 @@ pub async fn wait_for_position(
     }
 }
 
+/// The version of aggregate `aggregate_type`/`aggregate_id` that projection `projection` has
+/// applied (its last sequence, as `projection_sequences` records it in the transaction that
+/// applies it; 0 when it has applied none): the version a command's `If-Match` compares. Read it
+/// before the read model's rows, so that it is never newer than what they show (a concurrent
+/// batch can only make the version look older, and a write with it get 412, never a lost update).
+pub async fn applied_version(
+    pool: &PgPool,
+    projection: &str,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> anyhow::Result<i64> {
+    let version: Option<i64> = sqlx::query_scalar(
+        "SELECT last_sequence FROM projection_sequences \
+         WHERE projection = $1 AND aggregate_type = $2 AND aggregate_id = $3",
+    )
+    .bind(projection)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_optional(pool)
+    .await
+    .context("reading the version a projection applied")?;
+    Ok(version.unwrap_or(0))
+}
+
 /// One row of `projection_positions`.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ProjectionPosition {

@@ -56,18 +56,53 @@ impl MinPosition {
     }
 }
 
+/// The version of one aggregate that `projection` has applied, to send with [`versioned`]. Read
+/// it before the rows it goes with (see [`commerce_projections::applied_version`]).
+pub async fn version(
+    state: &QueryState,
+    projection: &str,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<i64, ApiError> {
+    Ok(
+        commerce_projections::applied_version(
+            &state.pool,
+            projection,
+            aggregate_type,
+            aggregate_id,
+        )
+        .await?,
+    )
+}
+
 /// A JSON resource with a strong `ETag` (a hash of its body); `If-None-Match` gets 304.
 pub fn resource(headers: &HeaderMap, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    let etag = format!(
-        "\"{}\"",
-        digest
-            .iter()
-            .take(12)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let etag = format!("\"{}\"", digest(&bytes));
+    conditional(headers, etag, bytes)
+}
+
+/// A resource backed by one aggregate: its `ETag` is `"<version>.<digest>"`, the aggregate's
+/// version as the read model applied it (what a command's `If-Match` compares: it reads the
+/// number before the dot, so this ETag and a command's `"<version>"` are both accepted), then a
+/// hash of the body, so that `If-None-Match` still sees what the version does not cover (stock,
+/// ratings, a forgotten name).
+pub fn versioned(headers: &HeaderMap, version: i64, body: &impl Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let etag = format!("\"{version}.{}\"", digest(&bytes));
+    conditional(headers, etag, bytes)
+}
+
+fn digest(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// 304 when `If-None-Match` names `etag` (or `*`), else the body; `ETag` either way.
+fn conditional(headers: &HeaderMap, etag: String, bytes: Vec<u8>) -> Response {
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

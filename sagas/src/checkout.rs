@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use commerce_domain::cart::{Cart, CartCommand};
 use commerce_domain::checkout::{
     CheckoutSaga, Facts, SagaAction, SagaCommand, SagaEvent, SagaOutcome,
 };
@@ -70,6 +71,7 @@ pub struct SagaDriver {
     orders: Repository<Order>,
     inventory: Repository<Inventory>,
     payments: Repository<Payment>,
+    carts: Repository<Cart>,
 }
 
 /// A step's command failed for a reason other than a business rule.
@@ -94,6 +96,7 @@ impl SagaDriver {
             orders: Repository::new(pool.clone()),
             inventory: Repository::new(pool.clone()),
             payments: Repository::new(pool.clone()),
+            carts: Repository::new(pool.clone()),
             pool,
             gateway,
             config,
@@ -587,6 +590,26 @@ impl SagaDriver {
                 };
                 self.order_step(claim, command, "cancel", SagaEvent::OrderCancelled, true)
                     .await?;
+            }
+            SagaAction::RestoreCart => {
+                // The cart remembers the orders it got back, so a repeat appends nothing; the
+                // buyer's changes since checkout are merged (see `domain/src/cart/restore.rs`).
+                let buyer = saga.buyer_id.context("a started saga has a buyer")?;
+                let restore = CartCommand::Restore {
+                    order_id: id,
+                    lines: saga.lines.clone(),
+                };
+                self.send_and_record(
+                    &self.carts,
+                    &buyer.to_string(),
+                    restore,
+                    claim,
+                    "restore-cart",
+                    SagaEvent::CartRestored,
+                    Due::AsItWas,
+                )
+                .await
+                .map_err(|e| step_failed(e, "giving the buyer's cart back"))?;
             }
             SagaAction::StartReturn => self.record(claim, SagaEvent::ReturnStarted).await?,
             SagaAction::MarkOrderRefunded => {

@@ -89,13 +89,13 @@ async fn cart_command(
 
 /// Set a cart line's quantity; 0 removes it (buyers).
 #[utoipa::path(put, path = "/v1/me/cart/items/{sku}", tag = "cart", request_body = SetQuantityRequest, security(("bearer" = [])),
-    params(("sku" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("sku" = String, Path), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "the cart", body = crate::routes::views::CartView),
         (status = 403, description = "not a buyer", body = commerce_http::problem::Problem),
         (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem),
         (status = 412, description = "stale If-Match", body = commerce_http::problem::Problem),
-        (status = 422, description = "invalid quantity or SKU not for sale", body = commerce_http::problem::Problem),
+        (status = 422, description = "invalid quantity, or SKU not for sale: delisted, or a product's own SKU that has variants and no stock of its own (add a variant); a quantity above what is available is accepted, and flagged by `GET /v1/me/cart`", body = commerce_http::problem::Problem),
     ))]
 pub async fn set_quantity(
     State(state): State<CommandState>,

@@ -71,7 +71,7 @@ async fn authorize(state: &CommandState, caller: Caller, sku: &Sku) -> Result<()
 
 /// Add units on hand (the SKU's seller, admins).
 #[utoipa::path(post, path = "/v1/inventory/{sku}/restock", tag = "inventory", request_body = RestockRequest, security(("bearer" = [])),
-    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "new levels", body = StockView),
         (status = 403, description = "another seller's SKU", body = commerce_http::problem::Problem),
@@ -109,7 +109,7 @@ pub async fn restock(
 
 /// Correct the units on hand (the SKU's seller, admins).
 #[utoipa::path(post, path = "/v1/inventory/{sku}/adjust", tag = "inventory", request_body = AdjustRequest, security(("bearer" = [])),
-    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("sku" = String, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "new levels", body = StockView),
         (status = 403, description = "another seller's SKU", body = commerce_http::problem::Problem),

@@ -142,7 +142,7 @@ async fn order_command(
 
 /// Cancel an order before it ships (its buyer, admins).
 #[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders", request_body(content = CancelRequest, description = "optional"), security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "cancelled", body = crate::routes::views::OrderChanged),
         (status = 403, description = "neither the buyer nor an admin", body = commerce_http::problem::Problem),
@@ -186,7 +186,7 @@ pub async fn cancel(
 
 /// Hand the order to a carrier (a seller of its lines, admins).
 #[utoipa::path(post, path = "/v1/orders/{id}/shipments", tag = "orders", request_body = ShipmentRequest, security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "shipped", body = crate::routes::views::OrderChanged),
         (status = 403, description = "neither a seller of its lines nor an admin", body = commerce_http::problem::Problem),
@@ -217,7 +217,7 @@ pub async fn ship(
 
 /// Mark the order delivered (a seller of its lines, admins).
 #[utoipa::path(post, path = "/v1/orders/{id}/delivery", tag = "orders", security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "delivered", body = crate::routes::views::OrderChanged),
         (status = 403, description = "neither a seller of its lines nor an admin", body = commerce_http::problem::Problem),
@@ -256,7 +256,7 @@ pub async fn deliver(
 
 /// Send a delivered order back (its buyer); the refund follows.
 #[utoipa::path(post, path = "/v1/orders/{id}/returns", tag = "orders", request_body(content = ReturnRequest, description = "optional"), security(("bearer" = [])),
-    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header)),
+    params(("id" = OrderId, Path), ("Idempotency-Key" = Option<String>, Header), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "returned", body = crate::routes::views::OrderChanged),
         (status = 403, description = "only the buyer returns an order", body = commerce_http::problem::Problem),

@@ -109,7 +109,7 @@ pub struct ProductPatch {
 
 /// Change a product's fields, or relist it with `{"listed": true}` (its seller).
 #[utoipa::path(patch, path = "/v1/products/{id}", tag = "products", request_body = ProductPatch, security(("bearer" = [])),
-    params(("id" = ProductId, Path), ("If-Match" = Option<String>, Header, description = "the ETag last seen")),
+    params(("id" = ProductId, Path), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
     responses(
         (status = 200, description = "changed", body = crate::routes::views::ProductView),
         (status = 403, description = "another seller's product", body = commerce_http::problem::Problem),

@@ -5,7 +5,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::{CartCommand, CartError, CartEvent, CatalogItem, MAX_LINES, MAX_LINE_QUANTITY};
-use crate::{AccountId, Money, ProductId, Sku};
+use crate::{AccountId, Money, OrderId, ProductId, Sku};
 
 /// One SKU in the cart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,9 @@ pub struct Cart {
     pub wishlist: BTreeSet<Sku>,
     /// How many carts this buyer has checked out so far.
     pub checkouts: u32,
+    /// The orders whose lines were given back to this cart (each is given back once).
+    #[serde(default)]
+    pub restored: BTreeSet<OrderId>,
 }
 
 impl Cart {
@@ -60,6 +63,9 @@ impl Cart {
             return Err(CartError::QuantityTooLarge);
         }
         let item = Self::listed(&sku, item)?;
+        if item.variants_only {
+            return Err(CartError::VariantsOnly(sku));
+        }
         if !self.lines.contains_key(&sku) && self.lines.len() >= MAX_LINES {
             return Err(CartError::TooManyLines);
         }
@@ -147,6 +153,7 @@ impl Cart {
                     total,
                 }))
             }
+            CartCommand::Restore { order_id, lines } => Ok(self.restore(order_id, lines)),
         }
     }
 }
@@ -206,6 +213,25 @@ impl Aggregate for Cart {
                 self.lines.clear();
                 self.checkouts += 1;
             }
+            CartEvent::CartRestored {
+                order_id,
+                lines,
+                wishlisted,
+            } => {
+                for line in lines {
+                    self.lines.insert(
+                        line.sku,
+                        CartLine {
+                            product_id: line.product_id,
+                            seller_id: line.seller_id,
+                            quantity: line.quantity,
+                            unit_price: line.unit_price,
+                        },
+                    );
+                }
+                self.wishlist.extend(wishlisted);
+                self.restored.insert(order_id);
+            }
         }
     }
 }
@@ -216,7 +242,7 @@ mod tests {
 
     use super::*;
     use crate::order::OrderLine;
-    use crate::{Currency, OrderId};
+    use crate::Currency;
 
     type CartTest = TestFramework<Cart>;
 
@@ -235,6 +261,7 @@ mod tests {
             seller_id: AccountId(uuid::Uuid::from_u128(2)),
             unit_price: price,
             listed: true,
+            variants_only: false,
         }
     }
 
@@ -309,6 +336,20 @@ mod tests {
                 item: Some(delisted),
             })
             .then_expect_error(CartError::NotListed(sku("A")));
+    }
+
+    #[test]
+    fn a_parent_sku_without_stock_of_its_own_is_bought_through_its_variants() {
+        let mut parent = item("A", eur(500));
+        parent.variants_only = true;
+        CartTest::with(())
+            .given_no_previous_events()
+            .when(CartCommand::SetQuantity {
+                sku: sku("A"),
+                quantity: 1,
+                item: Some(parent),
+            })
+            .then_expect_error(CartError::VariantsOnly(sku("A")));
     }
 
     #[test]

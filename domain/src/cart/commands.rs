@@ -11,6 +11,10 @@ pub struct CatalogItem {
     pub seller_id: AccountId,
     pub unit_price: Money,
     pub listed: bool,
+    /// The SKU is the parent of a product that has variants, and has no stock of its own: only
+    /// its variants can be bought.
+    #[serde(default)]
+    pub variants_only: bool,
 }
 
 /// Commands a buyer sends to their cart.
@@ -35,6 +39,12 @@ pub enum CartCommand {
     Checkout {
         order_id: OrderId,
         catalog: Vec<(Sku, Option<CatalogItem>)>,
+    },
+    /// Give the buyer back the lines of a checkout whose order failed or was cancelled (sent by
+    /// the checkout saga's compensation). Once per order: a repeat changes nothing.
+    Restore {
+        order_id: OrderId,
+        lines: Vec<OrderLine>,
     },
 }
 

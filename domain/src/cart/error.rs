@@ -7,6 +7,10 @@ pub enum CartError {
     UnknownSku(Sku),
     #[error("SKU {0} is not listed for sale")]
     NotListed(Sku),
+    #[error(
+        "SKU {0} is a product with variants and has no stock of its own; add one of its variants"
+    )]
+    VariantsOnly(Sku),
     #[error("a cart line holds at most {max} units", max = super::MAX_LINE_QUANTITY)]
     QuantityTooLarge,
     #[error("a cart holds at most {max} different SKUs", max = super::MAX_LINES)]

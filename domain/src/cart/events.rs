@@ -29,6 +29,16 @@ pub enum CartEvent {
         lines: Vec<OrderLine>,
         total: Money,
     },
+    /// The lines of checkout `order_id` came back into the cart, its order having failed or been
+    /// cancelled. `lines` holds each restored line as the cart now has it (a SKU the buyer had
+    /// carted again meanwhile keeps the larger of the two quantities); `wishlisted` the SKUs that
+    /// could not rejoin the cart (priced in another currency than the cart's lines now, or the
+    /// cart full), put on the wishlist instead.
+    CartRestored {
+        order_id: OrderId,
+        lines: Vec<OrderLine>,
+        wishlisted: Vec<Sku>,
+    },
 }
 
 crate::domain_event!(CartEvent for crate::cart::Cart {
@@ -38,4 +48,5 @@ crate::domain_event!(CartEvent for crate::cart::Cart {
     WishlistItemAdded,
     WishlistItemRemoved,
     CheckedOut,
+    CartRestored,
 });

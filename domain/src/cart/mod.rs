@@ -4,6 +4,7 @@ mod aggregate;
 mod commands;
 mod error;
 mod events;
+mod restore;
 
 pub use aggregate::{Cart, CartLine};
 pub use commands::{CartCommand, CatalogItem};

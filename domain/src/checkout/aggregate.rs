@@ -75,6 +75,8 @@ pub enum SagaAction {
     Release(OrderLine),
     Restore(OrderLine),
     CancelOrder(String),
+    /// Give the buyer's cart the cancelled order's lines back.
+    RestoreCart,
     StartReturn,
     MarkOrderRefunded,
     /// The confirmed order was delivered: note when its return window closes.
@@ -112,6 +114,9 @@ pub struct CheckoutSaga {
     pub released: BTreeSet<Sku>,
     pub restored: BTreeSet<Sku>,
     pub order_cancelled: bool,
+    /// The buyer's cart got the order's lines back.
+    #[serde(default)]
+    pub cart_restored: bool,
     pub returning: bool,
     pub order_marked_refunded: bool,
     pub outcome: Option<SagaOutcome>,
@@ -202,6 +207,14 @@ impl CheckoutSaga {
                 self.restored.contains(sku)
             }
             OrderCancelled => self.order_cancelled,
+            CartRestored => {
+                if !self.order_cancelled {
+                    return Err(SagaError::OutOfOrder(
+                        "cart restored before the order was cancelled",
+                    ));
+                }
+                self.cart_restored
+            }
             ReturnStarted => self.returning,
             OrderMarkedRefunded => self.order_marked_refunded,
             DeliveryNoted { .. } => self.settle_at.is_some(),
@@ -235,6 +248,7 @@ impl CheckoutSaga {
                     | PaymentRefunded
                     | StockRestored { .. }
                     | OrderCancelled
+                    | CartRestored
                     | ReturnStarted
                     | OrderMarkedRefunded
                     | DeliveryNoted { .. }
@@ -320,7 +334,7 @@ impl CheckoutSaga {
         SagaAction::Complete(SagaOutcome::Confirmed)
     }
 
-    /// Undo in reverse: the money, then the stock, then the order.
+    /// Undo in reverse: the money, then the stock, then the order, then the cart it closed.
     fn next_compensation(&self, reason: &str) -> SagaAction {
         if self.captured && !self.refunded {
             return SagaAction::RefundPayment;
@@ -341,7 +355,12 @@ impl CheckoutSaga {
         if !self.order_cancelled {
             return SagaAction::CancelOrder(reason.to_owned());
         }
-        if self.outcome != Some(SagaOutcome::Cancelled) {
+        // A saga that completed as cancelled before carts were given back stays as it ended.
+        let completed = self.outcome == Some(SagaOutcome::Cancelled);
+        if !self.cart_restored && !completed && self.buyer_id.is_some() {
+            return SagaAction::RestoreCart;
+        }
+        if !completed {
             return SagaAction::Complete(SagaOutcome::Cancelled);
         }
         SagaAction::Idle
@@ -506,6 +525,7 @@ impl Aggregate for CheckoutSaga {
                 self.restored.insert(sku);
             }
             OrderCancelled => self.order_cancelled = true,
+            CartRestored => self.cart_restored = true,
             ReturnStarted => self.returning = true,
             OrderMarkedRefunded => self.order_marked_refunded = true,
             DeliveryNoted { settle_at } => self.settle_at = Some(settle_at),
@@ -914,6 +934,11 @@ mod tests {
         );
         released.push(SagaEvent::OrderCancelled);
         assert_eq!(
+            saga(released.clone()).next_action(&facts(OrderStatus::Cancelled, now)),
+            SagaAction::RestoreCart
+        );
+        released.push(SagaEvent::CartRestored);
+        assert_eq!(
             saga(released).next_action(&facts(OrderStatus::Cancelled, now)),
             SagaAction::Complete(SagaOutcome::Cancelled)
         );
@@ -981,6 +1006,61 @@ mod tests {
             saga(events).next_action(&cancelled),
             SagaAction::Restore(line("A"))
         );
+    }
+
+    #[test]
+    fn the_cart_is_given_back_once_after_the_order_is_cancelled() {
+        SagaTest::with(())
+            .given(vec![
+                started(),
+                SagaEvent::CompensationStarted {
+                    reason: "out of stock: A".into(),
+                },
+            ])
+            .when(SagaCommand::Record(SagaEvent::CartRestored))
+            .then_expect_error(SagaError::OutOfOrder(
+                "cart restored before the order was cancelled",
+            ));
+        let restored = vec![
+            started(),
+            SagaEvent::CompensationStarted {
+                reason: "out of stock: A".into(),
+            },
+            SagaEvent::OrderCancelled,
+            SagaEvent::CartRestored,
+        ];
+        SagaTest::with(())
+            .given(restored)
+            .when(SagaCommand::Record(SagaEvent::CartRestored))
+            .then_expect_events(vec![]);
+        // A saga that completed before carts were given back is not reopened for it.
+        assert_eq!(
+            saga(cancelled_before_payment()).next_action(&facts(OrderStatus::Cancelled, t0())),
+            SagaAction::Idle
+        );
+    }
+
+    #[test]
+    fn the_buyer_cancelling_a_confirmed_order_gets_the_cart_back() {
+        let mut events = confirmed_and_completed();
+        events.extend([
+            SagaEvent::CompensationStarted {
+                reason: "changed my mind".into(),
+            },
+            SagaEvent::PaymentRefunded,
+            SagaEvent::StockRestored { sku: sku("A") },
+            SagaEvent::StockRestored { sku: sku("B") },
+            SagaEvent::OrderCancelled,
+        ]);
+        let cancelled = facts(OrderStatus::Cancelled, t0());
+        assert_eq!(
+            saga(events.clone()).next_action(&cancelled),
+            SagaAction::RestoreCart
+        );
+        SagaTest::with(())
+            .given(events)
+            .when(SagaCommand::Record(SagaEvent::CartRestored))
+            .then_expect_events(vec![SagaEvent::CartRestored]);
     }
 
     #[test]

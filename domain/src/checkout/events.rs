@@ -50,6 +50,8 @@ pub enum SagaEvent {
     StockRestored { sku: Sku },
     /// The order is cancelled (by the saga, or it already was by its buyer).
     OrderCancelled,
+    /// The buyer's cart got the cancelled order's lines back (the cart's `CartRestored`).
+    CartRestored,
     /// The buyer returned the order: refund it.
     ReturnStarted,
     /// The returned order is marked refunded.
@@ -80,6 +82,7 @@ crate::domain_event!(SagaEvent for crate::checkout::CheckoutSaga {
     LineReleased,
     StockRestored,
     OrderCancelled,
+    CartRestored,
     ReturnStarted,
     OrderMarkedRefunded,
     DeliveryNoted,

@@ -6,7 +6,8 @@
 //! order authorised → confirm → capture → commit the stock. A refused reservation, a declined or
 //! unanswered authorisation, an expired hold or the buyer's cancellation compensates in reverse:
 //! void or refund, release (or restore) every unit held, cancel the order with a reason the buyer
-//! can read. A returned order is refunded and its stock restored.
+//! can read, give the buyer's cart the order's lines back. A returned order is refunded and its
+//! stock restored.
 
 mod aggregate;
 mod events;

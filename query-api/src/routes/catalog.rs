@@ -14,7 +14,7 @@ use sqlx::{FromRow, Postgres, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 
 use super::projections::{CATALOG, INVENTORY, RECOMMENDATIONS, REVIEWS};
-use crate::consistency::{resource, MinPosition};
+use crate::consistency::{resource, version, versioned, MinPosition};
 use crate::QueryState;
 use commerce_http::page::{CursorTime, Page, PageParams};
 
@@ -337,7 +337,7 @@ struct ProductRow {
 /// A product with its variants, the stock of each SKU and its rating summary.
 #[utoipa::path(get, path = "/v1/products/{id}", tag = "catalog",
     params(("id" = ProductId, Path), ("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
-    responses((status = 200, description = "the product, its variants, stock by SKU and rating", body = crate::routes::views::ProductDetail),
+    responses((status = 200, description = "the product, its variants, stock by SKU and rating; `ETag` `\"<version>.<digest>\"`, accepted by `If-Match` on the product's commands", body = crate::routes::views::ProductDetail),
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no such product", body = commerce_http::problem::Problem)))]
 pub async fn product(
@@ -347,6 +347,8 @@ pub async fn product(
     ApiPath(id): ApiPath<ProductId>,
 ) -> Result<Response, ApiError> {
     min.wait(&state, &[CATALOG, INVENTORY, REVIEWS]).await?;
+    // Read before the row: never newer than what the body shows (see `versioned`).
+    let version = version(&state, CATALOG, "product", &id.to_string()).await?;
     let row: Option<ProductRow> =
         sqlx::query_as(&format!("{PRODUCT_SELECT} WHERE p.product_id = $1"))
             .bind(id.0)
@@ -354,7 +356,11 @@ pub async fn product(
             .await
             .map_err(anyhow::Error::from)?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("product {id} does not exist")))?;
-    Ok(resource(&headers, &product_document(&state, row).await?))
+    Ok(versioned(
+        &headers,
+        version,
+        &product_document(&state, row).await?,
+    ))
 }
 
 /// The product that holds a SKU, its own or one of its variants', as `GET /v1/products/{id}`
@@ -546,7 +552,7 @@ pub async fn categories(
 /// A SKU's stock levels.
 #[utoipa::path(get, path = "/v1/inventory/{sku}", tag = "catalog",
     params(("sku" = Sku, Path), ("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
-    responses((status = 200, description = "the stock levels", body = crate::routes::views::StockLevels),
+    responses((status = 200, description = "the stock levels; `ETag` `\"<version>.<digest>\"`, accepted by `If-Match` on the SKU's restock and adjust", body = crate::routes::views::StockLevels),
               (status = 404, description = "no stock record for this SKU", body = commerce_http::problem::Problem)))]
 pub async fn inventory(
     State(state): State<QueryState>,
@@ -555,6 +561,7 @@ pub async fn inventory(
     ApiPath(sku): ApiPath<Sku>,
 ) -> Result<Response, ApiError> {
     min.wait(&state, &[INVENTORY]).await?;
+    let version = version(&state, INVENTORY, "inventory", sku.as_str()).await?;
     let row: Option<(i64, i64)> =
         sqlx::query_as("SELECT on_hand, reserved FROM rm_inventory WHERE sku = $1")
             .bind(sku.as_str())
@@ -563,8 +570,9 @@ pub async fn inventory(
             .map_err(anyhow::Error::from)?;
     let (on_hand, reserved) =
         row.ok_or_else(|| ApiError::not_found(format!("no stock recorded for SKU {sku}")))?;
-    Ok(resource(
+    Ok(versioned(
         &headers,
+        version,
         &json!({ "sku": sku, "on_hand": on_hand, "reserved": reserved, "available": on_hand - reserved }),
     ))
 }

@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 
 use super::catalog::popular;
 use super::orders::{OrderView, ORDER_COLUMNS};
-use super::projections::{CARTS, CATALOG, NOTIFICATIONS, ORDERS, RECOMMENDATIONS};
-use crate::consistency::{resource, MinPosition};
+use super::projections::{CARTS, CATALOG, INVENTORY, NOTIFICATIONS, ORDERS, RECOMMENDATIONS};
+use crate::consistency::{resource, version, versioned, MinPosition};
 use crate::QueryState;
 use commerce_http::page::{Page, PageParams};
 
@@ -31,10 +31,71 @@ async fn cart_row(state: &QueryState, caller: Caller) -> Result<(Value, Value, V
     ))
 }
 
+/// Units available now (on hand, not held for a checkout) of each SKU; 0 for one never stocked.
+async fn available(
+    state: &QueryState,
+    skus: &[String],
+) -> Result<std::collections::HashMap<String, i64>, ApiError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT sku, GREATEST(on_hand - reserved, 0) FROM rm_inventory WHERE sku = ANY($1)",
+    )
+    .bind(skus)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Each line with the units `available` now, and a warning for every line the shop cannot sell
+/// as it stands: more than is available (`insufficient_stock`), or its product no longer listed
+/// (`not_for_sale`). Such lines are kept: stock may come back, and checkout decides.
+async fn with_availability(
+    state: &QueryState,
+    items: Value,
+) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
+    let mut items: Vec<Value> = serde_json::from_value(items).unwrap_or_default();
+    let skus: Vec<String> = items
+        .iter()
+        .filter_map(|item| item["sku"].as_str().map(str::to_owned))
+        .collect();
+    let products: Vec<uuid::Uuid> = items
+        .iter()
+        .filter_map(|item| item["product_id"].as_str()?.parse().ok())
+        .collect();
+    let stock = available(state, &skus).await?;
+    let delisted: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT product_id FROM rm_products WHERE product_id = ANY($1) AND NOT listed",
+    )
+    .bind(&products)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(anyhow::Error::from)?;
+    let mut warnings = Vec::new();
+    for item in &mut items {
+        let sku = item["sku"].as_str().unwrap_or_default().to_owned();
+        let quantity = item["quantity"].as_i64().unwrap_or(0);
+        let available = stock.get(&sku).copied().unwrap_or(0);
+        item["available"] = json!(available);
+        let product: Option<uuid::Uuid> = item["product_id"].as_str().and_then(|p| p.parse().ok());
+        if product.is_some_and(|p| delisted.contains(&p)) {
+            warnings.push(json!({
+                "sku": sku, "code": "not_for_sale",
+                "detail": format!("{sku} is no longer for sale; remove it to check out"),
+            }));
+        } else if quantity > available {
+            warnings.push(json!({
+                "sku": sku, "code": "insufficient_stock", "quantity": quantity, "available": available,
+                "detail": format!("only {available} of the {quantity} units of {sku} in the cart are available"),
+            }));
+        }
+    }
+    Ok((items, warnings))
+}
+
 /// The buyer's open cart, kept across sessions until checkout.
 #[utoipa::path(get, path = "/v1/me/cart", tag = "me", security(("bearer" = [])),
     params(("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
-    responses((status = 200, description = "the cart", body = crate::routes::views::Cart),
+    responses((status = 200, description = "the cart: `items[]` (each with `available`), `total`, `warnings[]` (`insufficient_stock` or `not_for_sale`) for lines that cannot be sold as they stand; `ETag` `\"<version>.<digest>\"`, accepted by `If-Match` on the cart's commands", body = crate::routes::views::Cart),
               (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
 pub async fn cart(
     State(state): State<QueryState>,
@@ -43,11 +104,14 @@ pub async fn cart(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Buyer])?;
-    min.wait(&state, &[CARTS]).await?;
+    min.wait(&state, &[CARTS, INVENTORY, CATALOG]).await?;
+    let version = version(&state, CARTS, "cart", &caller.account_id.to_string()).await?;
     let (items, total, _) = cart_row(&state, caller).await?;
-    Ok(resource(
+    let (items, warnings) = with_availability(&state, items).await?;
+    Ok(versioned(
         &headers,
-        &json!({ "items": items, "total": total }),
+        version,
+        &json!({ "items": items, "total": total, "warnings": warnings }),
     ))
 }
 

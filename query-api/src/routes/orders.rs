@@ -18,7 +18,7 @@ use sqlx::FromRow;
 use utoipa::{IntoParams, ToSchema};
 
 use super::projections::{ORDERS, PAYMENTS};
-use crate::consistency::{resource, MinPosition};
+use crate::consistency::{resource, version, versioned, MinPosition};
 use crate::QueryState;
 use commerce_http::page::{Page, PageParams};
 
@@ -170,7 +170,7 @@ async fn visible_order(
 /// order's subtotal, discount, shipping, tax or total.
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
     params(("id" = OrderId, Path), ("X-Min-Position" = Option<i64>, Header), ("If-None-Match" = Option<String>, Header)),
-    responses((status = 200, description = "the order: whole (`OrderView`) for its buyer and admins, the seller's part (`SellerOrderView`) for a seller", body = OrderRead),
+    responses((status = 200, description = "the order: whole (`OrderView`) for its buyer and admins, the seller's part (`SellerOrderView`) for a seller; `ETag` `\"<version>.<digest>\"`, accepted by `If-Match` on the order's commands", body = OrderRead),
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no such order, or not yours", body = commerce_http::problem::Problem)))]
 pub async fn order(
@@ -181,13 +181,14 @@ pub async fn order(
     ApiPath(id): ApiPath<OrderId>,
 ) -> Result<Response, ApiError> {
     min.wait(&state, &[ORDERS]).await?;
+    let version = version(&state, ORDERS, "order", &id.to_string()).await?;
     let order = visible_order(&state, caller, id, true).await?;
     let order = if caller.is_admin() || order.buyer_id == caller.account_id.0 {
         OrderRead::Whole(order)
     } else {
         OrderRead::Seller(SellerOrderView::of(order, caller.account_id)?)
     };
-    Ok(resource(&headers, &state.reveal(&order).await?))
+    Ok(versioned(&headers, version, &state.reveal(&order).await?))
 }
 
 /// The order's payment and its history.

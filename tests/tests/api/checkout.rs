@@ -264,6 +264,11 @@ async fn tok_timeout_cancels_after_the_payment_timeout_and_releases_the_units() 
     let payment = app.payment(order_id, &buyer, at).await;
     assert_eq!(payment["status"], "timed_out", "{payment}");
     assert_ne!(app.sandbox_payment(order_id).await["status"], "authorized");
+    let cart = app.read_json("/v1/me/cart", Some(&buyer), at).await;
+    assert_eq!(
+        cart["items"][0]["quantity"], 1,
+        "the cart is given back: {cart}"
+    );
 }
 
 #[tokio::test]

@@ -571,12 +571,13 @@ const FORWARD: [&str; 8] = [
 ];
 
 /// Steps a confirmed saga may still take: a cancellation of the confirmed order by its buyer
-/// (refund, put the stock back, cancel), a return, or the sale becoming final once delivered.
-/// `CompensationStarted` is judged apart: only for the buyer's reason.
-const AFTER_CONFIRMED: [&str; 8] = [
+/// (refund, put the stock back, cancel, give the cart back), a return, or the sale becoming final
+/// once delivered. `CompensationStarted` is judged apart: only for the buyer's reason.
+const AFTER_CONFIRMED: [&str; 9] = [
     "PaymentRefunded",
     "StockRestored",
     "OrderCancelled",
+    "CartRestored",
     "ReturnStarted",
     "OrderMarkedRefunded",
     "DeliveryNoted",
