@@ -159,7 +159,9 @@ pub trait Projection: Send + Sync + 'static {
     /// For a projection whose `apply_batch` folds the batch in memory and then writes it: the
     /// fold alone, without the database, so that a rebuild folds the next batch while this one
     /// is being written. Writing what it returns must do exactly what `apply_batch` does. `None`,
-    /// the default: the rebuild calls `apply_batch`.
+    /// the default: the rebuild calls `apply_batch`. A projection that folds ahead must not read
+    /// the events' metadata: a rebuild reads the events it folds without it (`Value::Null`),
+    /// and reads them again, whole, only for `apply_batch` and `apply`.
     fn fold_batch(&self, events: &[StoredEvent]) -> Option<anyhow::Result<Box<dyn FoldedBatch>>> {
         let _ = events;
         None

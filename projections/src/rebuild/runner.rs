@@ -1,5 +1,6 @@
 //! The rebuild runner: claims rebuilds and carries them through bulk, catch-up and swap.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -219,7 +220,15 @@ struct Folded {
 
 /// A batch read, and where the cursor stands after it.
 struct Batch {
-    events: Vec<StoredEvent>,
+    /// Its events; `None` once folded: a fold is written without them, and they are read again,
+    /// whole, only when it cannot be (so that a batch in flight holds its fold, not both).
+    events: Option<Vec<StoredEvent>>,
+    /// Whether its events were read with their metadata: only then are they whole.
+    metadata: bool,
+    /// The cursor before it, and the horizon it was read below: where to read it again.
+    after: (i64, i64),
+    horizon: i64,
+    len: usize,
     last: (i64, i64),
     full: bool,
 }
@@ -377,15 +386,17 @@ impl Rebuild {
     }
 
     async fn count_between(&self, after: (i64, i64), horizon: i64) -> anyhow::Result<i64> {
-        sqlx::query_scalar(
-            "SELECT count(*) FROM events \
-             WHERE (tx_id, position) > ($1::text::xid8, $2) AND tx_id < $3::text::xid8 \
-               AND ($4::text[] IS NULL OR aggregate_type = ANY($4))",
-        )
+        // Counted up to one more than a batch: the caller only asks whether a batch is left.
+        let types = self.types();
+        sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM ({}) left_to_apply",
+            in_commit_order("1", types.as_ref().map_or(0, Vec::len))
+        ))
         .bind(after.0)
         .bind(after.1)
         .bind(horizon)
-        .bind(self.types())
+        .bind(&types)
+        .bind(self.config.batch_size + 1)
         .fetch_one(&self.pool)
         .await
         .context("counting the events left to apply")
@@ -404,10 +415,13 @@ impl Rebuild {
             let pool = self.pool.clone();
             let types = self.types();
             let limit = self.config.batch_size;
+            // A fold never sees an event's metadata (see `Projection::fold_batch`): about half
+            // of the JSON of an order's or a product's events, not read, sent nor parsed.
+            let metadata = self.projection.fold_batch(&[]).is_none();
             let mut after = *cursor;
             tokio::spawn(async move {
                 loop {
-                    let batch = read_batch(&pool, after, horizon, &types, limit).await;
+                    let batch = read_batch(&pool, after, horizon, &types, limit, metadata).await;
                     let more = matches!(&batch, Ok(b) if b.full);
                     if let Ok(b) = &batch {
                         after = b.last;
@@ -425,9 +439,13 @@ impl Rebuild {
                 while let Some(batch) = read.recv().await {
                     // A batch that does not fold is written through `apply_batch`, whose
                     // failure sends it down the one-event-at-a-time path.
-                    let folded = batch.map(|batch| Folded {
-                        write: projection.fold_batch(&batch.events).and_then(Result::ok),
-                        batch,
+                    let folded = batch.map(|mut batch| {
+                        let events = batch.events.as_deref().unwrap_or_default();
+                        let write = projection.fold_batch(events).and_then(Result::ok);
+                        if write.is_some() || !batch.metadata {
+                            batch.events = None;
+                        }
+                        Folded { batch, write }
                     });
                     if folds.send(folded).await.is_err() {
                         return;
@@ -438,7 +456,7 @@ impl Rebuild {
         let outcome = async {
             while let Some(folded) = ready.recv().await {
                 let Folded { batch, write } = folded?;
-                if batch.events.is_empty() {
+                if batch.len == 0 {
                     break;
                 }
                 if let Some(stop) = self.apply_with_retries(&batch, write).await? {
@@ -501,7 +519,7 @@ impl Rebuild {
         write: Option<Box<dyn FoldedBatch>>,
     ) -> anyhow::Result<Option<(bool, f64)>> {
         let mut tx = self.pool.begin().await?;
-        let report = self.apply(&mut tx, &batch.events, write).await?;
+        let report = self.apply(&mut tx, batch, write).await?;
         let checkpoint: Option<(bool, f64)> = sqlx::query_as(
             "UPDATE projection_rebuilds SET cursor_tx = $3, cursor_position = $4, \
                  events_done = events_done + $5, events_parked = events_parked + $6, \
@@ -516,7 +534,7 @@ impl Rebuild {
         .bind(self.claim.fence)
         .bind(batch.last.0)
         .bind(batch.last.1)
-        .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(batch.len).unwrap_or(i64::MAX))
         .bind(i64::try_from(report.parked).unwrap_or(i64::MAX))
         .fetch_optional(&mut *tx)
         .await
@@ -534,16 +552,29 @@ impl Rebuild {
     async fn apply(
         &self,
         conn: &mut PgConnection,
-        events: &[StoredEvent],
+        batch: &Batch,
         write: Option<Box<dyn FoldedBatch>>,
     ) -> anyhow::Result<BatchReport> {
         let mut report = BatchReport::default();
         self.shadow.route_writes(conn).await?;
+        let mut events = batch
+            .events
+            .as_deref()
+            .filter(|_| batch.metadata)
+            .map(Cow::Borrowed);
         let attempt = {
             let mut savepoint = conn.begin().await?;
             let written = match write {
                 Some(write) => write.write_into(&mut savepoint).await,
-                None => self.projection.apply_batch(&mut savepoint, events).await,
+                None => {
+                    let events = match &mut events {
+                        Some(events) => events,
+                        None => {
+                            events.insert(Cow::Owned(self.read_again(&mut savepoint, batch).await?))
+                        }
+                    };
+                    self.projection.apply_batch(&mut savepoint, events).await
+                }
             };
             match written {
                 Ok(()) => savepoint.commit().await.map_err(anyhow::Error::from),
@@ -554,10 +585,14 @@ impl Rebuild {
             }
         };
         match attempt {
-            Ok(()) => report.applied = events.len() as u64,
+            Ok(()) => report.applied = batch.len as u64,
             Err(error) if is_transient(&error) => return Err(error),
             Err(_) => {
-                for event in events {
+                let events = match events {
+                    Some(events) => events,
+                    None => Cow::Owned(self.read_again(conn, batch).await?),
+                };
+                for event in events.iter() {
                     apply_isolated(
                         conn,
                         &self.projection,
@@ -570,6 +605,22 @@ impl Rebuild {
             }
         }
         Ok(report)
+    }
+
+    /// The events of a folded batch, whole, read again from the store.
+    async fn read_again(
+        &self,
+        conn: &mut PgConnection,
+        batch: &Batch,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
+        let limit = i64::try_from(batch.len).unwrap_or(i64::MAX);
+        let again =
+            read_batch(conn, batch.after, batch.horizon, &self.types(), limit, true).await?;
+        anyhow::ensure!(
+            again.len == batch.len && again.last == batch.last,
+            "a batch read again is not the batch that was folded"
+        );
+        again.events.context("a batch read whole has its events")
     }
 
     /// The last events and the swap, in one transaction (see the module documentation).
@@ -616,11 +667,18 @@ impl Rebuild {
         let mut after = (cursor_tx, cursor_position);
         let (mut done, mut parked) = (0_i64, 0_u64);
         loop {
-            let batch =
-                read_batch(&mut *tx, after, horizon, &types, self.config.batch_size).await?;
-            if !batch.events.is_empty() {
-                parked += self.apply(&mut tx, &batch.events, None).await?.parked;
-                done += i64::try_from(batch.events.len()).unwrap_or(i64::MAX);
+            let batch = read_batch(
+                &mut *tx,
+                after,
+                horizon,
+                &types,
+                self.config.batch_size,
+                true,
+            )
+            .await?;
+            if batch.len > 0 {
+                parked += self.apply(&mut tx, &batch, None).await?.parked;
+                done += i64::try_from(batch.len).unwrap_or(i64::MAX);
                 after = batch.last;
             }
             if !batch.full {
@@ -637,12 +695,36 @@ impl Rebuild {
             .execute(&mut *tx)
             .await
             .context("clearing the projection's sequences")?;
+        // Each aggregate's last sequence straight from the primary key, in its order (an
+        // index-only scan, where filtering on `tx_id` would read the whole table): it is the
+        // last below the horizon except for the few aggregates with an event at or above it
+        // (found through `events_type_commit_order`), whose last below it is looked up apart.
+        // Planned for this horizon (unnamed): a plan for any horizon would scan the table for
+        // the events above it.
+        let types = match types {
+            Some(types) => types,
+            None => sqlx::query_scalar("SELECT DISTINCT aggregate_type FROM events")
+                .fetch_all(&mut *tx)
+                .await
+                .context("listing the aggregate types")?,
+        };
         sqlx::query(
-            "INSERT INTO projection_sequences (projection, aggregate_type, aggregate_id, last_sequence) \
-             SELECT $1, aggregate_type, aggregate_id, max(sequence) FROM events \
-             WHERE tx_id < $2::text::xid8 AND ($3::text[] IS NULL OR aggregate_type = ANY($3)) \
-             GROUP BY aggregate_type, aggregate_id",
+            "WITH later AS ( \
+                 SELECT DISTINCT aggregate_type, aggregate_id FROM events \
+                 WHERE aggregate_type = ANY($3) AND tx_id >= $2::text::xid8) \
+             INSERT INTO projection_sequences (projection, aggregate_type, aggregate_id, last_sequence) \
+             SELECT $1, e.aggregate_type, e.aggregate_id, max(e.sequence) FROM events e \
+             WHERE e.aggregate_type = ANY($3) \
+               AND NOT EXISTS (SELECT 1 FROM later l \
+                               WHERE l.aggregate_type = e.aggregate_type AND l.aggregate_id = e.aggregate_id) \
+             GROUP BY e.aggregate_type, e.aggregate_id \
+             UNION ALL \
+             SELECT $1, e.aggregate_type, e.aggregate_id, max(e.sequence) FROM events e \
+             JOIN later l ON l.aggregate_type = e.aggregate_type AND l.aggregate_id = e.aggregate_id \
+             WHERE e.tx_id < $2::text::xid8 \
+             GROUP BY e.aggregate_type, e.aggregate_id",
         )
+        .persistent(false)
         .bind(name)
         .bind(horizon)
         .bind(&types)
@@ -720,40 +802,79 @@ async fn xid_horizon(executor: impl PgExecutor<'_>) -> anyhow::Result<i64> {
         .context("reading the xid horizon")
 }
 
-/// Up to `limit` events after `after` in commit order, with a transaction id below `horizon`.
+/// Up to `limit` events after `after` in commit order, with a transaction id below `horizon`;
+/// without their metadata (`Value::Null`) unless `metadata`.
 async fn read_batch(
     executor: impl PgExecutor<'_>,
     after: (i64, i64),
     horizon: i64,
     types: &Option<Vec<String>>,
     limit: i64,
+    metadata: bool,
 ) -> anyhow::Result<Batch> {
-    // ORDER BY names the columns qualified: bare, it would sort by the bigint alias and miss
-    // the (tx_id, position) index.
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT tx_id::text::bigint AS tx_id, aggregate_type, aggregate_id, sequence, position, \
-                event_type, event_version, payload, metadata, recorded_at \
-         FROM events \
-         WHERE (tx_id, position) > ($1::text::xid8, $2) AND tx_id < $3::text::xid8 \
-           AND ($4::text[] IS NULL OR aggregate_type = ANY($4)) \
-         ORDER BY events.tx_id, events.position \
-         LIMIT $5",
-    )
-    .bind(after.0)
-    .bind(after.1)
-    .bind(horizon)
-    .bind(types)
-    .bind(limit)
-    .fetch_all(executor)
-    .await
-    .context("reading events to rebuild from")?;
+    let sql = in_commit_order(
+        &format!(
+            "e.tx_id::text::bigint AS tx_id, e.aggregate_type, e.aggregate_id, e.sequence, \
+             e.position, e.event_type, e.event_version, e.payload, {} AS metadata, e.recorded_at",
+            if metadata {
+                "e.metadata"
+            } else {
+                "'null'::jsonb"
+            }
+        ),
+        types.as_ref().map_or(0, Vec::len),
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(horizon)
+        .bind(types)
+        .bind(limit)
+        .fetch_all(executor)
+        .await
+        .context("reading events to rebuild from")?;
     let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
     let last = rows
         .last()
         .map_or(after, |row| (row.tx_id, row.event.position));
     Ok(Batch {
-        events: rows.into_iter().map(|row| row.event).collect(),
+        len: rows.len(),
+        events: Some(rows.into_iter().map(|row| row.event).collect()),
+        metadata,
+        after,
+        horizon,
         last,
         full,
     })
+}
+
+/// `SELECT columns` of the events after the cursor `($1, $2)` with a transaction id below `$3`,
+/// of the aggregate types `$4` (all of them when `types` is 0, and `$4` is NULL), in commit
+/// order, up to `$5`, as `e`.
+///
+/// A projection's types are read each through `events_type_commit_order` and merged: through
+/// `events_commit_order`, shared by every type, a rebuild of the orders would fetch every
+/// product event from the heap only to skip it.
+fn in_commit_order(columns: &str, types: usize) -> String {
+    // ORDER BY names the columns qualified: bare, it would sort by the bigint alias and miss
+    // the index.
+    const AFTER: &str = "(tx_id, position) > ($1::text::xid8, $2) AND tx_id < $3::text::xid8";
+    if types == 0 {
+        return format!(
+            "SELECT {columns} FROM events e WHERE {AFTER} AND $4::text[] IS NULL \
+             ORDER BY e.tx_id, e.position LIMIT $5"
+        );
+    }
+    let each: Vec<String> = (1..=types)
+        .map(|n| {
+            format!(
+                "(SELECT * FROM events WHERE aggregate_type = ($4::text[])[{n}] AND {AFTER} \
+                 ORDER BY events.tx_id, events.position LIMIT $5)"
+            )
+        })
+        .collect();
+    format!(
+        "SELECT {columns} FROM ({}) e ORDER BY e.tx_id, e.position LIMIT $5",
+        each.join(" UNION ALL ")
+    )
 }

@@ -120,6 +120,11 @@ impl Shadow {
             .fetch_all(&mut *conn)
             .await
             .context("reading a table's indexes")?;
+            // Logged first: SET LOGGED rewrites the table and rebuilds every index it has.
+            sqlx::query(&format!("ALTER TABLE {}.{table} SET LOGGED", self.schema))
+                .execute(&mut *conn)
+                .await
+                .context("logging a shadow table")?;
             for definition in definitions {
                 let shadow =
                     retarget_index(&definition, table, &self.schema).with_context(|| {
@@ -130,10 +135,6 @@ impl Shadow {
                     .await
                     .with_context(|| format!("building an index of the shadow of {table}"))?;
             }
-            sqlx::query(&format!("ALTER TABLE {}.{table} SET LOGGED", self.schema))
-                .execute(&mut *conn)
-                .await
-                .context("logging a shadow table")?;
             sqlx::query(&format!("ANALYZE {}.{table}", self.schema))
                 .execute(&mut *conn)
                 .await
