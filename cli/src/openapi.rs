@@ -470,6 +470,21 @@ fn operations() -> Value {
             "summary": "The API viewer (Swagger UI, served from the binary; it loads nothing from elsewhere).",
             "responses": { "200": text("the viewer's page", "text/html") },
         } },
+        "/problems": { "get": {
+            "tags": ["ops"], "operationId": "problemTypes",
+            "summary": "Every problem `type` the engine answers with, each linked to its page.",
+            "responses": { "200": text("the list", "text/html") },
+        } },
+        "/problems/{slug}": { "get": {
+            "tags": ["ops"], "operationId": "problemType",
+            "summary": "What a problem `type` means and what to do about it (problem `type` URIs lead here).",
+            "parameters": [{ "name": "slug", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": {
+                "200": text("the page", "text/html"),
+                "404": { "description": "no such problem type", "content": { "application/problem+json": {
+                    "schema": { "$ref": "#/components/schemas/Problem" } } } },
+            },
+        } },
     },
     "components": { "schemas": { "Readiness": {
         "type": "object", "required": ["postgres", "nats"],

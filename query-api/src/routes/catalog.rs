@@ -367,7 +367,7 @@ pub async fn product(
 /// shows it (delisted ones too).
 #[utoipa::path(get, path = "/v1/products/by-sku/{sku}", tag = "catalog",
     params(("sku" = String, Path, description = "a product's SKU or one of its variants'"), ("X-Min-Position" = Option<i64>, Header)),
-    responses((status = 200, description = "the product, as `GET /v1/products/{id}`"),
+    responses((status = 200, description = "the product, as `GET /v1/products/{id}`", body = crate::routes::views::ProductDetail),
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no product holds this SKU", body = commerce_http::problem::Problem)))]
 pub async fn by_sku(
