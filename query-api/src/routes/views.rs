@@ -57,7 +57,7 @@ pub struct StockLevels {
     pub available: i64,
 }
 
-/// One line of the buyer's cart.
+/// One line of the buyer's cart, with what is in stock.
 #[derive(Serialize, ToSchema)]
 pub struct CartLine {
     pub sku: Sku,
@@ -66,6 +66,21 @@ pub struct CartLine {
     pub unit_price: Money,
     /// `unit_price` × `quantity` (absent only if that overflows).
     pub line_total: Option<Money>,
+    /// Units of the SKU available now (on hand, not held for a checkout); the line may ask
+    /// for more: then `warnings[]` says so.
+    pub available: i64,
+}
+
+/// Why a line of the cart cannot be sold as it stands.
+#[derive(Serialize, ToSchema)]
+pub struct CartWarning {
+    pub sku: Sku,
+    /// `insufficient_stock` or `not_for_sale`.
+    pub code: String,
+    pub detail: String,
+    /// With `insufficient_stock`: the quantity asked for and the units available.
+    pub quantity: Option<i64>,
+    pub available: Option<i64>,
 }
 
 /// The buyer's open cart.
@@ -74,6 +89,8 @@ pub struct Cart {
     pub items: Vec<CartLine>,
     /// The sum of the lines; `null` for an empty cart.
     pub total: Option<Money>,
+    /// One per line that cannot be sold as it stands.
+    pub warnings: Vec<CartWarning>,
 }
 
 /// A SKU on the wishlist.
