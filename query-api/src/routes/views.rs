@@ -59,7 +59,7 @@ pub struct StockLevels {
 
 /// One line of the buyer's cart, with what is in stock.
 #[derive(Serialize, ToSchema)]
-pub struct CartLine {
+pub struct StockedCartLine {
     pub sku: Sku,
     pub product_id: ProductId,
     pub quantity: i64,
@@ -86,7 +86,7 @@ pub struct CartWarning {
 /// The buyer's open cart.
 #[derive(Serialize, ToSchema)]
 pub struct Cart {
-    pub items: Vec<CartLine>,
+    pub items: Vec<StockedCartLine>,
     /// The sum of the lines; `null` for an empty cart.
     pub total: Option<Money>,
     /// One per line that cannot be sold as it stands.
