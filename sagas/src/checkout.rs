@@ -6,6 +6,7 @@
 //! provider is called with an idempotency key made of the payment id and the step, and every
 //! command carries a causation id derived from the saga and the step.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +21,10 @@ use commerce_domain::order::{Order, OrderCommand, OrderError, OrderLine, OrderSt
 use commerce_domain::payment::{Payment, PaymentCommand, PaymentError, PaymentStatus};
 use commerce_domain::services::{GatewayError, PaymentGateway};
 use commerce_domain::{OrderId, PaymentId};
+use commerce_store::batch::Batched;
 use commerce_store::{
-    payment_tokens, CommandError, CommandOptions, Companion, Guard, Metadata, Repository,
+    payment_tokens, Batch, BatchError, CommandError, CommitError, Guard, Metadata, Repository,
 };
-use cqrs_es::Aggregate;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -50,6 +51,8 @@ pub struct SagaConfig {
     pub reservation_hold: Duration,
     /// How long after delivery an order can be returned; the sale is final after it.
     pub return_window: Duration,
+    /// The most steps committed together (1: every step its own commit).
+    pub steps_per_commit: usize,
 }
 
 impl Default for SagaConfig {
@@ -58,6 +61,7 @@ impl Default for SagaConfig {
             payment_timeout: Duration::from_secs(30),
             reservation_hold: Duration::from_secs(15 * 60),
             return_window: Duration::from_secs(30 * 24 * 3600),
+            steps_per_commit: 32,
         }
     }
 }
@@ -74,18 +78,41 @@ pub struct SagaDriver {
     carts: Repository<Cart>,
 }
 
-/// A step's command failed for a reason other than a business rule.
 /// The worker lost the saga's lease while it was driving it: a step was fenced off.
 #[derive(Debug, thiserror::Error)]
 #[error("this worker no longer holds the saga's lease")]
 struct LostLease;
 
+/// A step needs an aggregate another task holds while steps are staged: commit them first.
+#[derive(Debug, thiserror::Error)]
+#[error("an aggregate of this step is busy")]
+struct Busy;
+
 /// A step's command failed for a reason other than the business rule the caller handles.
-fn step_failed<E: std::error::Error>(error: CommandError<E>, what: &str) -> anyhow::Error {
+fn step_failed<E: std::error::Error>(error: BatchError<E>, what: &str) -> anyhow::Error {
     match error {
-        CommandError::Fenced(_) => anyhow::Error::new(LostLease),
-        CommandError::Infrastructure(e) => e.context(what.to_owned()),
-        other => anyhow::anyhow!("{what}: {other}"),
+        BatchError::Busy => anyhow::Error::new(Busy),
+        BatchError::Command(CommandError::Fenced(_)) => anyhow::Error::new(LostLease),
+        BatchError::Command(CommandError::Infrastructure(e)) => e.context(what.to_owned()),
+        BatchError::Command(other) => anyhow::anyhow!("{what}: {other}"),
+    }
+}
+
+/// The steps staged since the last commit, and what their transaction keeps beside their
+/// events: when the saga is due next, and whether its card token is spent.
+struct Staged {
+    batch: Batch,
+    due: Due,
+    spends_token: bool,
+}
+
+impl Staged {
+    fn new(pool: &PgPool) -> Self {
+        Self {
+            batch: Batch::new(pool.clone()),
+            due: Due::AsItWas,
+            spends_token: false,
+        }
     }
 }
 
@@ -114,45 +141,40 @@ impl SagaDriver {
         }
     }
 
-    /// Sends `command` to aggregate `id` and records `then` in the saga, in one transaction that
-    /// commits only while `claim` holds the saga's lease (and sets `due` in its row). A refusal
-    /// of `command` records nothing; the store decides again on fresh state after a conflict.
-    #[allow(clippy::too_many_arguments)]
-    async fn send_and_record<A>(
-        &self,
-        repository: &Repository<A>,
-        id: &str,
-        command: A::Command,
-        claim: Claimed,
-        step: &str,
-        then: SagaEvent,
-        due: Due,
-    ) -> Result<(), CommandError<A::Error>>
-    where
-        A: Aggregate<Services = ()> + Clone + 'static,
-        A::Command: Clone + Send + Sync + 'static,
-        A::Error: Send + 'static,
-    {
-        let order_id = claim.saga_id;
-        let mut options = CommandOptions::new(Self::metadata(order_id, step));
-        options.guard = Some(Self::guard(claim, due, &then));
-        let record = Self::metadata(order_id, &Self::record_step(&then));
-        let companion = Companion::new(&self.sagas, order_id.to_string(), record, move |_, _| {
-            Some(SagaCommand::Record(then.clone()))
-        });
-        repository
-            .execute_with(id, command, options, Some(companion))
-            .await
-            .map(drop)
+    /// Commits the staged steps in one transaction that commits only while `claim` holds the
+    /// saga's lease (and sets the saga's next deadline in its row); a fresh batch follows.
+    /// A conflict (another process changed an aggregate of the batch) commits nothing: the
+    /// steps are decided again on fresh state.
+    async fn commit(&self, staged: &mut Staged, claim: Claimed) -> anyhow::Result<()> {
+        let Staged {
+            mut batch,
+            due,
+            spends_token,
+        } = std::mem::replace(staged, Staged::new(&self.pool));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let steps = batch.commands();
+        batch.guard(Self::guard(claim, due, spends_token));
+        match batch.commit().await {
+            Ok(_) => {
+                metrics::histogram!("commerce_saga_steps_per_commit").record(steps as f64);
+                Ok(())
+            }
+            Err(CommitError::Conflict) => Ok(()),
+            Err(CommitError::Fenced(_)) => Err(anyhow::Error::new(LostLease)),
+            Err(error) => Err(anyhow::Error::new(CommandError::<Infallible>::from(error))
+                .context("committing saga steps")),
+        }
     }
 
     /// What a step's transaction checks and writes besides its events: the lease (and the
-    /// saga's next deadline), and, when the step records the end of the payment, the deletion of
+    /// saga's next deadline), and, when a step recorded the end of the payment, the deletion of
     /// its card token: from then on nothing can authorise the payment again, and a worker that
     /// takes the saga over before it still finds the token.
-    fn guard(claim: Claimed, due: Due, then: &SagaEvent) -> Guard {
+    fn guard(claim: Claimed, due: Due, spends_token: bool) -> Guard {
         let fence = deadlines::fence(claim, due);
-        if !Self::spends_token(then) {
+        if !spends_token {
             return fence;
         }
         let payment_id = PaymentId::for_order(OrderId(claim.saga_id));
@@ -183,32 +205,70 @@ impl SagaDriver {
         format!("record-{}", cqrs_es::DomainEvent::event_type(event))
     }
 
-    /// Records a step that changed nothing else (or whose change is already in), under the lease.
-    async fn record(&self, claim: Claimed, event: SagaEvent) -> anyhow::Result<()> {
-        self.record_until(claim, event, Due::AsItWas).await
+    /// Stages the saga's record of a step.
+    async fn record(
+        &self,
+        staged: &mut Staged,
+        claim: Claimed,
+        event: SagaEvent,
+    ) -> anyhow::Result<()> {
+        self.record_until(staged, claim, event, Due::AsItWas).await
     }
 
-    /// [`Self::record`], setting when the saga is due next in the same transaction.
-    async fn record_until(&self, claim: Claimed, event: SagaEvent, due: Due) -> anyhow::Result<()> {
-        let mut options =
-            CommandOptions::new(Self::metadata(claim.saga_id, &Self::record_step(&event)));
-        options.guard = Some(Self::guard(claim, due, &event));
-        self.sagas
-            .execute(
-                &claim.saga_id.to_string(),
-                SagaCommand::Record(event),
-                options,
-            )
+    /// [`Self::record`], setting when the saga is due next with it.
+    async fn record_until(
+        &self,
+        staged: &mut Staged,
+        claim: Claimed,
+        event: SagaEvent,
+        due: Due,
+    ) -> anyhow::Result<()> {
+        let metadata = Self::metadata(claim.saga_id, &Self::record_step(&event));
+        staged.spends_token |= Self::spends_token(&event);
+        let record = SagaCommand::Record(event);
+        staged
+            .batch
+            .execute(&self.sagas, &claim.saga_id.to_string(), record, &metadata)
             .await
-            .map(drop)
-            .map_err(|e| step_failed(e, "recording a saga step"))
+            .map_err(|e| step_failed(e, "recording a saga step"))?;
+        if let Due::At(..) = due {
+            staged.due = due;
+        }
+        Ok(())
     }
 
-    /// Sends an order command and records `then` with it. A refusal because the order already
-    /// took (or skipped past) that step is success: `then` is recorded alone, unless the order
-    /// was cancelled and `when_cancelled` is false (the next decision sees the cancellation).
+    /// Stages `command` to aggregate `id` and the saga's record `then` of it. A refusal of
+    /// `command` stages nothing and is the caller's to handle.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_and_record<A>(
+        &self,
+        staged: &mut Staged,
+        repository: &Repository<A>,
+        id: &str,
+        command: A::Command,
+        claim: Claimed,
+        step: &str,
+        then: SagaEvent,
+        due: Due,
+    ) -> Result<(), BatchError<A::Error>>
+    where
+        A: Batched,
+    {
+        let metadata = Self::metadata(claim.saga_id, step);
+        staged
+            .batch
+            .execute(repository, id, command, &metadata)
+            .await?;
+        self.record_until(staged, claim, then, due).await?;
+        Ok(())
+    }
+
+    /// Stages an order command and its record `then`. A refusal because the order already took
+    /// (or skipped past) that step is success: `then` is recorded alone, unless the order was
+    /// cancelled and `when_cancelled` is false (the next decision sees the cancellation).
     async fn order_step(
         &self,
+        staged: &mut Staged,
         claim: Claimed,
         command: OrderCommand,
         step: &str,
@@ -217,6 +277,7 @@ impl SagaDriver {
     ) -> anyhow::Result<()> {
         let id = claim.saga_id.to_string();
         let sent = self.send_and_record(
+            staged,
             &self.orders,
             &id,
             command,
@@ -227,10 +288,18 @@ impl SagaDriver {
         );
         match sent.await {
             Ok(()) => Ok(()),
-            Err(CommandError::Rejected(OrderError::InvalidTransition { .. })) => {
-                let status = self.orders.load(&id).await?.state.status;
+            Err(BatchError::Command(CommandError::Rejected(OrderError::InvalidTransition {
+                ..
+            }))) => {
+                let status = staged
+                    .batch
+                    .state(&self.orders, &id)
+                    .await
+                    .map_err(|e| step_failed(e, "reading the order"))?
+                    .state
+                    .status;
                 if when_cancelled || status != Some(OrderStatus::Cancelled) {
-                    self.record(claim, then).await?;
+                    self.record(staged, claim, then).await?;
                 }
                 Ok(())
             }
@@ -238,10 +307,12 @@ impl SagaDriver {
         }
     }
 
-    /// Sends a payment command and records `then` with it: `false` when the payment refused
-    /// because it already took (or skipped past) that step, and nothing was recorded.
+    /// Stages a payment command and its record `then`: `false` when the payment refused because
+    /// it already took (or skipped past) that step, and nothing was staged.
+    #[allow(clippy::too_many_arguments)]
     async fn payment_step(
         &self,
+        staged: &mut Staged,
         claim: Claimed,
         payment_id: PaymentId,
         command: PaymentCommand,
@@ -251,13 +322,13 @@ impl SagaDriver {
     ) -> anyhow::Result<bool> {
         let id = payment_id.to_string();
         match self
-            .send_and_record(&self.payments, &id, command, claim, step, then, due)
+            .send_and_record(staged, &self.payments, &id, command, claim, step, then, due)
             .await
         {
             Ok(()) => Ok(true),
-            Err(CommandError::Rejected(
+            Err(BatchError::Command(CommandError::Rejected(
                 PaymentError::InvalidTransition { .. } | PaymentError::AlreadyRequested,
-            )) => Ok(false),
+            ))) => Ok(false),
             Err(error) => Err(step_failed(error, &format!("payment step {step}"))),
         }
     }
@@ -265,6 +336,7 @@ impl SagaDriver {
     /// [`Self::payment_step`], recording `then` alone when the payment had taken the step.
     async fn payment_step_or_record(
         &self,
+        staged: &mut Staged,
         claim: Claimed,
         payment_id: PaymentId,
         command: PaymentCommand,
@@ -272,25 +344,35 @@ impl SagaDriver {
         then: SagaEvent,
     ) -> anyhow::Result<()> {
         let taken = self
-            .payment_step(claim, payment_id, command, step, then.clone(), Due::AsItWas)
+            .payment_step(
+                staged,
+                claim,
+                payment_id,
+                command,
+                step,
+                then.clone(),
+                Due::AsItWas,
+            )
             .await?;
         if !taken {
-            self.record(claim, then).await?;
+            self.record(staged, claim, then).await?;
         }
         Ok(())
     }
 
-    /// Sends an inventory command and records `then` with it.
+    /// Stages an inventory command and its record `then`.
     async fn inventory_step(
         &self,
+        staged: &mut Staged,
         claim: Claimed,
         sku: &str,
         command: InventoryCommand,
         step: &str,
         then: SagaEvent,
-    ) -> Result<(), CommandError<InventoryError>> {
+    ) -> Result<(), BatchError<InventoryError>> {
         let step = format!("{step}:{sku}");
         self.send_and_record(
+            staged,
             &self.inventory,
             sku,
             command,
@@ -306,30 +388,50 @@ impl SagaDriver {
     /// units): any refusal is a failure, retried later.
     async fn line_step(
         &self,
+        staged: &mut Staged,
         claim: Claimed,
         line: &OrderLine,
         command: InventoryCommand,
         step: &str,
         then: SagaEvent,
     ) -> anyhow::Result<()> {
-        self.inventory_step(claim, line.sku.as_str(), command, step, then)
+        self.inventory_step(staged, claim, line.sku.as_str(), command, step, then)
             .await
             .map_err(|e| step_failed(e, &format!("{step} of {}", line.sku)))
     }
 
     /// Runs the claimed saga until it has nothing left to do, or until the lease is lost:
-    /// renewed between steps, and checked inside every step's transaction.
+    /// renewed between steps, and checked inside every commit's transaction.
+    ///
+    /// Consecutive steps are staged and committed together (up to `steps_per_commit`): a
+    /// commit comes before every call to the payment provider (an effect outside the store
+    /// happens only once the decisions leading to it are recorded), when the saga has nothing
+    /// left to do, and when a step needs an aggregate another task holds. A batch of steps
+    /// leaves exactly what the same steps one commit each would; a failure anywhere in it
+    /// commits none of it, and the steps are decided again.
     #[tracing::instrument(skip_all, fields(order_id = %lease.claimed().saga_id), err)]
     pub async fn drive(&self, lease: &mut Lease) -> anyhow::Result<Run> {
+        match self.drive_staged(lease).await {
+            Err(error) if error.downcast_ref::<LostLease>().is_some() => {
+                tracing::warn!("a step was fenced off: another worker holds the saga now");
+                Ok(Run::LeaseLost)
+            }
+            other => other,
+        }
+    }
+
+    async fn drive_staged(&self, lease: &mut Lease) -> anyhow::Result<Run> {
         let claim = lease.claimed();
         let order_id = claim.saga_id;
+        let id = order_id.to_string();
         // Another worker may have driven this saga, and the buyer changed the order, since this
         // process last looked. Within the run the cached order is enough for most steps: every
         // order command is checked against the stream's version when it commits, and a
         // cancellation arriving meanwhile wakes the saga again; the steps that move money or
         // end the saga look again first (`needs_fresh_order`).
-        self.sagas.load_latest(&order_id.to_string()).await?;
-        self.orders.load_latest(&order_id.to_string()).await?;
+        self.sagas.load_latest(&id).await?;
+        self.orders.load_latest(&id).await?;
+        let mut staged = Staged::new(&self.pool);
         for _ in 0..1000 {
             // Kept here, the lease outlasts any step: it is renewed at least every second and
             // is longer than the payment timeout, so a call to the provider (which no
@@ -338,32 +440,80 @@ impl SagaDriver {
                 tracing::warn!("lost the saga's lease; another worker has it");
                 return Ok(Run::LeaseLost);
             }
-            // Only the lease holder writes the saga's stream: after the fresh read at the start
-            // of this run, the cached state is current (and a stale one could not commit).
-            let saga = self.sagas.load(&order_id.to_string()).await?.state;
-            let mut order = self.orders.load(&order_id.to_string()).await?.state;
-            let mut action = saga.next_action(&Self::facts(&order));
-            if Self::needs_fresh_order(&action) {
-                // Money moves or the saga ends on this step: decide it on the latest order, so
-                // a cancellation that landed meanwhile is acted on now, not after.
-                order = self.orders.load_latest(&order_id.to_string()).await?.state;
-                action = saga.next_action(&Self::facts(&order));
-            }
+            let decided = self.decide(&mut staged, &id).await;
+            let (saga, order, action) = match decided {
+                Ok(decided) => decided,
+                Err(error) if error.downcast_ref::<Busy>().is_some() => {
+                    self.commit(&mut staged, claim).await?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             tracing::debug!(?action, "saga step");
             if action == SagaAction::Idle {
+                self.commit(&mut staged, claim).await?;
                 return Ok(Run::Settled {
                     next_due: saga.next_due(),
                 });
             }
-            if let Err(error) = self.perform(claim, &saga, &order, action).await {
-                if error.downcast_ref::<LostLease>().is_some() {
-                    tracing::warn!("a step was fenced off: another worker holds the saga now");
-                    return Ok(Run::LeaseLost);
+            if Self::moves_money(&action) && !staged.batch.is_empty() {
+                // Decided again on what the commit left (a conflict there undid the steps).
+                self.commit(&mut staged, claim).await?;
+                continue;
+            }
+            match self
+                .perform(&mut staged, claim, &saga, &order, action)
+                .await
+            {
+                Ok(()) => {}
+                Err(error) if error.downcast_ref::<Busy>().is_some() => {
+                    // Nothing of the step was staged: it is decided again after the commit.
+                    self.commit(&mut staged, claim).await?;
+                    continue;
                 }
-                return Err(error);
+                Err(error) => return Err(error),
+            }
+            if staged.batch.commands() >= self.config.steps_per_commit.max(1) {
+                self.commit(&mut staged, claim).await?;
             }
         }
         anyhow::bail!("saga {order_id} did not settle after 1000 steps")
+    }
+
+    /// The saga's next action, on the saga and the order as the staged steps leave them.
+    async fn decide(
+        &self,
+        staged: &mut Staged,
+        id: &str,
+    ) -> anyhow::Result<(CheckoutSaga, Order, SagaAction)> {
+        // Only the lease holder writes the saga's stream: after the fresh read at the start of
+        // this run, the cached state is current (and a stale one could not commit).
+        let saga = staged
+            .batch
+            .state(&self.sagas, id)
+            .await
+            .map_err(|e| step_failed(e, "reading the saga"))?
+            .state;
+        let order = staged
+            .batch
+            .state(&self.orders, id)
+            .await
+            .map_err(|e| step_failed(e, "reading the order"))?
+            .state;
+        let action = saga.next_action(&Self::facts(&order));
+        if !Self::needs_fresh_order(&action) {
+            return Ok((saga, order, action));
+        }
+        // Money moves or the saga ends on this step: decide it on the latest order, so a
+        // cancellation that landed meanwhile is acted on now, not after.
+        let order = staged
+            .batch
+            .latest(&self.orders, id)
+            .await
+            .map_err(|e| step_failed(e, "reading the order"))?
+            .state;
+        let action = saga.next_action(&Self::facts(&order));
+        Ok((saga, order, action))
     }
 
     /// Steps that call the payment provider.
@@ -393,6 +543,7 @@ impl SagaDriver {
 
     async fn perform(
         &self,
+        staged: &mut Staged,
         claim: Claimed,
         saga: &CheckoutSaga,
         order: &Order,
@@ -419,7 +570,7 @@ impl SagaDriver {
                     started_at: now,
                     hold_expires_at: now + hold,
                 };
-                self.record(claim, started).await?;
+                self.record(staged, claim, started).await?;
             }
             SagaAction::Reserve(line) => {
                 let command = InventoryCommand::Reserve {
@@ -430,18 +581,25 @@ impl SagaDriver {
                     sku: line.sku.clone(),
                 };
                 match self
-                    .inventory_step(claim, line.sku.as_str(), command, "reserve", reserved)
+                    .inventory_step(
+                        staged,
+                        claim,
+                        line.sku.as_str(),
+                        command,
+                        "reserve",
+                        reserved,
+                    )
                     .await
                 {
                     Ok(()) => {}
-                    Err(CommandError::Rejected(refusal)) => {
+                    Err(BatchError::Command(CommandError::Rejected(refusal))) => {
                         let reason = match refusal {
                             InventoryError::OutOfStock { .. } => {
                                 format!("out of stock: {}", line.sku)
                             }
                             other => format!("{} could not be reserved: {other}", line.sku),
                         };
-                        self.record(claim, SagaEvent::CompensationStarted { reason })
+                        self.record(staged, claim, SagaEvent::CompensationStarted { reason })
                             .await?;
                     }
                     Err(error) => return Err(step_failed(error, "reserving stock")),
@@ -449,6 +607,7 @@ impl SagaDriver {
             }
             SagaAction::MarkOrderReserved => {
                 self.order_step(
+                    staged,
                     claim,
                     OrderCommand::RecordInventoryReserved,
                     "mark-reserved",
@@ -472,6 +631,7 @@ impl SagaDriver {
                 // waiting for the answer, another acts on it in time.
                 let due = Due::At(deadline, "payment_timeout");
                 let sent = self.payment_step(
+                    staged,
                     claim,
                     payment_id,
                     request,
@@ -480,14 +640,16 @@ impl SagaDriver {
                     due,
                 );
                 if !sent.await? {
-                    self.record(claim, requested).await?;
+                    self.record(staged, claim, requested).await?;
                 }
             }
             SagaAction::Authorize { deadline } => {
-                self.authorize(claim, saga, payment_id, deadline).await?
+                self.authorize(staged, claim, saga, payment_id, deadline)
+                    .await?
             }
             SagaAction::MarkOrderAuthorized => {
                 self.order_step(
+                    staged,
                     claim,
                     OrderCommand::RecordPaymentAuthorized,
                     "mark-authorized",
@@ -498,6 +660,7 @@ impl SagaDriver {
             }
             SagaAction::ConfirmOrder => {
                 self.order_step(
+                    staged,
                     claim,
                     OrderCommand::Confirm,
                     "confirm",
@@ -514,6 +677,7 @@ impl SagaDriver {
                     .map_err(|e| anyhow::anyhow!("capturing: {e}"))?;
                 let capture = PaymentCommand::Capture { amount: total };
                 self.payment_step_or_record(
+                    staged,
                     claim,
                     payment_id,
                     capture,
@@ -527,12 +691,12 @@ impl SagaDriver {
                     sku: line.sku.clone(),
                 };
                 let command = InventoryCommand::Commit { order_id: id };
-                self.line_step(claim, &line, command, "commit", then)
+                self.line_step(staged, claim, &line, command, "commit", then)
                     .await?;
             }
             SagaAction::Compensate(reason) => {
                 tracing::info!(%reason, "compensating");
-                self.record(claim, SagaEvent::CompensationStarted { reason })
+                self.record(staged, claim, SagaEvent::CompensationStarted { reason })
                     .await?;
             }
             SagaAction::VoidPayment => {
@@ -543,6 +707,7 @@ impl SagaDriver {
                     .await
                     .map_err(|e| anyhow::anyhow!("voiding: {e}"))?;
                 self.payment_step_or_record(
+                    staged,
                     claim,
                     payment_id,
                     PaymentCommand::Void,
@@ -559,6 +724,7 @@ impl SagaDriver {
                     .map_err(|e| anyhow::anyhow!("refunding: {e}"))?;
                 let refund = PaymentCommand::Refund { amount: total };
                 self.payment_step_or_record(
+                    staged,
                     claim,
                     payment_id,
                     refund,
@@ -572,7 +738,7 @@ impl SagaDriver {
                     sku: line.sku.clone(),
                 };
                 let command = InventoryCommand::Release { order_id: id };
-                self.line_step(claim, &line, command, "release", then)
+                self.line_step(staged, claim, &line, command, "release", then)
                     .await?;
             }
             SagaAction::Restore(line) => {
@@ -580,7 +746,7 @@ impl SagaDriver {
                     sku: line.sku.clone(),
                 };
                 let command = InventoryCommand::Restore { order_id: id };
-                self.line_step(claim, &line, command, "restore", then)
+                self.line_step(staged, claim, &line, command, "restore", then)
                     .await?;
             }
             SagaAction::CancelOrder(reason) => {
@@ -588,8 +754,15 @@ impl SagaDriver {
                     reason,
                     cancelled_by: None,
                 };
-                self.order_step(claim, command, "cancel", SagaEvent::OrderCancelled, true)
-                    .await?;
+                self.order_step(
+                    staged,
+                    claim,
+                    command,
+                    "cancel",
+                    SagaEvent::OrderCancelled,
+                    true,
+                )
+                .await?;
             }
             SagaAction::RestoreCart => {
                 // The cart remembers the orders it got back, so a repeat appends nothing; the
@@ -600,6 +773,7 @@ impl SagaDriver {
                     lines: saga.lines.clone(),
                 };
                 self.send_and_record(
+                    staged,
                     &self.carts,
                     &buyer.to_string(),
                     restore,
@@ -611,9 +785,10 @@ impl SagaDriver {
                 .await
                 .map_err(|e| step_failed(e, "giving the buyer's cart back"))?;
             }
-            SagaAction::StartReturn => self.record(claim, SagaEvent::ReturnStarted).await?,
+            SagaAction::StartReturn => self.record(staged, claim, SagaEvent::ReturnStarted).await?,
             SagaAction::MarkOrderRefunded => {
                 self.order_step(
+                    staged,
                     claim,
                     OrderCommand::RecordRefund,
                     "mark-refunded",
@@ -627,7 +802,7 @@ impl SagaDriver {
                     .unwrap_or(chrono::Duration::days(30));
                 let settle_at = Utc::now() + window;
                 let noted = SagaEvent::DeliveryNoted { settle_at };
-                self.record_until(claim, noted, Due::At(settle_at, "return_window"))
+                self.record_until(staged, claim, noted, Due::At(settle_at, "return_window"))
                     .await?;
             }
             SagaAction::CloseReturns => {
@@ -636,6 +811,7 @@ impl SagaDriver {
                 let then = SagaEvent::ReturnsClosed;
                 match self
                     .send_and_record(
+                        staged,
                         &self.orders,
                         &id,
                         close,
@@ -648,11 +824,13 @@ impl SagaDriver {
                 {
                     Ok(()) => {}
                     // Closed already: only the record is missing.
-                    Err(CommandError::Rejected(OrderError::ReturnWindowClosed)) => {
-                        self.record(claim, then).await?
-                    }
+                    Err(BatchError::Command(CommandError::Rejected(
+                        OrderError::ReturnWindowClosed,
+                    ))) => self.record(staged, claim, then).await?,
                     // Returned first: the next decision takes the return path.
-                    Err(CommandError::Rejected(OrderError::InvalidTransition { .. })) => {}
+                    Err(BatchError::Command(CommandError::Rejected(
+                        OrderError::InvalidTransition { .. },
+                    ))) => {}
                     Err(error) => return Err(step_failed(error, "closing returns")),
                 }
             }
@@ -661,11 +839,11 @@ impl SagaDriver {
                     sku: line.sku.clone(),
                 };
                 let command = InventoryCommand::Settle { order_id: id };
-                self.line_step(claim, &line, command, "settle", then)
+                self.line_step(staged, claim, &line, command, "settle", then)
                     .await?;
             }
             SagaAction::Complete(outcome) => {
-                self.record(claim, SagaEvent::SagaCompleted { outcome })
+                self.record(staged, claim, SagaEvent::SagaCompleted { outcome })
                     .await?;
                 let name = match outcome {
                     SagaOutcome::Confirmed => "confirmed",
@@ -684,6 +862,7 @@ impl SagaDriver {
     /// payment recorded first (another worker's answer) is what the saga follows.
     async fn authorize(
         &self,
+        staged: &mut Staged,
         claim: Claimed,
         saga: &CheckoutSaga,
         payment_id: PaymentId,
@@ -738,16 +917,17 @@ impl SagaDriver {
             }
         };
         if self
-            .payment_step(claim, payment_id, command, step, then, Due::AsItWas)
+            .payment_step(staged, claim, payment_id, command, step, then, Due::AsItWas)
             .await?
         {
             return Ok(());
         }
         // The payment already has its answer: follow it, whatever this call said.
-        let payment = self
-            .payments
-            .load_latest(&payment_id.to_string())
-            .await?
+        let payment = staged
+            .batch
+            .latest(&self.payments, &payment_id.to_string())
+            .await
+            .map_err(|e| step_failed(e, "reading the payment"))?
             .state;
         let follow = match (payment.status, payment.authorization_id) {
             (Some(PaymentStatus::Authorized | PaymentStatus::Captured), Some(authorization_id)) => {
@@ -763,7 +943,7 @@ impl SagaDriver {
                 ),
             },
         };
-        self.record(claim, follow).await
+        self.record(staged, claim, follow).await
     }
 }
 

@@ -13,8 +13,7 @@ use commerce_store::{CommitError, Guard};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-/// The channel a wake-up is announced on, so idle workers need not wait for their next poll.
-pub const SAGA_DUE_CHANNEL: &str = "saga_due";
+pub use commerce_store::saga_due::{wake, SAGA_DUE_CHANNEL};
 
 /// A saga a worker claimed: the wake-up it answers, and its fencing token.
 #[derive(Debug, Clone, Copy)]
@@ -22,31 +21,6 @@ pub struct Claimed {
     pub saga_id: Uuid,
     pub generation: i64,
     pub fence: i64,
-}
-
-/// Wakes the sagas `ids` now, each for its `reasons` entry (inside the caller's transaction),
-/// creating their rows if needed. One id must not appear twice.
-pub async fn wake(conn: &mut PgConnection, ids: &[Uuid], reasons: &[&str]) -> anyhow::Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO saga_deadlines (saga_id, due_at, reason) \
-         SELECT id, now(), reason FROM UNNEST($1::uuid[], $2::text[]) AS w(id, reason) \
-         ON CONFLICT (saga_id) DO UPDATE SET due_at = LEAST(saga_deadlines.due_at, now()), \
-             reason = EXCLUDED.reason, generation = saga_deadlines.generation + 1",
-    )
-    .bind(ids)
-    .bind(reasons)
-    .execute(&mut *conn)
-    .await
-    .context("waking sagas")?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(SAGA_DUE_CHANNEL)
-        .execute(&mut *conn)
-        .await
-        .context("announcing a wake-up")?;
-    Ok(())
 }
 
 /// Wakes one saga now (an operator's retry), exactly as its order's events wake it, inside the

@@ -10,7 +10,7 @@ use commerce_projections::{Projection, StoredEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::deadlines;
+use commerce_store::saga_due;
 
 /// Wakes sagas on the order events they answer.
 pub struct SagaTriggers;
@@ -40,17 +40,25 @@ impl Projection for SagaTriggers {
         events: &[StoredEvent],
     ) -> anyhow::Result<()> {
         let mut wakes = BTreeMap::new();
+        let mut placed = Vec::new();
         for event in events {
             if let Some(reason) = reason_to_wake(event)? {
                 let order_id: Uuid = event
                     .aggregate_id
                     .parse()
                     .context("an order id is a UUID")?;
-                wakes.insert(order_id, reason);
+                match reason {
+                    // The checkout woke its saga in the transaction that placed the order.
+                    "order_placed" => placed.push(order_id),
+                    _ => {
+                        wakes.insert(order_id, reason);
+                    }
+                }
             }
         }
+        saga_due::start(conn, &placed).await?;
         let (ids, reasons): (Vec<Uuid>, Vec<&str>) = wakes.into_iter().unzip();
-        deadlines::wake(conn, &ids, &reasons).await
+        saga_due::wake(conn, &ids, &reasons).await
     }
 }
 

@@ -43,6 +43,8 @@ pub enum Claim {
         payment_id: PaymentId,
         token: PaymentToken,
     },
+    /// The checkout saga of a just placed order is due now (`crate::saga_due`). Never refused.
+    SagaDue { order_id: OrderId },
 }
 
 impl fmt::Display for Claim {
@@ -60,6 +62,7 @@ impl fmt::Display for Claim {
             Claim::PaymentToken { payment_id, .. } => {
                 write!(f, "the card token of payment {payment_id}")
             }
+            Claim::SagaDue { order_id } => write!(f, "the checkout saga of order {order_id}"),
         }
     }
 }
@@ -111,6 +114,12 @@ impl Claim {
             }
             Claim::PaymentToken { payment_id, token } => {
                 crate::payment_tokens::keep(tx, *payment_id, token)
+                    .await
+                    .with_context(|| format!("recording {self}"))?;
+                return Ok(true);
+            }
+            Claim::SagaDue { order_id } => {
+                crate::saga_due::wake(tx, &[order_id.0], &["order_placed"])
                     .await
                     .with_context(|| format!("recording {self}"))?;
                 return Ok(true);

@@ -16,6 +16,7 @@
 //! cqrs-es supplies the `Aggregate` trait and its test framework; the persistence is ours, so that
 //! a command costs one transaction and no reload (see DESIGN.md, "The hot path").
 
+pub mod batch;
 pub mod claims;
 pub mod credentials;
 pub mod db;
@@ -26,9 +27,11 @@ pub mod keys;
 pub mod metadata;
 pub mod payment_tokens;
 pub mod repository;
+pub mod saga_due;
 pub mod throttle;
 pub mod unit_of_work;
 
+pub use batch::{Batch, BatchError};
 pub use claims::Claim;
 pub use error::{CommandError, CommitError};
 pub use idempotency::{IdempotencyRecord, StoredResponse};

@@ -180,8 +180,8 @@ impl<A: Aggregate> Clone for Repository<A> {
 }
 
 /// One aggregate, held exclusively in this process until dropped.
-pub struct Locked<'r, A: Aggregate> {
-    repository: &'r Repository<A>,
+pub struct Locked<A: Aggregate> {
+    repository: Repository<A>,
     id: String,
     slot: OwnedMutexGuard<Option<Loaded<A>>>,
     from_cache: bool,
@@ -211,19 +211,30 @@ where
     }
 
     /// Takes the aggregate's in-process lock.
-    pub async fn lock(&self, id: &str) -> Locked<'_, A> {
-        let slot = {
-            let mut slots = self
-                .shared
-                .slots
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            slots.get_or_insert_ref(id, Default::default).clone()
-        };
-        let slot = slot.lock_owned().await;
+    pub async fn lock(&self, id: &str) -> Locked<A> {
+        let slot = self.slot(id).lock_owned().await;
+        self.locked(id, slot)
+    }
+
+    /// Takes the aggregate's in-process lock if nothing holds it now.
+    pub fn try_lock(&self, id: &str) -> Option<Locked<A>> {
+        let slot = self.slot(id).try_lock_owned().ok()?;
+        Some(self.locked(id, slot))
+    }
+
+    fn slot(&self, id: &str) -> Slot<A> {
+        let mut slots = self
+            .shared
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.get_or_insert_ref(id, Default::default).clone()
+    }
+
+    fn locked(&self, id: &str, slot: OwnedMutexGuard<Option<Loaded<A>>>) -> Locked<A> {
         let from_cache = slot.is_some();
         Locked {
-            repository: self,
+            repository: self.clone(),
             id: id.to_owned(),
             slot,
             from_cache,
@@ -388,7 +399,7 @@ where
     /// is unknown (a lost connection) landed after all. A companion goes only with a group of one.
     async fn commit_group<B>(
         &self,
-        locked: &mut Locked<'_, A>,
+        locked: &mut Locked<A>,
         requests: &[Request<A>],
         companion: Option<Companion<'_, A, B>>,
     ) -> Result<Vec<CommandResult<A>>, CommitError>
@@ -501,41 +512,18 @@ where
             }
             let snapshot_due = locked.stage_snapshot(&mut unit, &loaded, &state, version)?;
             let committed = if unit.writes_anything() {
-                match unit.commit(&self.shared.pool).await {
+                match unit.commit_or_find(&self.shared.pool).await {
                     Ok(committed) => committed,
-                    Err(CommitError::Conflict) => {
+                    Err(error) => {
                         locked.evict();
                         if let Some((_, other)) = companion.as_mut() {
                             other.evict();
                         }
-                        continue 'attempt;
-                    }
-                    Err(CommitError::Database(error)) => {
-                        locked.evict();
-                        if let Some((_, other)) = companion.as_mut() {
-                            other.evict();
-                        }
-                        if CommitError::refused_by_database(&error) {
-                            return Err(CommitError::Database(error));
-                        }
-                        // The connection failed on the way: the commit may have gone through.
-                        // Deciding again on a command that landed (a restock) would apply it
-                        // twice, so look; what cannot be shown to have landed is answered as
-                        // unknown, never decided again.
-                        match unit.landed(&self.shared.pool).await {
-                            Ok(Some(committed)) => {
-                                tracing::info!(aggregate = A::TYPE, id = %locked.id, "a commit whose answer was lost had landed");
-                                committed
-                            }
-                            Ok(None) => return Err(CommitError::Unknown(error)),
-                            Err(lookup) => {
-                                return Err(CommitError::Unknown(
-                                    error.context(format!("{lookup:#}")),
-                                ))
-                            }
+                        match error {
+                            CommitError::Conflict => continue 'attempt,
+                            other => return Err(other),
                         }
                     }
-                    Err(other) => return Err(other),
                 }
             } else {
                 Default::default()
@@ -588,7 +576,7 @@ where
     }
 }
 
-impl<A> Locked<'_, A>
+impl<A> Locked<A>
 where
     A: Aggregate<Services = ()> + Clone + 'static,
 {
@@ -615,7 +603,7 @@ where
     }
 
     /// Stages a snapshot of `state` at `version` when one is due; returns whether it did.
-    fn stage_snapshot(
+    pub(crate) fn stage_snapshot(
         &self,
         unit: &mut UnitOfWork,
         loaded: &Loaded<A>,
@@ -635,7 +623,13 @@ where
     }
 
     /// Remembers the state a committed unit of work left.
-    fn committed(&mut self, state: A, version: i64, snapshot_written: bool, position: Option<i64>) {
+    pub(crate) fn committed(
+        &mut self,
+        state: A,
+        version: i64,
+        snapshot_written: bool,
+        position: Option<i64>,
+    ) {
         let snapshot_version = match (&*self.slot, snapshot_written) {
             (_, true) => version,
             (Some(previous), false) => previous.snapshot_version,
@@ -647,6 +641,10 @@ where
             position,
             snapshot_version,
         });
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
     }
 
     /// Forgets the cached state; the next load reads the store.
@@ -691,7 +689,7 @@ impl<E: std::error::Error> CommandError<E> {
 
 /// Stages `events` of aggregate `id` (decided on `version`) as one append; refuses an event
 /// that could not travel on the bus.
-fn stage_events<A: Aggregate>(
+pub(crate) fn stage_events<A: Aggregate>(
     unit: &mut UnitOfWork,
     id: &str,
     version: i64,
@@ -740,7 +738,7 @@ fn json_size(value: &serde_json::Value) -> usize {
 }
 
 /// Runs `command` on a copy of `state`: the new state and the events, or the refusal.
-async fn decide<A: Aggregate<Services = ()> + Clone>(
+pub(crate) async fn decide<A: Aggregate<Services = ()> + Clone>(
     state: &A,
     command: A::Command,
 ) -> Result<(A, Vec<A::Event>), A::Error> {

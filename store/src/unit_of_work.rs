@@ -128,6 +128,24 @@ impl UnitOfWork {
 }
 
 impl UnitOfWork {
+    /// Commits, and after a connection error on the way (the outcome unknown) looks whether the
+    /// events landed: deciding again on a command that did land (a restock) would apply it
+    /// twice, so what cannot be shown to have landed is answered as unknown, never retried.
+    pub async fn commit_or_find(&mut self, pool: &PgPool) -> Result<Committed, CommitError> {
+        let error = match self.commit(pool).await {
+            Err(CommitError::Database(error)) if !CommitError::refused_by_database(&error) => error,
+            other => return other,
+        };
+        match self.landed(pool).await {
+            Ok(Some(committed)) => {
+                tracing::info!("a commit whose answer was lost had landed");
+                Ok(committed)
+            }
+            Ok(None) => Err(CommitError::Unknown(error)),
+            Err(lookup) => Err(CommitError::Unknown(error.context(format!("{lookup:#}")))),
+        }
+    }
+
     /// Whether this unit's events are in the store after all: after a connection error during a
     /// commit its outcome is unknown, and deciding again on a command that did land (a restock)
     /// would apply it twice. The events are recognised by stream, sequence, payload and metadata

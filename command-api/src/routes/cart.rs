@@ -298,11 +298,15 @@ pub async fn checkout(
         &buyer,
         checkout,
         &request,
-        // The card token is kept beside the events that place the order, never in them.
-        vec![Claim::PaymentToken {
-            payment_id: PaymentId::for_order(order_id),
-            token,
-        }],
+        // The card token is kept beside the events that place the order, never in them; the
+        // order's saga is due as soon as they commit.
+        vec![
+            Claim::PaymentToken {
+                payment_id: PaymentId::for_order(order_id),
+                token,
+            },
+            Claim::SagaDue { order_id },
+        ],
         respond,
         Some(companion),
     )

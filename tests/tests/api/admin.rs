@@ -545,12 +545,22 @@ async fn a_dead_letter_applies_once_its_cause_is_fixed() {
 #[tokio::test]
 async fn a_saga_stuck_on_a_parked_event_completes_once_retried() {
     let app = spawn_app().await;
-    // The saga trigger cannot wake a placed order's saga until the constraint goes.
-    sqlx::query("ALTER TABLE saga_deadlines ADD CONSTRAINT test_refuse_placed CHECK (reason <> 'order_placed') NOT VALID")
+    let (buyer, order_id) = an_order(&app, "MUG").await;
+    app.wait_for_order(order_id, &buyer, &["confirmed"]).await;
+    app.wait_for_saga(order_id).await;
+    // The saga trigger cannot wake the saga of a cancelled order until the constraint goes.
+    sqlx::query("ALTER TABLE saga_deadlines ADD CONSTRAINT test_refuse_cancelled CHECK (reason <> 'order_cancelled') NOT VALID")
         .execute(&app.pool)
         .await
         .unwrap();
-    let (buyer, order_id) = an_order(&app, "MUG").await;
+    let cancelled = app
+        .post(
+            &format!("/v1/orders/{order_id}/cancel"),
+            Some(&buyer),
+            json!({}),
+        )
+        .await;
+    assert_eq!(cancelled.status(), StatusCode::OK, "cancelling the order");
     let stuck = app
         .admin_poll(
             "/v1/admin/sagas?stuck=true",
@@ -568,13 +578,13 @@ async fn a_saga_stuck_on_a_parked_event_completes_once_retried() {
     assert_eq!(saga["saga_id"], order_id.to_string());
     assert_eq!(saga["stuck"], true);
     assert_eq!(saga["stuck_reasons"], json!(["parked_event"]));
-    assert_eq!(saga["state"], "not_started");
+    assert_eq!(saga["state"], "confirmed");
     assert!(saga["dead_letter_id"].is_i64());
     let detail = app.admin_get(&format!("/v1/admin/sagas/{order_id}")).await;
     assert_eq!(detail["order_id"], order_id.to_string());
-    assert_eq!(detail["events"], json!([]));
+    assert_eq!(detail["saga"]["refunded"], false, "{detail}");
 
-    sqlx::query("ALTER TABLE saga_deadlines DROP CONSTRAINT test_refuse_placed")
+    sqlx::query("ALTER TABLE saga_deadlines DROP CONSTRAINT test_refuse_cancelled")
         .execute(&app.pool)
         .await
         .unwrap();
@@ -588,22 +598,21 @@ async fn a_saga_stuck_on_a_parked_event_completes_once_retried() {
         .await;
     assert_eq!(retried["saga_id"], order_id.to_string());
     assert!(retried["due_at"].is_string());
-    app.wait_for_order(order_id, &buyer, &["confirmed"]).await;
     app.wait_for_saga(order_id).await;
 
     let detail = app.admin_get(&format!("/v1/admin/sagas/{order_id}")).await;
-    assert_eq!(detail["state"], "confirmed", "{detail}");
+    assert_eq!(detail["state"], "cancelled", "{detail}");
     assert_eq!(detail["stuck"], false);
-    assert_eq!(detail["saga"]["confirmed"], true);
-    assert!(detail["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["event_type"] == "SagaCompleted"));
+    assert_eq!(detail["saga"]["refunded"], true);
     let stuck = app.admin_get("/v1/admin/sagas?stuck=true").await;
     assert_eq!(stuck["items"], json!([]));
-    let confirmed = app.admin_get("/v1/admin/sagas?state=confirmed").await;
-    assert_eq!(confirmed["items"][0]["saga_id"], order_id.to_string());
+    let ended = app
+        .admin_get(&format!(
+            "/v1/admin/sagas?state={}",
+            detail["state"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(ended["items"][0]["saga_id"], order_id.to_string());
     // Its parked event was applied by the retry.
     let letters = app
         .admin_get("/v1/admin/dead-letters?projection=saga_triggers")
