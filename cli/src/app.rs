@@ -183,6 +183,7 @@ impl Application {
             let saga_config = SagaConfig {
                 payment_timeout: config.payment_timeout,
                 return_window: config.return_window,
+                steps_per_commit: config.saga_steps_per_commit as usize,
                 ..SagaConfig::default()
             };
             let driver = Arc::new(SagaDriver::new(

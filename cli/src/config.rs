@@ -85,6 +85,9 @@ pub struct Config {
     /// Saga worker loops in this process (each drives up to 32 sagas at once); 0 runs none.
     #[arg(long, env = "COMMERCE_SAGA_WORKERS", default_value_t = 1)]
     pub saga_workers: usize,
+    /// The most saga steps committed in one transaction (1: every step its own commit).
+    #[arg(long, env = "COMMERCE_SAGA_STEPS_PER_COMMIT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub saga_steps_per_commit: u32,
     /// Postgres connections in the pool.
     #[arg(long, env = "COMMERCE_DB_POOL", default_value_t = 32)]
     pub db_pool_size: u32,
@@ -134,6 +137,7 @@ impl std::fmt::Debug for Config {
             .field("payment_gateway_url", &self.payment_gateway_url)
             .field("payment_timeout", &self.payment_timeout)
             .field("return_window", &self.return_window)
+            .field("saga_steps_per_commit", &self.saga_steps_per_commit)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("stream_max_age", &self.stream_max_age)
@@ -161,6 +165,7 @@ impl Config {
             token_ttl_seconds: 3600,
             min_position_wait: Duration::from_secs(5),
             saga_workers: 1,
+            saga_steps_per_commit: 32,
             db_pool_size: 32,
             rebuild_batch: 5000,
             rate_limit_per_second: 20,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::helpers::{assert_problem, checkout_body, spawn_app, spawn_app_with, TestApp};
 
-const TERMINAL: &[&str] = &["confirmed", "cancelled", "refunded"];
+pub const TERMINAL: &[&str] = &["confirmed", "cancelled", "refunded"];
 
 impl TestApp {
     /// Polls the order until its status is one of `statuses` (the saga runs in the background).

@@ -31,6 +31,7 @@ mod products;
 mod read_models;
 mod reads;
 mod rebuild;
+mod saga_batches;
 mod search;
 mod security;
 mod upcasting;
