@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use commerce_domain::cart::{Cart, CartCommand};
 use commerce_domain::checkout::{
     CheckoutSaga, Facts, SagaAction, SagaCommand, SagaEvent, SagaOutcome,
@@ -38,6 +38,8 @@ pub enum Run {
     Settled {
         next_due: Option<chrono::DateTime<Utc>>,
     },
+    /// Settled, and its row let go of (or forgotten) with its last steps.
+    Finished,
     /// Another worker holds the saga now; this one wrote nothing after losing it.
     LeaseLost,
 }
@@ -104,6 +106,8 @@ struct Staged {
     batch: Batch,
     due: Due,
     spends_token: bool,
+    /// The saga settles with these steps, due next then (`deadlines::finish_in`).
+    settles: Option<Option<DateTime<Utc>>>,
 }
 
 impl Staged {
@@ -112,6 +116,7 @@ impl Staged {
             batch: Batch::new(pool.clone()),
             due: Due::AsItWas,
             spends_token: false,
+            settles: None,
         }
     }
 }
@@ -145,26 +150,29 @@ impl SagaDriver {
     /// saga's lease (and sets the saga's next deadline in its row); a fresh batch follows.
     /// A conflict (another process changed an aggregate of the batch) commits nothing: the
     /// steps are decided again on fresh state.
-    async fn commit(&self, staged: &mut Staged, claim: Claimed) -> anyhow::Result<()> {
+    async fn commit(&self, staged: &mut Staged, claim: Claimed) -> anyhow::Result<bool> {
         let Staged {
             mut batch,
             due,
             spends_token,
+            settles,
         } = std::mem::replace(staged, Staged::new(&self.pool));
         if batch.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let steps = batch.commands();
-        batch.guard(Self::guard(claim, due, spends_token));
+        batch.guard(Self::guard(claim, due, spends_token, settles));
         match batch.commit().await {
             Ok(_) => {
                 metrics::histogram!("commerce_saga_steps_per_commit").record(steps as f64);
-                Ok(())
+                Ok(true)
             }
-            Err(CommitError::Conflict) => Ok(()),
+            Err(CommitError::Conflict) => Ok(false),
             Err(CommitError::Fenced(_)) => Err(anyhow::Error::new(LostLease)),
-            Err(error) => Err(anyhow::Error::new(CommandError::<Infallible>::from(error))
-                .context("committing saga steps")),
+            Err(error) => {
+                Err(anyhow::Error::new(CommandError::<Infallible>::from(error))
+                    .context("committing saga steps"))
+            }
         }
     }
 
@@ -172,17 +180,24 @@ impl SagaDriver {
     /// saga's next deadline), and, when a step recorded the end of the payment, the deletion of
     /// its card token: from then on nothing can authorise the payment again, and a worker that
     /// takes the saga over before it still finds the token.
-    fn guard(claim: Claimed, due: Due, spends_token: bool) -> Guard {
+    fn guard(
+        claim: Claimed,
+        due: Due,
+        spends_token: bool,
+        settles: Option<Option<DateTime<Utc>>>,
+    ) -> Guard {
         let fence = deadlines::fence(claim, due);
-        if !spends_token {
-            return fence;
-        }
         let payment_id = PaymentId::for_order(OrderId(claim.saga_id));
         Arc::new(move |conn| {
             let fence = fence.clone();
             Box::pin(async move {
                 fence(&mut *conn).await?;
-                payment_tokens::forget(conn, payment_id).await?;
+                if spends_token {
+                    payment_tokens::forget(&mut *conn, payment_id).await?;
+                }
+                if let Some(next_due) = settles {
+                    deadlines::finish_in(conn, claim, next_due).await?;
+                }
                 Ok(())
             })
         })
@@ -451,10 +466,16 @@ impl SagaDriver {
             };
             tracing::debug!(?action, "saga step");
             if action == SagaAction::Idle {
-                self.commit(&mut staged, claim).await?;
-                return Ok(Run::Settled {
-                    next_due: saga.next_due(),
-                });
+                let next_due = saga.next_due();
+                if staged.batch.is_empty() {
+                    return Ok(Run::Settled { next_due });
+                }
+                // The saga's row is let go of with its last steps: one commit less.
+                staged.settles = Some(next_due);
+                if self.commit(&mut staged, claim).await? {
+                    return Ok(Run::Finished);
+                }
+                continue;
             }
             if Self::moves_money(&action) && !staged.batch.is_empty() {
                 // Decided again on what the commit left (a conflict there undid the steps).

@@ -103,31 +103,30 @@ pub enum Due {
 pub fn fence(claimed: Claimed, due: Due) -> Guard {
     std::sync::Arc::new(move |conn: &mut PgConnection| {
         Box::pin(async move {
-            let fence: Option<i64> = sqlx::query_scalar(
-                "SELECT fence FROM saga_deadlines WHERE saga_id = $1 FOR UPDATE",
+            let (at, reason) = match due {
+                Due::AsItWas => (None, None),
+                Due::At(at, reason) => (Some(at), Some(reason)),
+            };
+            // One statement checks the token, locks the row until the step commits and sets
+            // the deadline.
+            let held = sqlx::query(
+                "UPDATE saga_deadlines SET due_at = COALESCE($3, due_at), reason = COALESCE($4, reason) \
+                 WHERE saga_id = $1 AND fence = $2",
             )
             .bind(claimed.saga_id)
-            .fetch_optional(&mut *conn)
+            .bind(claimed.fence)
+            .bind(at)
+            .bind(reason)
+            .execute(&mut *conn)
             .await
             .context("checking the saga's lease")?;
-            if fence != Some(claimed.fence) {
+            if held.rows_affected() == 0 {
                 metrics::counter!("commerce_saga_fenced_writes_total").increment(1);
-                tracing::warn!(saga = %claimed.saga_id, held = claimed.fence, current = ?fence, "refusing a step: this worker lost the saga's lease");
+                tracing::warn!(saga = %claimed.saga_id, held = claimed.fence, "refusing a step: this worker lost the saga's lease");
                 return Err(CommitError::Fenced(format!(
                     "saga {} is no longer held under lease {}",
                     claimed.saga_id, claimed.fence
                 )));
-            }
-            if let Due::At(at, reason) = due {
-                sqlx::query(
-                    "UPDATE saga_deadlines SET due_at = $2, reason = $3 WHERE saga_id = $1",
-                )
-                .bind(claimed.saga_id)
-                .bind(at)
-                .bind(reason)
-                .execute(&mut *conn)
-                .await
-                .context("setting the saga's deadline")?;
             }
             Ok(())
         })
@@ -142,35 +141,39 @@ pub async fn finish(
     claimed: Claimed,
     next_due: Option<DateTime<Utc>>,
 ) -> anyhow::Result<()> {
-    if let Some(at) = next_due {
-        sqlx::query(
+    let mut conn = pool.acquire().await.context("finishing a saga")?;
+    finish_in(&mut conn, claimed, next_due).await
+}
+
+/// [`finish`], inside the caller's transaction (the saga's last steps): one statement.
+pub async fn finish_in(
+    conn: &mut PgConnection,
+    claimed: Claimed,
+    next_due: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    let statement = match next_due {
+        Some(_) => {
             "UPDATE saga_deadlines SET locked_by = NULL, locked_until = NULL, \
                  due_at = CASE WHEN generation = $2 THEN $4 ELSE now() END, \
                  reason = CASE WHEN generation = $2 THEN 'return_window' ELSE reason END \
-             WHERE saga_id = $1 AND fence = $3",
-        )
+             WHERE saga_id = $1 AND fence = $3"
+        }
+        // Forgotten unless woken meanwhile: then due now, whatever deadline a step had set.
+        None => {
+            "WITH gone AS (DELETE FROM saga_deadlines \
+                 WHERE saga_id = $1 AND generation = $2 AND fence = $3 RETURNING saga_id) \
+             UPDATE saga_deadlines SET locked_by = NULL, locked_until = NULL, due_at = now() \
+             WHERE saga_id = $1 AND fence = $3 AND NOT EXISTS (SELECT 1 FROM gone)"
+        }
+    };
+    sqlx::query(statement)
         .bind(claimed.saga_id)
         .bind(claimed.generation)
         .bind(claimed.fence)
-        .bind(at)
-        .execute(pool)
+        .bind(next_due)
+        .execute(conn)
         .await
-        .context("setting the saga's next deadline")?;
-        return Ok(());
-    }
-    let deleted = sqlx::query(
-        "DELETE FROM saga_deadlines WHERE saga_id = $1 AND generation = $2 AND fence = $3",
-    )
-    .bind(claimed.saga_id)
-    .bind(claimed.generation)
-    .bind(claimed.fence)
-    .execute(pool)
-    .await
-    .context("finishing a saga")?;
-    if deleted.rows_affected() == 0 {
-        // Woken meanwhile: due now, whatever deadline a step had set.
-        release(pool, claimed, Some(Utc::now())).await?;
-    }
+        .context("finishing a saga")?;
     Ok(())
 }
 

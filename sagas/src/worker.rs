@@ -154,6 +154,7 @@ async fn drive_one(
     let mut lease = Lease::new(driver.pool.clone(), claim, config.lease, claimed_at);
     let outcome = match driver.drive(&mut lease).await {
         Ok(Run::Settled { next_due }) => deadlines::finish(&driver.pool, claim, next_due).await,
+        Ok(Run::Finished) => Ok(()),
         // The saga's new owner has it: nothing of ours to clean up.
         Ok(Run::LeaseLost) => Ok(()),
         Err(error) => {
