@@ -34,3 +34,4 @@ mod rebuild;
 mod search;
 mod security;
 mod upcasting;
+mod validation;
