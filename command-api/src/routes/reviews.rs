@@ -5,10 +5,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use commerce_domain::privacy::{Personal, Sealed};
-use commerce_domain::review::{checked, review_id, Review, ReviewCommand};
-use commerce_domain::values::{Validate, Violations};
+use commerce_domain::review::{review_id, Review, ReviewCommand};
 use commerce_domain::{AccountId, ProductId, Role};
-use commerce_http::{ApiError, ApiPath, Caller, RequestContext, ValidJson};
+use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
 use commerce_store::{claims, keys};
 use serde::Serialize;
 use serde_json::json;
@@ -29,14 +28,6 @@ pub struct ReviewRequest {
     pub body: String,
 }
 
-impl Validate for ReviewRequest {
-    fn violations(&self) -> Violations {
-        checked(self.rating, &self.title, &self.body)
-            .err()
-            .unwrap_or_default()
-    }
-}
-
 /// Review a product (a buyer whose order of it was delivered; once).
 #[utoipa::path(post, path = "/v1/products/{id}/reviews", tag = "products", request_body = ReviewRequest, security(("bearer" = [])),
     params(("id" = ProductId, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -47,12 +38,15 @@ impl Validate for ReviewRequest {
         (status = 409, description = "already reviewed", body = commerce_http::problem::Problem),
         (status = 422, description = "rating not 1 to 5, empty or overlong title, overlong body: every one in `errors[]` (`/rating`, `/title`, `/body`)", body = commerce_http::problem::Problem),
     ))]
+///
+/// Whether the caller may review the product is decided first (404, 403, 409); then the review
+/// aggregate checks the rating, title and body together and names every bad one in `errors[]`.
 pub async fn write(
     State(state): State<CommandState>,
     caller: Caller,
     context: RequestContext,
     ApiPath(product_id): ApiPath<ProductId>,
-    ValidJson(body): ValidJson<ReviewRequest>,
+    ApiJson(body): ApiJson<ReviewRequest>,
 ) -> Result<Reply, ApiError> {
     caller.require(&[Role::Buyer])?;
     let product = state.products.load(&product_id.to_string()).await?;

@@ -8,6 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, checkout_body, spawn_app, TestApp};
+use crate::orders::confirm;
 
 /// Sends `body` (raw JSON) or nothing, asserts a problem with `status` whose `errors[]` point
 /// at exactly `pointers` (in any order), in a person's words, and that no event was appended.
@@ -187,6 +188,27 @@ async fn a_review_with_a_bad_rating_and_title_names_both() {
     let (_, seller) = app.account("seller").await;
     let product_id = app.product(&seller, "MUG", 100, 5).await;
     let (_, buyer) = app.account("buyer").await;
+    // Only a buyer whose order of it was delivered may review a product: the rules come next.
+    app.add_to_cart(&buyer, "MUG", 1).await;
+    let order_id = app.checkout(&buyer).await;
+    confirm(&app, order_id).await;
+    let response = app
+        .post(
+            &format!("/v1/orders/{order_id}/shipments"),
+            Some(&seller),
+            json!({"carrier": "DHL", "tracking_number": "JD0142"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/v1/orders/{order_id}/delivery"),
+            Some(&seller),
+            None,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
     let body = json!({"rating": 9, "title": "   ", "body": "b".repeat(5001)});
     refused(
         &app,
