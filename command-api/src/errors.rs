@@ -1,5 +1,7 @@
 //! Each domain refusal as an HTTP problem: 404 for what does not exist, 409 for a state that
-//! forbids the step, 422 for input that breaks a rule.
+//! forbids the step, 422 for input that breaks a rule. A 422 about a field of the request names
+//! it in `errors[]` (a JSON pointer each): the refusals that carry their fields (`Violations`)
+//! list every one, and those about one field point at it.
 
 use commerce_domain::account::AccountError;
 use commerce_domain::cart::CartError;
@@ -7,6 +9,7 @@ use commerce_domain::inventory::InventoryError;
 use commerce_domain::order::OrderError;
 use commerce_domain::product::ProductError;
 use commerce_domain::review::ReviewError;
+use commerce_http::problem::FieldError;
 use commerce_http::ApiError;
 use commerce_store::keys::SealError;
 use commerce_store::CommandError;
@@ -23,6 +26,11 @@ impl Refusal for CartError {
                 ApiError::not_found(self.to_string())
             }
             CartError::LineUnavailable(_) => ApiError::conflict(self.to_string()),
+            CartError::QuantityTooLarge => ApiError::invalid_field("/quantity", self.to_string()),
+            // Refused for the SKU of the path (`PUT /v1/me/cart/items/{sku}`, the wishlist's).
+            CartError::NotListed(_) | CartError::VariantsOnly(_) => {
+                ApiError::with_field(FieldError::path("sku", self.to_string()))
+            }
             _ => ApiError::unprocessable(self.to_string()),
         }
     }
@@ -46,6 +54,11 @@ impl Refusal for InventoryError {
             InventoryError::OutOfStock { .. }
             | InventoryError::BelowReserved { .. }
             | InventoryError::NothingCommitted => ApiError::conflict(self.to_string()),
+            InventoryError::NonPositiveQuantity => {
+                ApiError::invalid_field("/quantity", self.to_string())
+            }
+            InventoryError::ZeroDelta => ApiError::invalid_field("/delta", self.to_string()),
+            InventoryError::MissingReason => ApiError::invalid_field("/reason", self.to_string()),
             _ => ApiError::unprocessable(self.to_string()),
         }
     }
@@ -59,7 +72,9 @@ impl Refusal for ProductError {
             ProductError::AlreadyCreated | ProductError::Delisted => {
                 ApiError::conflict(self.to_string())
             }
-            _ => ApiError::unprocessable(self.to_string()),
+            ProductError::Invalid(violations) => ApiError::violations(violations.clone()),
+            // The body as a whole: it changes nothing.
+            ProductError::NoChanges => ApiError::invalid_field("", self.to_string()),
         }
     }
 }
@@ -69,7 +84,7 @@ impl Refusal for AccountError {
         match self {
             AccountError::AlreadyRegistered => ApiError::conflict(self.to_string()),
             AccountError::NotRegistered => ApiError::not_found(self.to_string()),
-            _ => ApiError::unprocessable(self.to_string()),
+            AccountError::InvalidName => ApiError::invalid_field("/name", self.to_string()),
         }
     }
 }
@@ -79,7 +94,7 @@ impl Refusal for ReviewError {
         match self {
             ReviewError::AlreadyReviewed => ApiError::conflict(self.to_string()),
             ReviewError::NotDelivered => ApiError::forbidden(self.to_string()),
-            _ => ApiError::unprocessable(self.to_string()),
+            ReviewError::Invalid(violations) => ApiError::violations(violations.clone()),
         }
     }
 }

@@ -12,6 +12,98 @@ use uuid::Uuid;
 #[error("{0}")]
 pub struct InvalidValue(pub String);
 
+/// One field of a command's input that breaks a rule: where it is, as the keys and array
+/// indexes that lead to it in the input (`["variants", "0", "sku"]`), and what is wrong with it,
+/// for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+/// Every field of an input that breaks a rule, gathered so that a caller hears of all of them
+/// at once rather than of the first. Empty when the input keeps every rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// Records that the field at `path` breaks a rule.
+    pub fn add<S: ToString>(&mut self, path: &[S], message: impl Into<String>) {
+        self.0.push(FieldViolation {
+            path: path.iter().map(ToString::to_string).collect(),
+            message: message.into(),
+        });
+    }
+
+    /// The value of a check of the field at `path`, or `None` with its error recorded.
+    pub fn check<T, E: fmt::Display, S: ToString>(
+        &mut self,
+        path: &[S],
+        result: Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.add(path, error.to_string());
+                None
+            }
+        }
+    }
+
+    /// Takes in the violations of a part of the input found at `prefix`.
+    pub fn nest<S: ToString>(&mut self, prefix: &[S], inner: Violations) {
+        for mut violation in inner.0 {
+            let mut path: Vec<String> = prefix.iter().map(ToString::to_string).collect();
+            path.append(&mut violation.path);
+            violation.path = path;
+            self.0.push(violation);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &FieldViolation> {
+        self.0.iter()
+    }
+
+    /// `Ok(value)` when nothing was recorded, else the violations.
+    pub fn or<T>(self, value: T) -> Result<T, Self> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self)
+        }
+    }
+}
+
+impl IntoIterator for Violations {
+    type Item = FieldViolation;
+    type IntoIter = std::vec::IntoIter<FieldViolation>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl fmt::Display for Violations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let messages: Vec<&str> = self.0.iter().map(|v| v.message.as_str()).collect();
+        f.write_str(&messages.join("; "))
+    }
+}
+
+impl std::error::Error for Violations {}
+
+/// Input to a command that can be checked on its own, before the command is sent: every field
+/// that breaks a rule, at once. The aggregate applies the same rules again when it decides (it
+/// is the truth); checking first only lets the caller hear of every bad field, each with where
+/// it is, rather than of the first one the aggregate meets.
+pub trait Validate {
+    fn violations(&self) -> Violations;
+}
+
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

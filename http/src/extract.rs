@@ -10,6 +10,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
+use commerce_domain::values::Validate;
 use eserde::EDeserialize;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
@@ -37,18 +38,41 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if !json_content_type(request.headers()) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "send the body as `Content-Type: application/json`",
-            ));
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(body_rejection)?;
+        let bytes = json_body(request, state).await?;
         from_json(&bytes).map(Self)
     }
+}
+
+/// `ApiJson` that also checks the body against its rules ([`Validate`]) before the handler
+/// runs: every field of a wrong shape and every field that breaks a rule is one `errors[]`
+/// entry of one 422, with its JSON pointer.
+pub struct ValidJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ValidJson<T>
+where
+    T: for<'de> EDeserialize<'de> + Validate,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = json_body(request, state).await?;
+        from_valid_json(&bytes).map(Self)
+    }
+}
+
+/// The body of a request that says it is JSON.
+async fn json_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    if !json_content_type(request.headers()) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the body as `Content-Type: application/json`",
+        ));
+    }
+    Bytes::from_request(request, state)
+        .await
+        .map_err(body_rejection)
 }
 
 /// `application/json` or any `application/*+json`, as `axum::Json` accepts.
@@ -81,12 +105,60 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 /// Parses a JSON document as every body is parsed: malformed JSON is 400; a NUL in any string
 /// or object key, and every field that does not fit `T`, are 422 with one `errors[]` entry each.
 pub fn from_json<T: for<'de> EDeserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
+    match read::<T>(bytes)? {
+        Read::Fits(value) => Ok(value),
+        Read::Misfits { errors, .. } => Err(ApiError::invalid_fields(errors)),
+    }
+}
+
+/// As [`from_json`], then the rules of `T` ([`Validate`]): every field that breaks one is a 422
+/// entry too, beside the fields of a wrong shape when it can still be read (the body fits but
+/// for unknown fields).
+pub fn from_valid_json<T>(bytes: &[u8]) -> Result<T, ApiError>
+where
+    T: for<'de> EDeserialize<'de> + Validate,
+{
+    let (mut errors, value) = match read::<T>(bytes)? {
+        Read::Fits(value) => (Vec::new(), value),
+        Read::Misfits {
+            errors,
+            read: Some(value),
+        } => (errors, value),
+        Read::Misfits { errors, read: None } => return Err(ApiError::invalid_fields(errors)),
+    };
+    for violation in value.violations() {
+        let error = FieldError::from(violation);
+        if !errors.iter().any(|known| known.pointer == error.pointer) {
+            errors.push(error);
+        }
+    }
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid_fields(errors))
+    }
+}
+
+/// What reading a body as a `T` found.
+enum Read<T> {
+    Fits(T),
+    /// Every field that does not fit, and the body read without its unknown fields when they
+    /// were all that kept it from fitting.
+    Misfits {
+        errors: Vec<FieldError>,
+        read: Option<T>,
+    },
+}
+
+/// `bytes` as a `T`; `Err` for malformed JSON (400) and a NUL (422).
+fn read<T: for<'de> EDeserialize<'de>>(bytes: &[u8]) -> Result<Read<T>, ApiError> {
     let mut value = parse(bytes)?;
     refuse_nul(bytes, &value)?;
     let mut errors = match typed::<T>(bytes) {
-        Ok(typed) => return Ok(typed),
+        Ok(typed) => return Ok(Read::Fits(typed)),
         Err(errors) => errors,
     };
+    let mut read = None;
     // eserde stops reading an object at its first unknown field: without the unknown fields,
     // the rest of the object is read too. Each round removes at least one field.
     for _ in 0..MAX_UNKNOWN_FIELD_ROUNDS {
@@ -105,8 +177,12 @@ pub fn from_json<T: for<'de> EDeserialize<'de>>(bytes: &[u8]) -> Result<T, ApiEr
         let Ok(again) = serde_json::to_vec(&value) else {
             break;
         };
-        let Err(more) = typed::<T>(&again) else {
-            break;
+        let more = match typed::<T>(&again) {
+            Ok(typed) => {
+                read = Some(typed);
+                break;
+            }
+            Err(more) => more,
         };
         for error in more {
             if !errors
@@ -117,9 +193,10 @@ pub fn from_json<T: for<'de> EDeserialize<'de>>(bytes: &[u8]) -> Result<T, ApiEr
             }
         }
     }
-    Err(ApiError::invalid_fields(
-        errors.into_iter().map(|(error, _)| error).collect(),
-    ))
+    Ok(Read::Misfits {
+        errors: errors.into_iter().map(|(error, _)| error).collect(),
+        read,
+    })
 }
 
 /// Rounds of removing unknown fields and reading again: objects nested this deep, each with an
@@ -353,28 +430,53 @@ where
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         check_query(&parts.uri)?;
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer)
-            .map(Self)
-            .map_err(|error| {
-                let path: Vec<String> = error
-                    .path()
-                    .iter()
-                    .filter_map(|segment| match segment {
-                        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                        serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-                        _ => None,
-                    })
-                    .collect();
-                let message = error.into_inner().to_string();
-                ApiError::invalid_parameters(vec![wording::field_error(
-                    Location::Query,
-                    &path,
-                    &message,
-                )])
-            })
+        let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        // serde stops at the first parameter that does not fit: without it, the rest are read
+        // too, so that every one is reported. Each round removes at least one parameter.
+        let mut errors: Vec<FieldError> = Vec::new();
+        for _ in 0..=pairs.len() {
+            let (path, message) = match query_as::<T>(&pairs) {
+                Ok(value) if errors.is_empty() => return Ok(Self(value)),
+                Ok(_) => break,
+                Err(error) => error,
+            };
+            let error = wording::field_error(Location::Query, &path, &message);
+            let name = path.first().cloned();
+            if !errors.iter().any(|known| known.pointer == error.pointer) {
+                errors.push(error);
+            }
+            let Some(name) = name else { break };
+            let before = pairs.len();
+            pairs.retain(|(key, _)| *key != name);
+            if pairs.len() == before {
+                break;
+            }
+        }
+        Err(ApiError::invalid_parameters(errors))
     }
+}
+
+/// The query `pairs` as a `T`, or the path to the parameter that does not fit and why.
+fn query_as<T: DeserializeOwned>(pairs: &[(String, String)]) -> Result<T, (Vec<String>, String)> {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    let deserializer =
+        serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path: Vec<String> = error
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        (path, error.into_inner().to_string())
+    })
 }
 
 /// Refuses a query with a parameter holding a NUL or longer than `MAX_QUERY_PARAMETER`.
@@ -565,6 +667,45 @@ mod tests {
         for serde_words in ["invalid type", "expected struct", "at line"] {
             assert!(!error.detail().contains(serde_words), "{}", error.detail());
         }
+    }
+
+    /// A restock-like body with a rule.
+    #[derive(Debug, eserde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Restock {
+        quantity: i64,
+    }
+
+    impl Validate for Restock {
+        fn violations(&self) -> commerce_domain::values::Violations {
+            let mut violations = commerce_domain::values::Violations::default();
+            if self.quantity < 1 {
+                violations.add(&["quantity"], "quantity must be at least 1");
+            }
+            violations
+        }
+    }
+
+    #[test]
+    fn a_broken_rule_is_reported_with_its_pointer_beside_unknown_fields() {
+        let pointers = |body: &str| -> Vec<String> {
+            let error = from_valid_json::<Restock>(body.as_bytes()).unwrap_err();
+            assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            error.errors().iter().map(|e| e.pointer.clone()).collect()
+        };
+        assert_eq!(pointers(r#"{"quantity": 0}"#), ["/quantity"]);
+        assert_eq!(
+            pointers(r#"{"note": "x", "quantity": 0}"#),
+            ["/note", "/quantity"]
+        );
+        // A field of a wrong shape leaves nothing to check the rules on.
+        assert_eq!(pointers(r#"{"quantity": "none"}"#), ["/quantity"]);
+        assert_eq!(
+            from_valid_json::<Restock>(br#"{"quantity": 3}"#)
+                .unwrap()
+                .quantity,
+            3
+        );
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! - `problem`: the one place errors become RFC 9457 `application/problem+json` responses.
 //! - `problem_types`: the page each problem `type` leads to, and the layer making types absolute.
-//! - `extract`: JSON, path and query extractors whose rejections are problems too; they refuse
-//!   a NUL (U+0000) in any text, which Postgres cannot store.
+//! - `extract`: JSON, path and query extractors whose rejections are problems too, naming every
+//!   field or parameter that does not fit at once; `ValidJson` also checks a body against its
+//!   rules (`commerce_domain::values::Validate`). They refuse a NUL (U+0000) in any text, which
+//!   Postgres cannot store.
 //! - `page`: `limit` and opaque `cursor` pagination, shared by every listing.
 //! - `auth`: JWTs (issuing, verifying against the credential version) and the `Caller`
 //!   extractor with role checks.
@@ -26,6 +28,6 @@ pub mod wording;
 
 pub use auth::{Caller, JwtKeys};
 pub use client_ip::ClientIp;
-pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use extract::{ApiJson, ApiPath, ApiQuery, ValidJson};
 pub use problem::ApiError;
 pub use request::RequestContext;

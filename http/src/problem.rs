@@ -9,6 +9,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use commerce_domain::values::{FieldViolation, Violations};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -87,6 +88,53 @@ impl FieldError {
     }
 }
 
+impl From<FieldViolation> for FieldError {
+    /// A domain rule a field of the body breaks, at the field's pointer, in the rule's words.
+    fn from(violation: FieldViolation) -> Self {
+        Self::body(pointer_of(&violation.path), violation.message)
+    }
+}
+
+/// Every invalid field and parameter of a request, gathered so that all of them are answered at
+/// once: a handler checks each part of the request in turn, then answers with `finish`.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn push(&mut self, error: FieldError) {
+        self.0.push(error);
+    }
+
+    /// The value of a check, or `None` with the fields it names kept for the answer. A failure
+    /// that names no field (a 404, a 500) is no validation problem: it is returned as it is.
+    pub fn check<T>(&mut self, result: Result<T, ApiError>) -> Result<Option<T>, ApiError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(error) if !error.errors.is_empty() => {
+                self.0.extend(error.errors);
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing was gathered; else 422 when a field of the body is among them, 400
+    /// when only parameters are.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else if self.0.iter().any(|e| e.location == Location::Body) {
+            Err(ApiError::invalid_fields(self.0))
+        } else {
+            Err(ApiError::invalid_parameters(self.0))
+        }
+    }
+}
+
 /// The RFC 6901 pointer of a path of keys and indexes: `~` and `/` escaped.
 pub fn pointer_of<S: AsRef<str>>(segments: &[S]) -> String {
     segments
@@ -127,6 +175,27 @@ impl ApiError {
     /// 422: one field of the body, at the JSON pointer `pointer`.
     pub fn invalid_field(pointer: &str, detail: impl Into<String>) -> Self {
         Self::invalid_fields(vec![FieldError::body(pointer, detail)])
+    }
+
+    /// 422: every field of the body that breaks a domain rule.
+    pub fn violations(violations: Violations) -> Self {
+        Self::invalid_fields(violations.into_iter().map(FieldError::from).collect())
+    }
+
+    /// This problem, when it is a 422 that names no field, pointing at the field of the body it
+    /// can only be about (`/quantity` of a restock): a rule the aggregate applies against its
+    /// state, which the request could not be checked against beforehand.
+    pub fn at_field(mut self, pointer: &str) -> Self {
+        if self.status == StatusCode::UNPROCESSABLE_ENTITY && self.errors.is_empty() {
+            self.errors
+                .push(FieldError::body(pointer, self.detail.clone()));
+        }
+        self
+    }
+
+    /// 422: one field or parameter that breaks a rule (a path parameter a command refused).
+    pub fn with_field(error: FieldError) -> Self {
+        Self::with_errors(StatusCode::UNPROCESSABLE_ENTITY, "validation", vec![error])
     }
 
     /// 400: query or path parameters that do not fit, all of them.

@@ -10,9 +10,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use commerce_domain::account::{valid_name, Account, AccountCommand};
 use commerce_domain::privacy::Sealed;
-use commerce_domain::{AccountId, Email, Role};
-use commerce_http::problem::FieldError;
-use commerce_http::{ApiError, ApiJson, Caller, ClientIp, RequestContext};
+use commerce_domain::values::{Validate, Violations};
+use commerce_domain::{AccountId, Email, InvalidValue, Role};
+use commerce_http::{ApiError, ApiJson, Caller, ClientIp, RequestContext, ValidJson};
 use commerce_store::credentials::{self, PasswordHash as StoredHash};
 use commerce_store::throttle::SignInKeys;
 use commerce_store::{claims, keys, Claim, Metadata};
@@ -68,13 +68,37 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
-fn check_password(password: &str) -> Result<(), ApiError> {
+impl Validate for RegisterRequest {
+    fn violations(&self) -> Violations {
+        let mut violations = Violations::default();
+        violations.check(&["email"], Email::parse(&self.email));
+        violations.check(&["password"], check_password(&self.password));
+        violations.check(&["name"], valid_name(&self.name));
+        if self.role == Role::Admin {
+            violations.add(
+                &["role"],
+                "role must be `buyer` or `seller`; admins are made by operators",
+            );
+        }
+        violations
+    }
+}
+
+impl Validate for PasswordChange {
+    fn violations(&self) -> Violations {
+        let mut violations = Violations::default();
+        violations.check(&["new_password"], check_password(&self.new_password));
+        violations
+    }
+}
+
+/// A password is 8 to 128 characters. Passwords never reach the domain: the rule is the API's.
+fn check_password(password: &str) -> Result<(), InvalidValue> {
     let length = password.chars().count();
     if !(8..=128).contains(&length) {
-        return Err(ApiError::invalid_field(
-            "/password",
-            "password must be 8 to 128 characters",
-        ));
+        return Err(InvalidValue(format!(
+            "password must be 8 to 128 characters, not {length}"
+        )));
     }
     Ok(())
 }
@@ -116,7 +140,7 @@ async fn register_account(
     role: Role,
     password: String,
 ) -> Result<Reply, ApiError> {
-    let name = valid_name(&name).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let name = valid_name(&name).map_err(|e| ApiError::invalid_field("/name", e.to_string()))?;
     let password_hash = hash_password(password).await?;
     // Personal data enters the account's events sealed under its own key.
     let key = keys::key_for(state.pool(), account_id.0)
@@ -167,34 +191,15 @@ async fn register_account(
 pub async fn register(
     State(state): State<CommandState>,
     context: RequestContext,
-    ApiJson(body): ApiJson<RegisterRequest>,
+    ValidJson(body): ValidJson<RegisterRequest>,
 ) -> Result<Reply, ApiError> {
     let hash_input = json!({ "email": body.email, "name": body.name, "role": body.role });
     let request = CommandRequest::new(context, None, "POST /v1/accounts", &hash_input);
     if let Some(reply) = request.previous_reply(&state).await? {
         return Ok(reply);
     }
-    // Every field that does not fit, at once.
-    let email = Email::parse(&body.email);
-    let mut errors = Vec::new();
-    if let Err(e) = &email {
-        errors.push(FieldError::body("/email", e.0.clone()));
-    }
-    if body.role == Role::Admin {
-        errors.push(FieldError::body(
-            "/role",
-            "role must be `buyer` or `seller`; admins are made by operators",
-        ));
-    }
-    if let Err(e) = check_password(&body.password) {
-        errors.push(FieldError::body("/password", e.detail()));
-    }
-    let Ok(email) = email else {
-        return Err(ApiError::invalid_fields(errors));
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::invalid_fields(errors));
-    }
+    // `ValidJson` has checked every field.
+    let email = Email::parse(&body.email).map_err(|e| ApiError::invalid_field("/email", e.0))?;
     let account_id = AccountId::new();
     register_account(
         &state,
@@ -292,9 +297,8 @@ pub async fn change_password(
     State(state): State<CommandState>,
     caller: Caller,
     ip: ClientIp,
-    ApiJson(body): ApiJson<PasswordChange>,
+    ValidJson(body): ValidJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
-    check_password(&body.new_password)?;
     // Keyed by the account id: the token proves who is asking, and a stolen token must not
     // become an unthrottled oracle for the account's password.
     let keys = SignInKeys::new(ip.0, &caller.account_id.to_string());
@@ -371,7 +375,7 @@ pub async fn create_admin(
     name: &str,
 ) -> Result<AdminAccount, AdminRefusal> {
     let email = Email::parse(email).map_err(|e| AdminRefusal::Invalid(e.0))?;
-    check_password(password).map_err(|e| AdminRefusal::Invalid(e.detail().to_owned()))?;
+    check_password(password).map_err(|e| AdminRefusal::Invalid(e.0))?;
     if let Some(existing) = existing_admin(state, &email).await? {
         return existing;
     }

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use commerce_domain::cart::{Cart, CartCommand, CartEvent};
+use commerce_domain::cart::{Cart, CartCommand, CartEvent, MAX_LINE_QUANTITY};
 use commerce_domain::order::{OrderCommand, ShippingAddress};
+use commerce_domain::values::{Validate, Violations};
 use commerce_domain::{OrderId, PaymentId, PaymentToken, Role, Sku};
 use commerce_http::problem::FieldError;
-use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
+use commerce_http::{ApiError, ApiPath, Caller, RequestContext, ValidJson};
 use commerce_store::{keys, Claim, Companion};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -36,6 +37,101 @@ pub struct CheckoutRequest {
     /// it, and the engine deletes it once the payment is final.
     pub payment_token: String,
     pub shipping_address: ShippingAddress,
+}
+
+impl Validate for SetQuantityRequest {
+    fn violations(&self) -> Violations {
+        let mut violations = Violations::default();
+        if self.quantity > MAX_LINE_QUANTITY {
+            violations.add(
+                &["quantity"],
+                format!(
+                    "quantity must be at most {MAX_LINE_QUANTITY} (0 removes the line), not {}",
+                    self.quantity
+                ),
+            );
+        }
+        violations
+    }
+}
+
+impl Validate for CheckoutRequest {
+    fn violations(&self) -> Violations {
+        let mut violations = Violations::default();
+        violations.check(&["payment_token"], PaymentToken::parse(&self.payment_token));
+        violations.nest(
+            &["shipping_address"],
+            address_violations(&self.shipping_address),
+        );
+        violations
+    }
+}
+
+/// Every field of `address` that breaks the order's rules. `ShippingAddress::validated` (the
+/// truth, which the checkout applies again) stops at the first bad field, so each field is
+/// checked on its own here, inside an address whose other fields keep the rules.
+fn address_violations(address: &ShippingAddress) -> Violations {
+    let valid = ShippingAddress {
+        name: "A".into(),
+        line1: "A".into(),
+        line2: None,
+        city: "A".into(),
+        postal_code: "A".into(),
+        country: "DE".into(),
+    };
+    let probes = [
+        (
+            "name",
+            ShippingAddress {
+                name: address.name.clone(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "line1",
+            ShippingAddress {
+                line1: address.line1.clone(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "line2",
+            ShippingAddress {
+                line2: address.line2.clone(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "city",
+            ShippingAddress {
+                city: address.city.clone(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "postal_code",
+            ShippingAddress {
+                postal_code: address.postal_code.clone(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "country",
+            ShippingAddress {
+                country: address.country.clone(),
+                ..valid.clone()
+            },
+        ),
+    ];
+    let mut violations = Violations::default();
+    for (field, probe) in probes {
+        violations.check(&[field], probe.validated());
+    }
+    // A rule about fields together would show only here.
+    if violations.is_empty() {
+        violations.check::<_, _, &str>(&[], address.clone().validated());
+    }
+    violations
 }
 
 /// The placed order.
@@ -102,7 +198,7 @@ pub async fn set_quantity(
     caller: Caller,
     context: RequestContext,
     ApiPath(sku): ApiPath<Sku>,
-    ApiJson(body): ApiJson<SetQuantityRequest>,
+    ValidJson(body): ValidJson<SetQuantityRequest>,
 ) -> Result<Reply, ApiError> {
     caller.require(&[Role::Buyer])?;
     let item = if body.quantity == 0 {
@@ -232,7 +328,7 @@ pub async fn checkout(
     State(state): State<CommandState>,
     caller: Caller,
     context: RequestContext,
-    ApiJson(body): ApiJson<CheckoutRequest>,
+    ValidJson(body): ValidJson<CheckoutRequest>,
 ) -> Result<Reply, ApiError> {
     caller.require(&[Role::Buyer])?;
     let request = CommandRequest::new(context, Some(caller), "POST /v1/me/cart/checkout", &body);

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use commerce_domain::inventory::{Inventory, InventoryCommand};
+use commerce_domain::inventory::{Inventory, InventoryCommand, InventoryError, MAX_ON_HAND};
+use commerce_domain::values::{Validate, Violations};
 use commerce_domain::{Role, Sku};
-use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
+use commerce_http::{ApiError, ApiPath, Caller, RequestContext, ValidJson};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -30,6 +31,41 @@ pub struct AdjustRequest {
     pub delta: i64,
     pub reason: String,
 }
+
+impl Validate for RestockRequest {
+    fn violations(&self) -> Violations {
+        let mut violations = Violations::default();
+        if !(1..=MAX_ON_HAND).contains(&self.quantity) {
+            violations.add(
+                &["quantity"],
+                format!("quantity must be 1 to {MAX_ON_HAND}, not {}", self.quantity),
+            );
+        }
+        violations
+    }
+}
+
+impl Validate for AdjustRequest {
+    fn violations(&self) -> Violations {
+        let mut violations = Violations::default();
+        if self.delta == 0 {
+            violations.add(&["delta"], InventoryError::ZeroDelta.to_string());
+        } else if self.delta > MAX_ON_HAND {
+            violations.add(
+                &["delta"],
+                format!("delta must be at most {MAX_ON_HAND}, not {}", self.delta),
+            );
+        }
+        let reason = self.reason.trim().chars().count();
+        if !(1..=MAX_REASON).contains(&reason) {
+            violations.add(&["reason"], InventoryError::MissingReason.to_string());
+        }
+        violations
+    }
+}
+
+/// The longest reason of an adjustment, in characters (the stock aggregate's rule).
+const MAX_REASON: usize = 500;
 
 /// A SKU's stock levels.
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,14 +112,14 @@ async fn authorize(state: &CommandState, caller: Caller, sku: &Sku) -> Result<()
         (status = 200, description = "new levels", body = StockView),
         (status = 403, description = "another seller's SKU", body = commerce_http::problem::Problem),
         (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem),
-        (status = 422, description = "quantity below 1", body = commerce_http::problem::Problem),
+        (status = 422, description = "quantity below 1, or more than the SKU may hold on hand: `errors[]` points at `/quantity`", body = commerce_http::problem::Problem),
     ))]
 pub async fn restock(
     State(state): State<CommandState>,
     caller: Caller,
     context: RequestContext,
     ApiPath(sku): ApiPath<Sku>,
-    ApiJson(body): ApiJson<RestockRequest>,
+    ValidJson(body): ValidJson<RestockRequest>,
 ) -> Result<Reply, ApiError> {
     authorize(&state, caller, &sku).await?;
     let request = CommandRequest::new(
@@ -105,6 +141,8 @@ pub async fn restock(
         Arc::new(stock_view(sku.clone())),
     )
     .await
+    // What the stock refuses against its levels (too much on hand) is about the quantity.
+    .map_err(|e| e.at_field("/quantity"))
 }
 
 /// Correct the units on hand (the SKU's seller, admins).
@@ -115,14 +153,14 @@ pub async fn restock(
         (status = 403, description = "another seller's SKU", body = commerce_http::problem::Problem),
         (status = 404, description = "unknown SKU", body = commerce_http::problem::Problem),
         (status = 409, description = "would go below reserved", body = commerce_http::problem::Problem),
-        (status = 422, description = "zero delta or no reason", body = commerce_http::problem::Problem),
+        (status = 422, description = "zero delta, no reason, or more than the SKU may hold on hand: every one in `errors[]` (`/delta`, `/reason`)", body = commerce_http::problem::Problem),
     ))]
 pub async fn adjust(
     State(state): State<CommandState>,
     caller: Caller,
     context: RequestContext,
     ApiPath(sku): ApiPath<Sku>,
-    ApiJson(body): ApiJson<AdjustRequest>,
+    ValidJson(body): ValidJson<AdjustRequest>,
 ) -> Result<Reply, ApiError> {
     authorize(&state, caller, &sku).await?;
     let request = CommandRequest::new(
@@ -145,4 +183,6 @@ pub async fn adjust(
         Arc::new(stock_view(sku.clone())),
     )
     .await
+    // What the stock refuses against its levels (too much on hand) is about the delta.
+    .map_err(|e| e.at_field("/delta"))
 }

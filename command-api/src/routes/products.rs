@@ -6,8 +6,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use commerce_domain::product::{Product, ProductChanges, ProductCommand, ProductDraft};
+use commerce_domain::values::{Validate, Violations};
 use commerce_domain::{ProductId, Role};
-use commerce_http::{ApiError, ApiJson, ApiPath, Caller, RequestContext};
+use commerce_http::problem::FieldError;
+use commerce_http::{ApiError, ApiPath, Caller, RequestContext, ValidJson};
 use commerce_store::Claim;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -83,13 +85,13 @@ async fn create_product(
         (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
         (status = 403, description = "not a seller", body = commerce_http::problem::Problem),
         (status = 409, description = "a SKU is taken", body = commerce_http::problem::Problem),
-        (status = 422, description = "invalid field", body = commerce_http::problem::Problem),
+        (status = 422, description = "invalid fields: every one in `errors[]`, each with its JSON pointer (`/name`, `/attributes/colour`, `/variants/0/price/amount`)", body = commerce_http::problem::Problem),
     ))]
 pub async fn create(
     State(state): State<CommandState>,
     caller: Caller,
     context: RequestContext,
-    ApiJson(draft): ApiJson<ProductDraft>,
+    ValidJson(draft): ValidJson<ProductDraft>,
 ) -> Result<Reply, ApiError> {
     caller.require(&[Role::Seller])?;
     let request = CommandRequest::new(context, Some(caller), "POST /v1/products", &draft);
@@ -107,6 +109,12 @@ pub struct ProductPatch {
     pub listed: Option<bool>,
 }
 
+impl Validate for ProductPatch {
+    fn violations(&self) -> Violations {
+        self.changes.violations()
+    }
+}
+
 /// Change a product's fields, or relist it with `{"listed": true}` (its seller).
 #[utoipa::path(patch, path = "/v1/products/{id}", tag = "products", request_body = ProductPatch, security(("bearer" = [])),
     params(("id" = ProductId, Path), ("If-Match" = Option<String>, Header, description = "the ETag of a GET of this resource or of a command on it; a stale version is 412")),
@@ -116,14 +124,14 @@ pub struct ProductPatch {
         (status = 404, description = "no such product", body = commerce_http::problem::Problem),
         (status = 409, description = "the product is delisted: relist it with `listed: true` to change it", body = commerce_http::problem::Problem),
         (status = 412, description = "stale If-Match", body = commerce_http::problem::Problem),
-        (status = 422, description = "invalid field", body = commerce_http::problem::Problem),
+        (status = 422, description = "invalid fields, or nothing to change: every one in `errors[]`, each with its JSON pointer", body = commerce_http::problem::Problem),
     ))]
 pub async fn update(
     State(state): State<CommandState>,
     caller: Caller,
     context: RequestContext,
     ApiPath(id): ApiPath<ProductId>,
-    ApiJson(patch): ApiJson<ProductPatch>,
+    ValidJson(patch): ValidJson<ProductPatch>,
 ) -> Result<Reply, ApiError> {
     caller.require(&[Role::Seller])?;
     let request = CommandRequest::new(
@@ -200,6 +208,10 @@ pub struct ImportLine {
     pub product_id: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When the line is invalid: each field that does not fit or breaks a rule, with its JSON
+    /// pointer into the line, as `errors[]` of the problem `POST /v1/products` would answer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
 }
 
 /// The outcome of an import.
@@ -249,11 +261,15 @@ pub async fn import(
     let mut last_position = None;
     for (line, text) in lines {
         // Parsed as every body is, so a NUL in a line is refused before it can reach Postgres.
-        let outcome = match commerce_http::extract::from_json::<ProductDraft>(text.as_bytes()) {
-            Err(e) => Err(ApiError::unprocessable(format!(
-                "line {line}: {}",
-                e.detail()
-            ))),
+        let outcome = match commerce_http::extract::from_valid_json::<ProductDraft>(text.as_bytes())
+        {
+            // A line that does not parse or breaks a rule is 422 whatever the cause: the import
+            // itself was well-formed.
+            Err(e) => Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("line {line}: {}", e.detail()),
+                e,
+            )),
             Ok(draft) => {
                 // Each line is its own command; a key, when sent, is made per line.
                 let mut line_context = context.clone();
@@ -268,6 +284,7 @@ pub async fn import(
                     Ok(None) => create_product(&state, caller, &request, draft).await,
                     Err(e) => Err(e),
                 }
+                .map_err(|e| (e.status(), e.detail().to_owned(), e))
             }
         };
         results.push(match outcome {
@@ -278,17 +295,16 @@ pub async fn import(
                     status: reply.0.status,
                     product_id: reply.0.body.and_then(|b| b.get("product_id").cloned()),
                     error: None,
+                    errors: Vec::new(),
                 }
             }
-            Err(error) => {
-                let status = error.status().as_u16();
-                ImportLine {
-                    line,
-                    status,
-                    product_id: None,
-                    error: Some(error.detail().to_owned()),
-                }
-            }
+            Err((status, detail, error)) => ImportLine {
+                line,
+                status: status.as_u16(),
+                product_id: None,
+                error: Some(detail),
+                errors: error.errors().to_vec(),
+            },
         });
     }
     let created = results.iter().filter(|r| r.status == 201).count();

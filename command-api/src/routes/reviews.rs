@@ -36,8 +36,11 @@ pub struct ReviewRequest {
         (status = 403, description = "no delivered order of this product", body = commerce_http::problem::Problem),
         (status = 404, description = "no such product", body = commerce_http::problem::Problem),
         (status = 409, description = "already reviewed", body = commerce_http::problem::Problem),
-        (status = 422, description = "rating not 1 to 5, or empty title", body = commerce_http::problem::Problem),
+        (status = 422, description = "rating not 1 to 5, empty or overlong title, overlong body: every one in `errors[]` (`/rating`, `/title`, `/body`)", body = commerce_http::problem::Problem),
     ))]
+///
+/// Whether the caller may review the product is decided first (404, 403, 409); then the review
+/// aggregate checks the rating, title and body together and names every bad one in `errors[]`.
 pub async fn write(
     State(state): State<CommandState>,
     caller: Caller,

@@ -3,6 +3,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use super::{ProductCommand, ProductDraft, ProductError, ProductEvent};
+use crate::values::Violations;
 use crate::{AccountId, Money, Sku};
 
 /// A product, its owner and whether it is on sale.
@@ -55,10 +56,17 @@ impl Product {
                     return Err(ProductError::NoChanges);
                 }
                 let currency = self.details.as_ref().map(|d| d.price.currency);
-                if changes.price.is_some_and(|p| Some(p.currency) != currency) {
-                    return Err(ProductError::Invalid(
-                        "the price keeps the product's currency".into(),
-                    ));
+                if let Some(price) = changes.price.filter(|p| Some(p.currency) != currency) {
+                    let mut violations = Violations::default();
+                    violations.add(
+                        &["price", "currency"],
+                        format!(
+                            "the price keeps the product's currency{}, not {}",
+                            currency.map(|c| format!(" ({c})")).unwrap_or_default(),
+                            price.currency
+                        ),
+                    );
+                    return Err(ProductError::Invalid(violations));
                 }
                 let relist = listed == Some(true) && !self.listed;
                 let delist = listed == Some(false) && self.listed;
@@ -218,13 +226,53 @@ mod tests {
             price: None,
             attributes: Default::default(),
         });
-        ProductTest::with(())
+        let result = ProductTest::with(())
             .given_no_previous_events()
             .when(ProductCommand::Create {
                 seller_id: seller(),
                 draft: d,
             })
-            .then_expect_error(ProductError::DuplicateSku(Sku::parse("TEE").unwrap()));
+            .inspect_result();
+        let Err(ProductError::Invalid(violations)) = result else {
+            panic!("{result:?}")
+        };
+        let found: Vec<_> = violations.iter().map(|v| v.path.join("/")).collect();
+        assert_eq!(found, ["variants/1/sku"]);
+    }
+
+    #[test]
+    fn every_field_that_breaks_a_rule_is_reported_at_once() {
+        let mut d = draft();
+        d.name = " ".into();
+        d.category = "a//b".into();
+        d.price = eur(-5);
+        d.attributes = json!({"bad key": 1, "colour": ["red"]})
+            .as_object()
+            .cloned()
+            .unwrap();
+        d.variants[0].price = Some(Money::new(100, Currency::parse("USD").unwrap()));
+        let result = ProductTest::with(())
+            .given_no_previous_events()
+            .when(ProductCommand::Create {
+                seller_id: seller(),
+                draft: d,
+            })
+            .inspect_result();
+        let Err(ProductError::Invalid(violations)) = result else {
+            panic!("{result:?}")
+        };
+        let mut found: Vec<_> = violations.iter().map(|v| v.path.join("/")).collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                "attributes/bad key",
+                "attributes/colour",
+                "category",
+                "name",
+                "price/amount"
+            ]
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use crate::Sku;
+use crate::values::Violations;
 
 /// Why a product command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,10 +11,9 @@ pub enum ProductError {
     NotOwner,
     #[error("the product is delisted")]
     Delisted,
-    #[error("SKU {0} appears twice in the product")]
-    DuplicateSku(Sku),
     #[error("nothing to change")]
     NoChanges,
+    /// Fields that break a rule, each with where it is (every one of them, not the first).
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Violations),
 }

@@ -3,6 +3,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use crate::privacy::{Personal, Sealed};
+use crate::values::Violations;
 use crate::{AccountId, ProductId};
 
 /// Commands on a review.
@@ -46,10 +47,27 @@ pub enum ReviewError {
     AlreadyReviewed,
     #[error("only a buyer whose order of this product was delivered may review it")]
     NotDelivered,
-    #[error("rating must be 1 to 5")]
-    InvalidRating,
-    #[error("title must be 1 to 200 characters and body at most 5000")]
-    InvalidText,
+    /// The rating, title or body break a rule (every one that does).
+    #[error("{0}")]
+    Invalid(Violations),
+}
+
+/// The rating, title and body of a review, checked: the title and body trimmed, or every
+/// field that breaks a rule.
+pub fn checked(rating: u8, title: &str, body: &str) -> Result<(u8, String, String), Violations> {
+    let mut violations = Violations::default();
+    if !(1..=5).contains(&rating) {
+        violations.add(&["rating"], format!("rating must be 1 to 5, not {rating}"));
+    }
+    let title = title.trim().to_owned();
+    if title.is_empty() || title.chars().count() > 200 {
+        violations.add(&["title"], "title must be 1 to 200 characters");
+    }
+    let body = body.trim().to_owned();
+    if body.chars().count() > 5000 {
+        violations.add(&["body"], "body must be at most 5000 characters");
+    }
+    violations.or((rating, title, body))
 }
 
 /// A written review.
@@ -87,14 +105,7 @@ impl Aggregate for Review {
         if !delivered {
             return Err(ReviewError::NotDelivered);
         }
-        if !(1..=5).contains(&rating) {
-            return Err(ReviewError::InvalidRating);
-        }
-        let title = title.trim().to_owned();
-        let body = body.trim().to_owned();
-        if title.is_empty() || title.chars().count() > 200 || body.chars().count() > 5000 {
-            return Err(ReviewError::InvalidText);
-        }
+        let (rating, title, body) = checked(rating, &title, &body).map_err(ReviewError::Invalid)?;
         sink.write(
             ReviewEvent::ReviewWritten {
                 product_id,
@@ -180,15 +191,42 @@ mod tests {
             .then_expect_error(ReviewError::AlreadyReviewed);
     }
 
+    fn refused_fields(command: ReviewCommand) -> Vec<String> {
+        match ReviewTest::with(())
+            .given_no_previous_events()
+            .when(command)
+            .inspect_result()
+        {
+            Err(ReviewError::Invalid(violations)) => {
+                violations.iter().map(|v| v.path.join("/")).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_rating_is_one_to_five() {
-        ReviewTest::with(())
-            .given_no_previous_events()
-            .when(write(true, 0))
-            .then_expect_error(ReviewError::InvalidRating);
-        ReviewTest::with(())
-            .given_no_previous_events()
-            .when(write(true, 6))
-            .then_expect_error(ReviewError::InvalidRating);
+        assert_eq!(refused_fields(write(true, 0)), ["rating"]);
+        assert_eq!(refused_fields(write(true, 6)), ["rating"]);
+    }
+
+    #[test]
+    fn every_bad_field_is_refused_at_once() {
+        let ReviewCommand::Write {
+            product_id,
+            buyer_id,
+            author_name,
+            ..
+        } = write(true, 5);
+        let command = ReviewCommand::Write {
+            product_id,
+            buyer_id,
+            delivered: true,
+            author_name,
+            rating: 9,
+            title: "  ".into(),
+            body: "x".repeat(5001),
+        };
+        assert_eq!(refused_fields(command), ["rating", "title", "body"]);
     }
 }

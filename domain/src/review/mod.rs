@@ -3,7 +3,7 @@
 
 mod aggregate;
 
-pub use aggregate::{Review, ReviewCommand, ReviewError, ReviewEvent};
+pub use aggregate::{checked, Review, ReviewCommand, ReviewError, ReviewEvent};
 
 /// The stream id of `buyer`'s review of `product`.
 pub fn review_id(product: crate::ProductId, buyer: crate::AccountId) -> String {

@@ -7,6 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use commerce_domain::{ProductId, Sku};
+use commerce_http::problem::{FieldError, FieldErrors};
 use commerce_http::{ApiError, ApiPath, ApiQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -79,18 +80,39 @@ enum Sort {
     Name,
 }
 
-fn parse_search(
-    raw: &HashMap<String, String>,
-) -> Result<(SearchParams, Vec<(String, String)>), ApiError> {
-    let number = |name: &str| -> Result<Option<i64>, ApiError> {
-        raw.get(name)
-            .map(|v| {
-                v.parse::<i64>().map_err(|_| {
-                    ApiError::bad_request(format!("{name} must be an integer (minor units)"))
-                })
-            })
-            .transpose()
+/// A search, its parameters checked.
+struct Search {
+    params: SearchParams,
+    sort: Sort,
+    limit: i64,
+    cursor: Option<SearchCursor>,
+    attributes: Vec<(String, String)>,
+}
+
+/// The longest `q`, in characters.
+const MAX_QUERY_TEXT: usize = 200;
+/// The longest value of an `attr.<name>` filter, in characters (as an attribute's value).
+const MAX_ATTRIBUTE_VALUE: usize = 200;
+
+/// The search `raw` asks for, or 400 naming every parameter that is invalid.
+fn parse_search(raw: &HashMap<String, String>) -> Result<Search, ApiError> {
+    let mut errors = FieldErrors::default();
+    let mut number = |name: &str, what: &str| -> Option<i64> {
+        let value = raw.get(name)?;
+        match value.trim().parse::<i64>() {
+            Ok(number) => Some(number),
+            Err(_) => {
+                errors.push(FieldError::query(
+                    name,
+                    format!("{name} must be an integer ({what}), not `{value}`"),
+                ));
+                None
+            }
+        }
     };
+    let min_price = number("min_price", "minor units");
+    let max_price = number("max_price", "minor units");
+    let limit = number("limit", "items per page");
     let params = SearchParams {
         q: raw
             .get("q")
@@ -100,24 +122,112 @@ fn parse_search(
             .get("category")
             .map(|c| c.trim().to_lowercase())
             .filter(|c| !c.is_empty()),
-        min_price: number("min_price")?,
-        max_price: number("max_price")?,
+        min_price,
+        max_price,
         sort: raw.get("sort").cloned(),
-        limit: number("limit")?,
+        limit,
         cursor: raw.get("cursor").cloned(),
     };
-    if params.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(ApiError::bad_request("q must be at most 200 characters"));
+    if params
+        .q
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_QUERY_TEXT)
+    {
+        errors.push(FieldError::query(
+            "q",
+            format!("q must be at most {MAX_QUERY_TEXT} characters"),
+        ));
     }
-    let mut attributes: Vec<(String, String)> = raw
-        .iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("attr.")
-                .map(|name| (name.to_owned(), v.clone()))
-        })
-        .collect();
+    let sort = match params.sort.as_deref() {
+        None if params.q.is_some() => Some(Sort::Relevance),
+        None | Some("newest") => Some(Sort::Newest),
+        Some("relevance") if params.q.is_some() => Some(Sort::Relevance),
+        Some("price_asc") => Some(Sort::PriceAsc),
+        Some("price_desc") => Some(Sort::PriceDesc),
+        Some("name") => Some(Sort::Name),
+        Some("relevance") => {
+            errors.push(FieldError::query(
+                "sort",
+                "sort `relevance` needs a search text `q`",
+            ));
+            None
+        }
+        Some(other) => {
+            errors.push(FieldError::query(
+                "sort",
+                format!(
+                    "sort must be `relevance`, `newest`, `price_asc`, `price_desc` or `name`, \
+                     not `{other}`"
+                ),
+            ));
+            None
+        }
+    };
+    let page = PageParams {
+        limit: params.limit,
+        cursor: params.cursor.clone(),
+    };
+    let limit = errors.check(page.limit())?;
+    let cursor: Option<Option<SearchCursor>> = errors.check(page.cursor())?;
+    // A cursor is issued for one sort: one of another does not fit.
+    if let (Some(Some(cursor)), Some(sort)) = (&cursor, sort) {
+        if !cursor_fits(cursor, sort) {
+            errors.push(cursor_error());
+        }
+    }
+    let mut attributes = Vec::new();
+    for (key, value) in raw {
+        let Some(name) = key.strip_prefix("attr.") else {
+            continue;
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            errors.push(FieldError::query(
+                key,
+                format!(
+                    "`{key}`: an attribute name is 1 to 64 characters of A-Z, a-z, 0-9, `_` or `-`"
+                ),
+            ));
+        } else if value.chars().count() > MAX_ATTRIBUTE_VALUE {
+            errors.push(FieldError::query(
+                key,
+                format!("{key} must be at most {MAX_ATTRIBUTE_VALUE} characters"),
+            ));
+        } else {
+            attributes.push((name.to_owned(), value.clone()));
+        }
+    }
     attributes.sort();
-    Ok((params, attributes))
+    errors.finish()?;
+    match (sort, limit, cursor) {
+        (Some(sort), Some(limit), Some(cursor)) => Ok(Search {
+            params,
+            sort,
+            limit,
+            cursor,
+            attributes,
+        }),
+        _ => Err(ApiError::bad_request("invalid query")),
+    }
+}
+
+/// Whether `cursor` could have been issued for a search in `sort` order.
+fn cursor_fits(cursor: &SearchCursor, sort: Sort) -> bool {
+    match (cursor, sort) {
+        // Offsets this API issues are sums of page sizes; bounding them keeps the next
+        // cursor's `offset + limit` from overflowing.
+        (SearchCursor::Offset { offset }, Sort::Relevance) => (0..=MAX_OFFSET).contains(offset),
+        (SearchCursor::Offset { .. }, _) | (SearchCursor::Keyset { .. }, Sort::Relevance) => false,
+        (SearchCursor::Keyset { key, .. }, Sort::Newest) => {
+            serde_json::from_value::<CursorTime>(key.clone()).is_ok()
+        }
+        (SearchCursor::Keyset { key, .. }, Sort::PriceAsc | Sort::PriceDesc) => key.is_i64(),
+        (SearchCursor::Keyset { key, .. }, Sort::Name) => key.is_string(),
+    }
 }
 
 /// The `attr.<name>=<value>` filters of a search, as OpenAPI 3.1 describes free-form query
@@ -156,23 +266,14 @@ pub async fn search(
     min: MinPosition,
     ApiQuery(raw): ApiQuery<HashMap<String, String>>,
 ) -> Result<axum::Json<Page<ProductSummary>>, ApiError> {
+    let Search {
+        params,
+        sort,
+        limit,
+        cursor,
+        attributes,
+    } = parse_search(&raw)?;
     min.wait(&state, &[CATALOG]).await?;
-    let (params, attributes) = parse_search(&raw)?;
-    let page = PageParams {
-        limit: params.limit,
-        cursor: params.cursor.clone(),
-    };
-    let limit = page.limit()?;
-    let sort = match params.sort.as_deref() {
-        None if params.q.is_some() => Sort::Relevance,
-        None | Some("newest") => Sort::Newest,
-        Some("relevance") if params.q.is_some() => Sort::Relevance,
-        Some("price_asc") => Sort::PriceAsc,
-        Some("price_desc") => Sort::PriceDesc,
-        Some("name") => Sort::Name,
-        Some(other) => return Err(ApiError::bad_request(format!("unknown sort `{other}`"))),
-    };
-    let cursor: Option<SearchCursor> = page.cursor()?;
 
     let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT product_id, sku, name, price_amount, currency, category, attributes, created_at, ",
@@ -305,7 +406,15 @@ pub async fn search(
 }
 
 fn bad_cursor() -> ApiError {
-    ApiError::bad_request("invalid cursor: pass back a `next_cursor` this API issued for this sort")
+    ApiError::invalid_parameters(vec![cursor_error()])
+}
+
+fn cursor_error() -> FieldError {
+    FieldError::query(
+        "cursor",
+        "cursor is not one this API issued for this sort: pass back a `next_cursor` of the same \
+         search",
+    )
 }
 
 /// What [`ProductRow`] reads: a product and its rating summary.
@@ -469,12 +578,10 @@ pub async fn reviews(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
     min.wait(&state, &[REVIEWS]).await?;
-    let limit = page.limit()?;
-    let (at, seq) = page
-        .cursor::<(CursorTime, i64)>()?
-        .map_or((DateTime::<Utc>::MAX_UTC, i64::MAX), |(at, seq)| {
-            (at.0, seq)
-        });
+    let (limit, cursor) = page.read::<(CursorTime, i64)>()?;
+    let (at, seq) = cursor.map_or((DateTime::<Utc>::MAX_UTC, i64::MAX), |(at, seq)| {
+        (at.0, seq)
+    });
     let rows: Vec<ReviewView> = sqlx::query_as(
         "SELECT author_name, rating, title, body, written_at, written_position FROM rm_reviews \
          WHERE product_id = $1 AND (written_at, written_position) < ($2, $3) \

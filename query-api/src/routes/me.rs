@@ -151,8 +151,7 @@ pub async fn orders(
 ) -> Result<axum::Json<Value>, ApiError> {
     caller.require(&[Role::Buyer])?;
     min.wait(&state, &[ORDERS]).await?;
-    let limit = page.limit()?;
-    let (at, id) = page.newest_first_position()?;
+    let (limit, (at, id)) = page.newest_first()?;
     let rows: Vec<OrderView> = sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM rm_orders WHERE buyer_id = $1 AND (placed_at, order_id) < ($2, $3) \
          ORDER BY placed_at DESC, order_id DESC LIMIT $4"
@@ -194,8 +193,8 @@ pub async fn notifications(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<axum::Json<Value>, ApiError> {
     min.wait(&state, &[NOTIFICATIONS]).await?;
-    let limit = page.limit()?;
-    let before: i64 = page.cursor()?.unwrap_or(i64::MAX);
+    let (limit, cursor) = page.read::<i64>()?;
+    let before = cursor.unwrap_or(i64::MAX);
     let rows: Vec<NotificationView> = sqlx::query_as(
         "SELECT notification_id, kind, order_id, message, ship_to, created_at FROM rm_notifications \
          WHERE account_id = $1 AND notification_id < $2 ORDER BY notification_id DESC LIMIT $3",

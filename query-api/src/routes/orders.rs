@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use commerce_domain::order::OrderLine;
+use commerce_domain::order::{OrderLine, OrderStatus};
 use commerce_domain::{AccountId, Money, OrderId, Role};
 use commerce_http::{ApiError, ApiPath, ApiQuery, Caller};
 use serde::{Deserialize, Serialize};
@@ -221,8 +221,15 @@ pub async fn payment(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SellerOrderParams {
-    pub status: Option<String>,
+    /// Only orders in this status.
+    #[param(inline)]
+    pub status: Option<OrderStatus>,
+    /// Items per page: default 20, at most 100.
+    #[serde(default, deserialize_with = "commerce_http::page::deserialize_limit")]
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[serde(default, deserialize_with = "commerce_http::page::deserialize_cursor")]
     pub cursor: Option<String>,
 }
 
@@ -232,6 +239,7 @@ pub struct SellerOrderParams {
 #[utoipa::path(get, path = "/v1/seller/orders", tag = "orders", security(("bearer" = [])),
     params(SellerOrderParams, ("X-Min-Position" = Option<i64>, Header)),
     responses((status = 200, description = "the seller's part of each order", body = Page<SellerOrderView>),
+              (status = 400, description = "invalid `status`, `limit` or `cursor`: every one named in `errors[]`", body = commerce_http::problem::Problem),
               (status = 403, description = "not a seller", body = commerce_http::problem::Problem)))]
 pub async fn seller_orders(
     State(state): State<QueryState>,
@@ -245,15 +253,14 @@ pub async fn seller_orders(
         limit: params.limit,
         cursor: params.cursor,
     };
-    let limit = page.limit()?;
-    let (at, id) = page.newest_first_position()?;
+    let (limit, (at, id)) = page.newest_first()?;
     let rows: Vec<OrderView> = sqlx::query_as(&format!(
         "SELECT {ORDER_COLUMNS} FROM rm_orders WHERE seller_ids @> ARRAY[$1]::uuid[] \
          AND ($2::text IS NULL OR status = $2) AND (placed_at, order_id) < ($3, $4) \
          ORDER BY placed_at DESC, order_id DESC LIMIT $5"
     ))
     .bind(caller.account_id.0)
-    .bind(params.status)
+    .bind(params.status.map(OrderStatus::as_str))
     .bind(at)
     .bind(id)
     .bind(limit + 1)

@@ -53,8 +53,7 @@ pub async fn products(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<axum::Json<Page<SellerProduct>>, ApiError> {
     caller.require(&[Role::Seller])?;
-    let limit = page.limit()?;
-    let (at, id) = page.newest_first_position()?;
+    let (limit, (at, id)) = page.newest_first()?;
     min.wait(&state, &[CATALOG]).await?;
     let mut rows: Vec<SellerProduct> = sqlx::query_as(
         "SELECT product_id, sku, name, price_amount, currency, category, attributes, variants, \

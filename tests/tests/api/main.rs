@@ -35,3 +35,4 @@ mod saga_batches;
 mod search;
 mod security;
 mod upcasting;
+mod validation;
