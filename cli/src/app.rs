@@ -323,10 +323,13 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(self.listener, service)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .context("serving HTTP")?;
+        axum::serve(
+            commerce_http::listener::without_delay(self.listener),
+            service,
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("serving HTTP")?;
         self.shutdown.cancel();
         for task in self.background {
             match task.await {

@@ -120,6 +120,11 @@ pub fn describe() {
     );
 
     // Sagas and the payment gateway (commerce-sagas).
+    describe_histogram!(
+        "commerce_saga_steps_per_commit",
+        Unit::Count,
+        "Saga steps committed together in one transaction"
+    );
     describe_counter!(
         "commerce_sagas_completed_total",
         "Checkout sagas that ended, by outcome"

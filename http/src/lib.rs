@@ -10,6 +10,7 @@
 //! - `auth`: JWTs (issuing, verifying against the credential version) and the `Caller`
 //!   extractor with role checks.
 //! - `client_ip`: the client's address (socket peer; `X-Forwarded-For` only when trusted).
+//! - `listener`: the TCP listener every server serves on (`TCP_NODELAY` set).
 //! - `rate_limit`: per-caller rate limiting of the API routes (tower_governor).
 //! - `request`: request ids, `Idempotency-Key` and `If-Match`.
 //! - `wording`: serde's mismatch messages said again for people, with a JSON pointer.
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod client_ip;
 pub mod extract;
+pub mod listener;
 pub mod page;
 pub mod problem;
 pub mod problem_types;

@@ -169,10 +169,8 @@ impl SagaDriver {
             }
             Err(CommitError::Conflict) => Ok(false),
             Err(CommitError::Fenced(_)) => Err(anyhow::Error::new(LostLease)),
-            Err(error) => {
-                Err(anyhow::Error::new(CommandError::<Infallible>::from(error))
-                    .context("committing saga steps"))
-            }
+            Err(error) => Err(anyhow::Error::new(CommandError::<Infallible>::from(error))
+                .context("committing saga steps")),
         }
     }
 

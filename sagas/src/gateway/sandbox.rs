@@ -92,10 +92,13 @@ impl Sandbox {
             .local_addr()
             .context("reading the payment sandbox's address")?;
         tracing::info!(%addr, "payment sandbox listening");
-        axum::serve(listener, app(cancel.clone()))
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await
-            .context("serving the payment sandbox")?;
+        axum::serve(
+            commerce_http::listener::without_delay(listener),
+            app(cancel.clone()),
+        )
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+        .context("serving the payment sandbox")?;
         tracing::info!(%addr, "payment sandbox stopped");
         Ok(())
     }
