@@ -267,6 +267,24 @@ impl SagaDriver {
     where
         A: Batched,
     {
+        // Both aggregates are held before either is changed, so the step is staged whole or
+        // not at all: a lock that is busy halfway would commit the command without its record.
+        let saga_id = claim.saga_id.to_string();
+        staged.batch.state(repository, id).await?;
+        staged
+            .batch
+            .state(&self.sagas, &saga_id)
+            .await
+            .map_err(|e| match e {
+                BatchError::Busy => BatchError::Busy,
+                BatchError::Command(e) => BatchError::Command(CommandError::Infrastructure(
+                    anyhow::anyhow!("reading the saga: {e}"),
+                )),
+            })?;
+        if !staged.batch.holds::<A>(id) {
+            // Waiting for the saga let go of the other aggregate (nothing was staged yet).
+            return Err(BatchError::Busy);
+        }
         let metadata = Self::metadata(claim.saga_id, step);
         staged
             .batch
@@ -480,6 +498,7 @@ impl SagaDriver {
                 self.commit(&mut staged, claim).await?;
                 continue;
             }
+            let calls_provider = Self::moves_money(&action);
             match self
                 .perform(&mut staged, claim, &saga, &order, action)
                 .await
@@ -492,7 +511,10 @@ impl SagaDriver {
                 }
                 Err(error) => return Err(error),
             }
-            if staged.batch.commands() >= self.config.steps_per_commit.max(1) {
+            // What the provider did is recorded at once, on its own: bundled with later steps, a
+            // conflict on any of them would lose the record, and the steps decided again could
+            // take another path (void a payment the provider captured).
+            if calls_provider || staged.batch.commands() >= self.config.steps_per_commit.max(1) {
                 self.commit(&mut staged, claim).await?;
             }
         }

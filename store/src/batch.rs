@@ -107,9 +107,14 @@ impl Batch {
         Ok(holding.current())
     }
 
+    /// Whether the batch holds aggregate `id` (and can stage its commands without waiting).
+    pub fn holds<A: Batched>(&self, id: &str) -> bool {
+        self.held.iter().any(|h| h.is(A::TYPE, id))
+    }
+
     /// Decides `command` on aggregate `id` as the batch left it and stages its events. A refusal
-    /// is decided on the store's latest state (unless the batch already changed the aggregate)
-    /// and stages nothing.
+    /// or a no-op is decided on the store's latest state (unless the batch already changed the
+    /// aggregate); a refusal stages nothing.
     pub async fn execute<A>(
         &mut self,
         repository: &Repository<A>,
@@ -124,7 +129,12 @@ impl Batch {
         let index = self.index_of(repository, id).await?;
         let holding = holding_at::<A>(&mut self.held, index)?;
         let mut decided = decide(&holding.state, command.clone()).await;
-        if decided.is_err() && holding.refresh().await? {
+        // An append's sequence check catches a decision on old news; a refusal or a no-op
+        // (nothing to restore, say) has none, so it is decided on the store's latest state.
+        let appends_nothing = decided
+            .as_ref()
+            .map_or(true, |(_, events)| events.is_empty());
+        if appends_nothing && holding.refresh().await? {
             decided = decide(&holding.state, command).await;
         }
         let (next, events) = decided.map_err(CommandError::Rejected)?;
