@@ -88,49 +88,6 @@ pub struct Application {
     gateway_url: String,
     /// The in-process sandbox gateway, when no real one is configured.
     _sandbox: Option<SandboxHandle>,
-    /// Kept until the read side's tasks have ended.
-    _read_side: ReadSide,
-}
-
-/// Where the read side (relay, projections, rebuilds) runs. In a process that also serves
-/// requests it has a runtime of its own, one thread with its own task queue: a burst of events
-/// to project never queues ahead of a request or a saga step (issue 12). Alone in a process it
-/// shares the process's runtime.
-struct ReadSide(Option<tokio::runtime::Runtime>);
-
-impl ReadSide {
-    fn for_role(role: Role) -> anyhow::Result<Self> {
-        if !(role.background() && (role.commands() || role.queries())) {
-            return Ok(Self(None));
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("read-side")
-            .enable_all()
-            .build()
-            .context("starting the read side's runtime")?;
-        Ok(Self(Some(runtime)))
-    }
-
-    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
-    where
-        F: std::future::Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        match &self.0 {
-            Some(runtime) => runtime.spawn(task),
-            None => tokio::spawn(task),
-        }
-    }
-}
-
-impl Drop for ReadSide {
-    /// Its tasks were awaited by then; a runtime may not block on shutdown in async code.
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -243,7 +200,6 @@ impl Application {
                 )));
             }
         }
-        let read_side = ReadSide::for_role(role)?;
         if role.background() {
             let relay = Relay::new(pool.clone(), jetstream.clone(), namespace.clone()).with_config(
                 RelayConfig {
@@ -253,8 +209,8 @@ impl Application {
                 },
             );
             health.relay = Some(relay.status());
-            background.push(read_side.spawn(relay.run(shutdown.clone())));
-            background.push(read_side.spawn(run_rebuilds(
+            background.push(tokio::spawn(relay.run(shutdown.clone())));
+            background.push(tokio::spawn(run_rebuilds(
                 pool.clone(),
                 read_models::all(),
                 RebuildConfig {
@@ -265,12 +221,12 @@ impl Application {
             )));
             let projections = projections();
             let names = projections.iter().map(|p| p.name()).collect();
-            background.push(read_side.spawn(crate::metrics::refresh_gauges(
+            background.push(tokio::spawn(crate::metrics::refresh_gauges(
                 pool.clone(),
                 names,
                 shutdown.clone(),
             )));
-            background.push(read_side.spawn(run_projections(
+            background.push(tokio::spawn(run_projections(
                 pool.clone(),
                 jetstream,
                 namespace,
@@ -328,7 +284,6 @@ impl Application {
             background,
             gateway_url,
             _sandbox: sandbox,
-            _read_side: read_side,
         })
     }
 
