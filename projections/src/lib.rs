@@ -41,7 +41,7 @@ pub mod stream;
 
 pub use envelope::StoredEvent;
 pub use namespace::Namespace;
-pub use positions::{applied_version, wait_for_position};
+pub use positions::{applied_version, wait_for_position, Horizons};
 pub use relay::{Relay, RelayConfig, RelayStatus};
 pub use replay::apply_from_store;
 pub use runtime::{

@@ -38,13 +38,10 @@ impl MinPosition {
         let Some(position) = self.0 else {
             return Ok(());
         };
-        let applied = commerce_projections::wait_for_position(
-            &state.pool,
-            projections,
-            position,
-            state.max_wait,
-        )
-        .await?;
+        let applied = state
+            .horizons
+            .wait_for(projections, position, state.max_wait)
+            .await?;
         if applied {
             Ok(())
         } else {

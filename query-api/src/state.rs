@@ -19,12 +19,15 @@ pub struct Inner {
     pub jwt: JwtKeys,
     /// The longest a request with `X-Min-Position` waits for the read models.
     pub max_wait: Duration,
+    /// The projections' horizons, watched for every request that waits on them.
+    pub horizons: commerce_projections::Horizons,
 }
 
 impl QueryState {
     pub fn new(pool: PgPool, jwt: JwtKeys, max_wait: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
+                horizons: commerce_projections::Horizons::new(pool.clone()),
                 pool,
                 jwt,
                 max_wait,

@@ -7,6 +7,10 @@
 //! - **pure**: each buyer already has one cart line; only the checkout and the watching;
 //! - **mix**: Online Boutique's load mix around each checkout: browse the catalog 10 times,
 //!   view the cart 3 times, add to cart twice, check out once.
+//!
+//! Each rate also reports, per confirmed order, the events appended, the transactions that
+//! appended them and every Postgres commit of the engine's database (read side included), and
+//! the peak RSS of this process (the engine runs in it) against a 512 MiB limit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::{caught_up, Bench};
+use super::{caught_up, memory, Bench};
 use crate::client::{checkout_body, Api};
 use crate::load::{for_each, open_loop_with, Counter};
 use crate::report::{ratio, Row};
@@ -30,6 +34,8 @@ const POLLS_MS: [u64; 4] = [50, 100, 200, 250];
 const ORDER_TIMEOUT: Duration = Duration::from_secs(15);
 /// The p99 checkout → confirmed a rate must stay under to count as sustained.
 const P99_LIMIT_MS: f64 = 1000.0;
+/// The engine's peak RSS under the checkout load must stay under this.
+const RSS_LIMIT_MIB: f64 = 512.0;
 
 #[derive(Clone, Default)]
 struct Recorders {
@@ -63,6 +69,14 @@ struct Step {
     timed_out: u64,
     /// Events appended during the step per confirmed order (the saga's cost in the store).
     events_per_order: Option<f64>,
+    /// Transactions that appended events during the step, per confirmed order (checkout and
+    /// saga commits).
+    event_transactions_per_order: Option<f64>,
+    /// Every Postgres commit in the engine's database during the step (reads, projections and
+    /// the relay included), per confirmed order.
+    commits_per_order: Option<f64>,
+    /// This process's peak RSS during the step (the engine, and the load generator with it).
+    peak_rss_mib: f64,
     sustained: bool,
 }
 
@@ -245,6 +259,8 @@ async fn step(bench: &Bench<'_>, mode: &'static str, rate: f64) -> anyhow::Resul
     }
     eprintln!("  {mode} @ {rate}/s for {duration:?}");
     let before = last_position(bench).await?;
+    let commits_before = commits(bench).await?;
+    memory::reset_peak_rss();
     let recorders = Recorders::default();
     let schedule = open_loop_with(rate, duration, 20_000, &Counter::default(), |n, _due| {
         let (api, buyers, skus, recorders) =
@@ -262,8 +278,14 @@ async fn step(bench: &Bench<'_>, mode: &'static str, rate: f64) -> anyhow::Resul
     })
     .await;
     let saga = recorders.saga.summary(schedule.sending);
+    let (_, peak_rss_mib) = memory::rss_mib();
     let appended = last_position(bench).await? - before;
-    let events_per_order = (saga.ok > 0).then(|| appended as f64 / saga.ok as f64);
+    let per_order = |n: i64| (saga.ok > 0).then(|| n as f64 / saga.ok as f64);
+    let events_per_order = per_order(appended);
+    let event_transactions_per_order = per_order(event_transactions_after(bench, before).await?);
+    // The statistics are flushed by each backend about once a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let commits_per_order = per_order(commits(bench).await? - commits_before);
     let cancelled = recorders.cancelled.load(Ordering::Relaxed);
     let timed_out = recorders.timed_out.load(Ordering::Relaxed);
     let sustained = saga.p99_ms.is_some_and(|p99| p99 < P99_LIMIT_MS)
@@ -283,8 +305,30 @@ async fn step(bench: &Bench<'_>, mode: &'static str, rate: f64) -> anyhow::Resul
         cancelled,
         timed_out,
         events_per_order,
+        event_transactions_per_order,
+        commits_per_order,
+        peak_rss_mib,
         sustained,
     })
+}
+
+/// The transactions that appended events after `position`.
+async fn event_transactions_after(bench: &Bench<'_>, position: i64) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(DISTINCT tx_id) FROM events WHERE position > $1")
+            .bind(position)
+            .fetch_one(&bench.engine.pool)
+            .await?,
+    )
+}
+
+/// Commits in the engine's database so far (`pg_stat_database`).
+async fn commits(bench: &Bench<'_>) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&bench.engine.pool)
+    .await?)
 }
 
 async fn last_position(bench: &Bench<'_>) -> anyhow::Result<i64> {
@@ -326,6 +370,18 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
             if let Some(events) = step.events_per_order {
                 note.push_str(&format!(", {events:.1} events/order"));
             }
+            if let (Some(appending), Some(commits)) =
+                (step.event_transactions_per_order, step.commits_per_order)
+            {
+                note.push_str(&format!(
+                    ", {appending:.1} appending tx/order ({commits:.0} pg commits/order in all)"
+                ));
+            }
+            note.push_str(&format!(
+                ", peak RSS {:.0} MiB ({:.2}× {RSS_LIMIT_MIB} MiB)",
+                step.peak_rss_mib,
+                step.peak_rss_mib / RSS_LIMIT_MIB
+            ));
             if let Some(requests) = &step.other_requests {
                 note.push_str(&format!(
                     ", other reqs p99 {:.0} ms",

@@ -7,6 +7,7 @@ pub mod history;
 pub mod hot_sku;
 pub mod lag;
 pub mod limits;
+pub mod memory;
 pub mod rebuild;
 
 use std::time::Duration;

@@ -27,7 +27,7 @@ use sqlx::{ConnectOptions, Executor, PgPool};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Bench;
+use super::{memory, Bench};
 use crate::client::checkout_body;
 use crate::report::Row;
 
@@ -183,24 +183,6 @@ async fn fill(
     Ok(())
 }
 
-/// This process's resident set: `(now, peak)` in MiB, from `/proc/self/status`.
-fn rss_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(f64::NAN, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// Resets the peak RSS to the current one (Linux: `5` into `clear_refs`).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
     let events = bench.sizes.rebuild_events;
     let (orders, metadata) = order_lifecycle(bench).await?;
@@ -237,8 +219,8 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
     for (projection, table) in [("orders", "rm_orders"), ("catalog", "rm_products")] {
         let budget = bench.sizes.rebuild_budget;
         eprintln!("  rebuilding {projection} (at most {budget:?})");
-        reset_peak_rss();
-        let (rss_before, _) = rss_mib();
+        memory::reset_peak_rss();
+        let (rss_before, _) = memory::rss_mib();
         let started = Instant::now();
         let request = rebuild::start(&pool, &read_models::all(), projection)
             .await
@@ -258,7 +240,7 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let seconds = started.elapsed().as_secs_f64();
-        let (_, rss_peak) = rss_mib();
+        let (_, rss_peak) = memory::rss_mib();
         let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&pool)
             .await?;
