@@ -189,7 +189,6 @@ where
         expected_version: request.context.if_match,
         claims,
         idempotency: request.idempotency_key(&respond),
-        guard: None,
     };
     match repository
         .execute_with(id, command, options, companion)

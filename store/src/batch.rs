@@ -88,8 +88,7 @@ impl Batch {
     where
         A: Batched,
     {
-        let holding = self.hold(repository, id).await?;
-        Ok(holding.current())
+        self.hold(repository, id, false).await
     }
 
     /// [`Self::state`], checked against the store first when no change to it is staged: for
@@ -102,9 +101,7 @@ impl Batch {
     where
         A: Batched,
     {
-        let holding = self.hold(repository, id).await?;
-        holding.refresh().await?;
-        Ok(holding.current())
+        self.hold(repository, id, true).await
     }
 
     /// Whether the batch holds aggregate `id` (and can stage its commands without waiting).
@@ -175,16 +172,22 @@ impl Batch {
         }
     }
 
+    /// Aggregate `id` as the batch left it, read again first when `fresh` and it is stale.
     async fn hold<A>(
         &mut self,
         repository: &Repository<A>,
         id: &str,
-    ) -> Result<&mut Holding<A>, BatchError<A::Error>>
+        fresh: bool,
+    ) -> Result<Loaded<A>, BatchError<A::Error>>
     where
         A: Batched,
     {
         let index = self.index_of(repository, id).await?;
-        Ok(holding_at::<A>(&mut self.held, index)?)
+        let holding = holding_at::<A>(&mut self.held, index)?;
+        if fresh {
+            holding.refresh().await?;
+        }
+        Ok(holding.current())
     }
 
     /// Where the batch keeps aggregate `id`, locking and loading it first if needed.

@@ -2,14 +2,14 @@
 //!
 //! Commands for one aggregate queue behind a per-id lock in this process, and the state they
 //! leave stays in a bounded in-memory cache, so an aggregate is not reloaded per command. Plain
-//! commands (no claims, idempotency key, expected version, guard or companion) that queue up
+//! commands (no claims, idempotency key, expected version or companion) that queue up
 //! behind an append are decided together, in arrival order, and appended in one statement when
 //! the lock comes free: a hot aggregate costs one round trip per group, not per command. Every
 //! other command is a group of one, through the same loop ([`Repository::commit_group`]):
 //! lock → load → decide → stage → commit, and on a conflict evict and decide again on fresh
 //! state, a bounded number of times. A command may carry a [`Companion`] (a change to a second
-//! aggregate decided on its outcome, committed in the same transaction) and a [`Guard`] (a
-//! fencing check run inside that transaction).
+//! aggregate decided on its outcome, committed in the same transaction). Changes to several
+//! aggregates with a fencing check (a saga's steps) go through [`crate::Batch`].
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -23,7 +23,7 @@ use lru::LruCache;
 use sqlx::PgPool;
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
-use crate::unit_of_work::{Append, Guard, Snapshot};
+use crate::unit_of_work::{Append, Snapshot};
 use crate::{
     Claim, CommandError, CommitError, IdempotencyRecord, Metadata, StoredResponse, UnitOfWork,
 };
@@ -79,8 +79,6 @@ pub struct CommandOptions<A> {
     /// Unique values the command takes, written with its events.
     pub claims: Vec<Claim>,
     pub idempotency: Option<IdempotencyKey<A>>,
-    /// Checked inside the commit's transaction (a saga worker's lease).
-    pub guard: Option<Guard>,
 }
 
 impl<A> CommandOptions<A> {
@@ -90,15 +88,11 @@ impl<A> CommandOptions<A> {
             expected_version: None,
             claims: Vec::new(),
             idempotency: None,
-            guard: None,
         }
     }
 
     fn is_plain(&self) -> bool {
-        self.claims.is_empty()
-            && self.idempotency.is_none()
-            && self.expected_version.is_none()
-            && self.guard.is_none()
+        self.claims.is_empty() && self.idempotency.is_none() && self.expected_version.is_none()
     }
 }
 
@@ -439,7 +433,6 @@ where
                 }
                 version += events.len() as i64;
                 unit.claims.extend(options.claims.iter().cloned());
-                unit.guards.extend(options.guard.iter().cloned());
                 if let Some(key) = &options.idempotency {
                     let mut response = (key.respond)(&next);
                     response.etag.get_or_insert(version);
