@@ -23,6 +23,7 @@ use commerce_query_api::QueryState;
 use commerce_sagas::gateway::{GatewayClientConfig, HttpGateway, Sandbox, SandboxHandle};
 use commerce_sagas::{run_worker, SagaConfig, SagaDriver, SagaTriggers, WorkerConfig};
 use commerce_store::credentials::Versions;
+use commerce_webhooks::{WebhookFanOut, WebhookState};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -146,6 +147,11 @@ impl Application {
                 shutdown: shutdown.clone(),
             });
             router = router.merge(commerce_admin_api::router(admin));
+            router = router.merge(commerce_webhooks::router(WebhookState {
+                pool: pool.clone(),
+                jwt: jwt.clone(),
+                allow_private: config.webhook_allow_private,
+            }));
         }
         if role.queries() {
             let queries = QueryState::new(pool.clone(), jwt.clone(), config.min_position_wait);
@@ -217,6 +223,11 @@ impl Application {
                     batch_size: config.rebuild_batch,
                     ..RebuildConfig::default()
                 },
+                shutdown.clone(),
+            )));
+            background.push(tokio::spawn(commerce_webhooks::run_deliveries(
+                pool.clone(),
+                config.webhook_delivery(),
                 shutdown.clone(),
             )));
             let projections = projections();
@@ -383,11 +394,15 @@ fn base_url(mut address: std::net::SocketAddr) -> String {
     format!("http://{address}")
 }
 
-/// Every projection the engine runs: the read models and the saga trigger.
+/// Every projection the engine runs: the read models, the saga trigger and the webhooks'
+/// fan-out.
 fn projections() -> Vec<SharedProjection> {
     read_models::all()
         .into_iter()
-        .chain([SharedProjection::new(SagaTriggers)])
+        .chain([
+            SharedProjection::new(SagaTriggers),
+            SharedProjection::new(WebhookFanOut),
+        ])
         .collect()
 }
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use commerce_http::rate_limit::RateLimit;
 use commerce_store::throttle::ThrottleConfig;
+use commerce_webhooks::backoff::Backoff;
+use commerce_webhooks::DeliveryConfig;
 
 /// Where the engine runs. Only these exact names are accepted: a guard that matched only
 /// `production` once let `Production` run with a development setup.
@@ -119,6 +121,19 @@ pub struct Config {
     /// outage is logged, once, at ERROR.
     #[arg(long, env = "COMMERCE_OUTAGE_ERROR_AFTER", default_value = "60s", value_parser = parse_duration)]
     pub outage_error_after: Duration,
+    /// Accept webhook URLs that resolve to loopback or private addresses (tests, local
+    /// development); refused (422, and at every delivery) otherwise.
+    #[arg(long, env = "COMMERCE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+    /// The wait before a failed webhook delivery's first retry (each later wait doubles).
+    #[arg(long, env = "COMMERCE_WEBHOOK_FIRST_RETRY", default_value = "5s", value_parser = parse_duration)]
+    pub webhook_first_retry: Duration,
+    /// How long a webhook delivery is retried before it is marked failed.
+    #[arg(long, env = "COMMERCE_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = parse_duration)]
+    pub webhook_retry_for: Duration,
+    /// The longest one webhook delivery attempt may take.
+    #[arg(long, env = "COMMERCE_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
 }
 
 /// Secrets are never printed: a `{:?}` of the configuration shows whether they are set, not them.
@@ -142,6 +157,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("stream_max_age", &self.stream_max_age)
             .field("outage_error_after", &self.outage_error_after)
+            .field("webhook_allow_private", &self.webhook_allow_private)
             .finish_non_exhaustive()
     }
 }
@@ -175,6 +191,25 @@ impl Config {
             trust_forwarded_for: false,
             stream_max_age: commerce_projections::stream::DEFAULT_MAX_AGE,
             outage_error_after: commerce_projections::outage::ERROR_AFTER,
+            webhook_allow_private: false,
+            webhook_first_retry: Duration::from_secs(5),
+            webhook_retry_for: Duration::from_secs(24 * 3600),
+            webhook_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// How webhook deliveries are made and retried.
+    pub fn webhook_delivery(&self) -> DeliveryConfig {
+        let defaults = DeliveryConfig::default();
+        DeliveryConfig {
+            allow_private: self.webhook_allow_private,
+            backoff: Backoff {
+                first: self.webhook_first_retry,
+                retry_for: self.webhook_retry_for,
+                ..defaults.backoff
+            },
+            attempt_timeout: self.webhook_timeout,
+            ..defaults
         }
     }
 

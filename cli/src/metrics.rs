@@ -119,6 +119,16 @@ pub fn describe() {
         "Events per second a projection's running rebuild applies"
     );
 
+    // Webhooks (commerce-webhooks).
+    describe_counter!(
+        "commerce_webhook_attempts_total",
+        "Webhook delivery attempts, by outcome: delivered, retrying (a failure, retried later) or gave_up (the retry window passed)"
+    );
+    describe_histogram!(
+        "commerce_webhook_attempt_duration_seconds",
+        Unit::Seconds,
+        "How long a webhook delivery attempt took, to the last byte of the answer read"
+    );
     // Sagas and the payment gateway (commerce-sagas).
     describe_histogram!(
         "commerce_saga_steps_per_commit",

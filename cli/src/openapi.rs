@@ -72,9 +72,18 @@ pub fn document() -> Value {
             to_value(commerce_admin_api::ApiDoc::openapi()),
             Layer::Admin,
         ),
+        (
+            to_value(commerce_webhooks::ApiDoc::openapi()),
+            Layer::Integrations,
+        ),
         (operations(), Layer::Operations),
     ] {
         merge(&mut doc, conventions(part, layer));
+    }
+    let (webhooks, schemas) = commerce_webhooks::document::openapi();
+    doc["webhooks"] = webhooks;
+    for (name, schema) in schemas {
+        doc["components"]["schemas"][name] = schema;
     }
     unique_operation_ids(&mut doc);
     doc["components"]["securitySchemes"] = json!({
@@ -96,6 +105,8 @@ enum Layer {
     Commands,
     Queries,
     Admin,
+    /// The webhook routes: commands outside the pipeline (no event of an aggregate).
+    Integrations,
     Operations,
 }
 

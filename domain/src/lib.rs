@@ -48,6 +48,11 @@ macro_rules! domain_event {
                 }
             }
         }
+
+        impl $ty {
+            /// Every type of event of this enum, as `event_type` names them.
+            pub const EVENT_TYPES: &'static [&'static str] = &[$(stringify!($variant)),+];
+        }
     };
 }
 pub(crate) use domain_event;

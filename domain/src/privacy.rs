@@ -85,6 +85,21 @@ pub enum Personal {
     Clear(Value),
 }
 
+/// As the public sees a personal value (a webhook's body, the event catalogue): opened, or
+/// `"forgotten"` once its person is.
+impl utoipa::PartialSchema for Personal {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .description(Some(
+                "personal data: the value (a name, an e-mail address, a shipping address), \
+                 or the string `forgotten` once its person asked to be forgotten",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Personal {}
+
 impl From<Sealed> for Personal {
     fn from(sealed: Sealed) -> Self {
         Self::Sealed(sealed)

@@ -21,7 +21,7 @@ pub enum AccountCommand {
 }
 
 /// What happened to an account.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum AccountEvent {
     /// The account was opened. Version 2 dropped the password hash (it lives in the
     /// credentials table); version 3 seals the e-mail and the name.

@@ -4,7 +4,7 @@ use crate::order::OrderLine;
 use crate::{AccountId, Money, OrderId, ProductId, Sku};
 
 /// What happened to a buyer's cart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum CartEvent {
     /// A line now holds `quantity` units priced at `unit_price`.
     ItemQuantitySet {

@@ -6,7 +6,7 @@ use crate::order::OrderLine;
 use crate::{AccountId, Money, OrderId, PaymentId, Sku};
 
 /// What the checkout saga decided or saw done.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum SagaEvent {
     /// The saga took charge of a placed order.
     SagaStarted {

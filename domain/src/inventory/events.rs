@@ -4,7 +4,7 @@ use super::StockLevels;
 use crate::OrderId;
 
 /// What happened to one SKU's stock. Each event carries the levels it left behind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum InventoryEvent {
     /// Units arrived.
     Restocked { quantity: i64, levels: StockLevels },

@@ -8,7 +8,7 @@ use crate::{AccountId, Money, PaymentId, ShippingMethodId};
 // `OrderPlaced` is far larger than the others; an event lives briefly between its decision and
 // its serialisation, so boxing it would cost every match more than it saves.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum OrderEvent {
     /// The buyer checked out; the order waits for stock and payment. Version 2 (see
     /// [`crate::upcast`]) added the price breakdown: `total = subtotal − discount + shipping + tax`,

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Money, OrderId};
 
 /// What happened to a payment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum PaymentEvent {
     /// An authorisation was asked for.
     PaymentRequested { order_id: OrderId, amount: Money },

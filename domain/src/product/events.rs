@@ -4,7 +4,7 @@ use super::{ProductChanges, ProductDraft};
 use crate::AccountId;
 
 /// What happened to a product.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ProductEvent {
     /// A seller put a product on sale.
     ProductCreated {

@@ -24,7 +24,7 @@ pub enum ReviewCommand {
 }
 
 /// What happened to a review.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ReviewEvent {
     /// The buyer reviewed the product.
     ReviewWritten {

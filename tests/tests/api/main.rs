@@ -8,6 +8,8 @@ mod binary;
 #[path = "../support/cleanup.rs"]
 mod cleanup;
 mod helpers;
+#[path = "../support/receiver.rs"]
+mod receiver;
 
 mod accounts;
 mod admin;
@@ -36,3 +38,4 @@ mod search;
 mod security;
 mod upcasting;
 mod validation;
+mod webhooks;
