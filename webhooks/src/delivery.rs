@@ -85,9 +85,11 @@ impl Default for DeliveryConfig {
 }
 
 impl DeliveryConfig {
-    /// A claim outlives the slowest attempt, with room to record it.
+    /// A claim outlives the slowest attempt, with room to record it; a crashed worker's
+    /// deliveries come back this long after they were claimed. Should recording take longer,
+    /// the delivery is sent again (the same `webhook-id`) and only one outcome is recorded.
     fn lease(&self) -> Duration {
-        self.attempt_timeout + Duration::from_secs(30)
+        self.attempt_timeout + Duration::from_secs(5)
     }
 }
 

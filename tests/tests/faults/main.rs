@@ -15,10 +15,15 @@
 mod binary;
 #[path = "../support/cleanup.rs"]
 mod cleanup;
+// Shared with the API tests, which use all of it.
 mod client;
 mod cluster;
 mod invariants;
 mod rebuild;
+#[allow(dead_code)]
+#[path = "../support/receiver.rs"]
+mod receiver;
+mod webhooks;
 mod workload;
 
 use std::collections::BTreeMap;

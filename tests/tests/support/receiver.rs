@@ -41,6 +41,12 @@ struct Script {
     failures_left: AtomicUsize,
     /// Answer 500 to everything.
     always_fail: std::sync::atomic::AtomicBool,
+    /// Hold each answer this long (milliseconds).
+    delay_ms: std::sync::atomic::AtomicU64,
+    /// Requests being answered now.
+    in_flight: AtomicUsize,
+    /// Requests whose sender went away before the answer.
+    abandoned: AtomicUsize,
     received: Mutex<Vec<Received>>,
 }
 
@@ -86,7 +92,24 @@ impl Receiver {
         self.script.always_fail.store(true, Ordering::SeqCst);
     }
 
-    /// Every request so far.
+    /// Holds every answer `delay` long: a sender can be stopped while a request is open.
+    pub fn answer_after(&self, delay: Duration) {
+        let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.script.delay_ms.store(millis, Ordering::SeqCst);
+    }
+
+    /// Requests whose sender went away before they were answered (never delivered).
+    pub fn abandoned(&self) -> usize {
+        self.script.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// Requests received and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.script.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Every request answered so far (a request whose sender went away before the answer is
+    /// not: it was never delivered).
     pub fn received(&self) -> Vec<Received> {
         self.script.received.lock().unwrap().clone()
     }
@@ -109,6 +132,29 @@ impl Receiver {
 }
 
 async fn receive(State(script): State<Arc<Script>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let delay = script.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        script.in_flight.fetch_add(1, Ordering::SeqCst);
+        // Dropped with the request when its sender goes away: then it is not in flight.
+        struct Leaving<'a> {
+            script: &'a Script,
+            answered: bool,
+        }
+        impl Drop for Leaving<'_> {
+            fn drop(&mut self) {
+                self.script.in_flight.fetch_sub(1, Ordering::SeqCst);
+                if !self.answered {
+                    self.script.abandoned.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let mut leaving = Leaving {
+            script: &script,
+            answered: false,
+        };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        leaving.answered = true;
+    }
     let header = |name: &str| {
         headers
             .get(name)
