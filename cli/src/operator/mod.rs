@@ -5,7 +5,7 @@
 //! - `output`: tables for people, the API's JSON as is for scripts.
 //! - `progress`: `--wait` with a progress bar.
 //! - one file per command group: `projections` (with `rebuilds`), `streams`, `events`,
-//!   `dead_letters`, `sagas`, `admin`.
+//!   `dead_letters`, `sagas`, `webhooks`, `admin`.
 
 mod admin;
 mod client;
@@ -16,6 +16,7 @@ mod progress;
 mod projections;
 mod sagas;
 mod streams;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -68,6 +69,13 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: sagas::SagasCommand,
     },
+    /// Outbound webhooks: list them, read a delivery log, redeliver, replay from a position.
+    Webhooks {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+    },
     /// Admin accounts, created on the database directly (DATABASE_URL).
     Admin {
         #[command(subcommand)]
@@ -117,6 +125,13 @@ async fn dispatch(command: OperatorCommand) -> client::Outcome {
         } => {
             let mut client = Client::connect(&connection).await?;
             events::run(&mut client, connection.json, command).await
+        }
+        OperatorCommand::Webhooks {
+            connection,
+            command,
+        } => {
+            let mut client = Client::connect(&connection).await?;
+            webhooks::run(&mut client, connection.json, command).await
         }
         OperatorCommand::DeadLetters {
             connection,

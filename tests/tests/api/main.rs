@@ -8,6 +8,8 @@ mod binary;
 #[path = "../support/cleanup.rs"]
 mod cleanup;
 mod helpers;
+// Shared by the API and fault tests; each uses part of it.
+#[allow(dead_code)]
 #[path = "../support/receiver.rs"]
 mod receiver;
 

@@ -13,7 +13,7 @@ use crate::helpers::{assert_problem, spawn_app_with, TestApp};
 use crate::receiver::{verify, Received, Receiver};
 
 /// An engine that may deliver to loopback receivers and retries fast.
-async fn app() -> TestApp {
+pub async fn app() -> TestApp {
     spawn_app_with(|config| {
         config.webhook_allow_private = true;
         config.webhook_first_retry = Duration::from_millis(200);
@@ -23,7 +23,7 @@ async fn app() -> TestApp {
 
 impl TestApp {
     /// Subscribes `url` to `event_types`: `(webhook_id, secret)`.
-    async fn subscribe(&self, token: &str, url: &str, event_types: &[&str]) -> (Uuid, String) {
+    pub async fn subscribe(&self, token: &str, url: &str, event_types: &[&str]) -> (Uuid, String) {
         let response = self
             .post(
                 "/v1/webhooks",

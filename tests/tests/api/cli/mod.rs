@@ -7,12 +7,14 @@
 //! - `reads`: projections, rebuilds and streams.
 //! - `events`: `events tail` and `events republish`.
 //! - `repairs`: dead letters and sagas.
+//! - `webhooks`: the delivery log, redelivery and replay.
 
 mod admin;
 mod connection;
 mod events;
 mod reads;
 mod repairs;
+mod webhooks;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
