@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use commerce_http::rate_limit::RateLimit;
 use commerce_store::throttle::ThrottleConfig;
 use commerce_webhooks::backoff::Backoff;
+use commerce_webhooks::delivery::Breaker;
 use commerce_webhooks::DeliveryConfig;
 
 /// Where the engine runs. Only these exact names are accepted: a guard that matched only
@@ -131,6 +132,10 @@ pub struct Config {
     /// How long a webhook delivery is retried before it is marked failed.
     #[arg(long, env = "COMMERCE_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = parse_duration)]
     pub webhook_retry_for: Duration,
+    /// How long a webhook's circuit stays open (nothing sent) after 5 consecutive failures,
+    /// before a probe.
+    #[arg(long, env = "COMMERCE_WEBHOOK_CIRCUIT_OPEN_FOR", default_value = "30s", value_parser = parse_duration)]
+    pub webhook_circuit_open_for: Duration,
     /// The longest one webhook delivery attempt may take.
     #[arg(long, env = "COMMERCE_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub webhook_timeout: Duration,
@@ -194,6 +199,7 @@ impl Config {
             webhook_allow_private: false,
             webhook_first_retry: Duration::from_secs(5),
             webhook_retry_for: Duration::from_secs(24 * 3600),
+            webhook_circuit_open_for: Duration::from_secs(30),
             webhook_timeout: Duration::from_secs(10),
         }
     }
@@ -207,6 +213,10 @@ impl Config {
                 first: self.webhook_first_retry,
                 retry_for: self.webhook_retry_for,
                 ..defaults.backoff
+            },
+            breaker: Breaker {
+                open_for: self.webhook_circuit_open_for,
+                ..defaults.breaker
             },
             attempt_timeout: self.webhook_timeout,
             ..defaults

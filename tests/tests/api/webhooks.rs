@@ -512,8 +512,13 @@ async fn urls_must_be_public_http_and_bad_subscriptions_change_nothing() {
 }
 
 #[tokio::test]
-async fn a_dead_receiver_opens_its_circuit_and_costs_the_healthy_one_nothing() {
-    let app = app().await;
+async fn a_dead_receiver_opens_its_circuit_costs_the_healthy_one_nothing_and_one_probe_closes_it() {
+    let app = spawn_app_with(|config| {
+        config.webhook_allow_private = true;
+        config.webhook_first_retry = Duration::from_millis(200);
+        config.webhook_circuit_open_for = Duration::from_secs(4);
+    })
+    .await;
     let dead = Receiver::start().await;
     dead.fail_always();
     let healthy = Receiver::start().await;
@@ -526,16 +531,16 @@ async fn a_dead_receiver_opens_its_circuit_and_costs_the_healthy_one_nothing() {
     }
     healthy.wait_until("every restock", |r| r.len() >= 6).await;
     // Five consecutive failures open the circuit (attempts already in flight then end): then
-    // nothing is sent for its open time (30 s), though six deliveries wait and, without the
-    // circuit, each would be retried every few hundred milliseconds.
+    // nothing is sent while it is open, though six deliveries wait and, without the circuit,
+    // each would be retried every few hundred milliseconds.
     dead.wait_until("five failures", |r| r.len() >= 5).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let opened_after = dead.received().len();
     assert!(
         opened_after < 5 + 6,
         "{opened_after} attempts before the circuit opened"
     );
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         dead.received().len(),
         opened_after,
@@ -544,6 +549,71 @@ async fn a_dead_receiver_opens_its_circuit_and_costs_the_healthy_one_nothing() {
     let log = app.deliveries(&admin, dead_hook).await;
     assert_eq!(log.len(), 6);
     assert!(log.iter().all(|d| d["state"] == "pending"));
+
+    // The receiver comes back: once the circuit half-opens, one probe goes first; its success
+    // closes the circuit and the rest follow.
+    dead.recover();
+    dead.wait_until("every restock, after the probe", |r| {
+        r.iter().filter(|r| r.status == 204).count() >= 6
+    })
+    .await;
+    let after: Vec<_> = dead.received().into_iter().skip(opened_after).collect();
+    assert_eq!(after[0].status, 204, "the probe");
+    let log = app.deliveries(&admin, dead_hook).await;
+    assert!(log.iter().all(|d| d["state"] == "delivered"), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_delivery_failing_past_its_retry_window_is_failed_and_the_next_event_goes_on() {
+    let app = spawn_app_with(|config| {
+        config.webhook_allow_private = true;
+        config.webhook_first_retry = Duration::from_millis(100);
+        config.webhook_retry_for = Duration::from_secs(1);
+        // Five failures may open the circuit on the way: not for long.
+        config.webhook_circuit_open_for = Duration::from_millis(500);
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.fail_always();
+    let admin = app.admin_token().await;
+    let (webhook, _) = app.subscribe(&admin, &receiver.url, &["inventory.*"]).await;
+    let (_, seller) = app.account("seller").await;
+    app.product(&seller, "WINDOW-1", 100, 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = app.deliveries(&admin, webhook).await;
+        if log.first().is_some_and(|d| d["state"] == "failed") {
+            let attempts = log[0]["attempts"].as_array().unwrap();
+            assert!(attempts.len() >= 2, "{log:?}");
+            assert!(attempts.iter().all(|a| a["status"] == 500));
+            assert!(log[0]["finished_at"].is_string());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never failed: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The same aggregate's next event is not held behind the failed one.
+    receiver.recover();
+    let restock = app
+        .post(
+            "/v1/inventory/WINDOW-1/restock",
+            Some(&seller),
+            json!({"quantity": 1}),
+        )
+        .await;
+    assert_eq!(restock.status(), StatusCode::OK);
+    receiver
+        .wait_until("the next restock", |r| r.iter().any(|r| r.status == 204))
+        .await;
+    let delivered = receiver
+        .received()
+        .into_iter()
+        .find(|r| r.status == 204)
+        .unwrap();
+    assert_eq!(delivered.json()["sequence"], 2);
 }
 
 #[tokio::test]

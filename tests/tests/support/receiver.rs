@@ -108,6 +108,12 @@ impl Receiver {
         self.script.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Answers 2xx again.
+    pub fn recover(&self) {
+        self.script.always_fail.store(false, Ordering::SeqCst);
+        self.script.failures_left.store(0, Ordering::SeqCst);
+    }
+
     /// Every request answered so far (a request whose sender went away before the answer is
     /// not: it was never delivered).
     pub fn received(&self) -> Vec<Received> {
