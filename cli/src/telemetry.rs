@@ -44,7 +44,7 @@ pub fn init_logging() {
             .with_tracer(provider.tracer("commerce"))
             .with_tracked_inactivity(false)
     });
-    let ids = traced.then(TraceIdLayer::default);
+    let ids = TraceIdLayer::new(traced);
     let fmt = tracing_subscriber::fmt::layer();
     let fmt = if json {
         fmt.json()

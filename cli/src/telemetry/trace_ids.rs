@@ -20,10 +20,20 @@ struct TraceIds {
 }
 
 /// Notes each span's OpenTelemetry ids when it is first entered (after any parent was set).
-/// Goes above the OpenTelemetry layer.
-#[derive(Default)]
+/// Goes above the OpenTelemetry layer, as itself (not in an `Option`, which would not pass the
+/// dispatch on); does nothing unless `enabled`.
 pub struct TraceIdLayer {
+    enabled: bool,
     dispatch: OnceLock<tracing::dispatcher::WeakDispatch>,
+}
+
+impl TraceIdLayer {
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            dispatch: OnceLock::new(),
+        }
+    }
 }
 
 impl<S> Layer<S> for TraceIdLayer
@@ -35,6 +45,9 @@ where
     }
 
     fn on_enter(&self, id: &span::Id, ctx: Context<'_, S>) {
+        if !self.enabled {
+            return;
+        }
         let Some(span) = ctx.span(id) else {
             return;
         };
