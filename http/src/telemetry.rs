@@ -40,8 +40,8 @@ pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     let method = request.method();
     let span = tracing::info_span!(
         "request",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
         %method,
         route,
         path = %request.uri().path(),
@@ -49,6 +49,9 @@ pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         status = tracing::field::Empty,
     );
     if commerce_store::trace::enabled() {
+        // Named as OpenTelemetry's HTTP conventions say; log lines do without.
+        span.record("otel.name", format_args!("{method} {route}"));
+        span.record("otel.kind", "server");
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         if let Some(parent) = header(commerce_store::trace::TRACEPARENT).and_then(|traceparent| {
             commerce_store::trace::TraceFields::context(

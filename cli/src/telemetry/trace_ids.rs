@@ -123,3 +123,89 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(enabled: bool) -> (Vec<serde_json::Value>, Option<(String, String)>) {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let provider = SdkTracerProvider::builder().build();
+        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let subscriber = tracing_subscriber::registry()
+            .with(enabled.then_some(otel))
+            .with(TraceIdLayer::new(enabled))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .event_format(WithTraceIds::new(
+                        tracing_subscriber::fmt::format().json(),
+                        true,
+                    ))
+                    .with_writer(move || writer.clone()),
+            );
+        let ids = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any span");
+            let span = tracing::info_span!("work");
+            let _entered = span.enter();
+            tracing::info!("inside the span");
+            let cx = span.context();
+            let otel_span = cx.span();
+            let context = otel_span.span_context();
+            context.is_valid().then(|| {
+                (
+                    context.trace_id().to_string(),
+                    context.span_id().to_string(),
+                )
+            })
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let lines = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        (lines, ids)
+    }
+
+    #[test]
+    fn a_line_inside_a_traced_span_names_its_trace_and_span() {
+        let (lines, ids) = logged(true);
+        let (trace_id, span_id) = ids.unwrap();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].get("trace_id").is_none());
+        assert_eq!(lines[1]["trace_id"], trace_id.as_str());
+        assert_eq!(lines[1]["span_id"], span_id.as_str());
+        assert_eq!(lines[1]["fields"]["message"], "inside the span");
+    }
+
+    #[test]
+    fn without_traces_lines_are_as_before() {
+        let (lines, ids) = logged(false);
+        assert!(ids.is_none());
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|line| line.get("trace_id").is_none()));
+    }
+}
