@@ -73,7 +73,8 @@ pub struct StoredEvent {
     pub event_type: String,
     pub event_version: String,
     pub payload: Value,
-    /// `correlation_id`, `causation_id`, `actor`, `idempotency_key` (see `commerce_store::Metadata`).
+    /// `correlation_id`, `causation_id`, `actor`, `idempotency_key`, and `traceparent`/`tracestate`
+    /// when traced (see `commerce_store::Metadata`).
     pub metadata: Value,
     pub recorded_at: DateTime<Utc>,
 }
