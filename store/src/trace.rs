@@ -145,6 +145,11 @@ pub fn set_parent(span: &tracing::Span, cx: Context) -> bool {
     span.set_parent(cx).is_ok()
 }
 
+/// The id of the trace `cx` belongs to (the invalid id when none).
+pub fn trace_id(cx: &Context) -> opentelemetry::trace::TraceId {
+    cx.span().span_context().trace_id()
+}
+
 /// Links `span` to the span of `cx` (another trace it also continues).
 pub fn add_link(span: &tracing::Span, cx: &Context) {
     span.add_link(cx.span().span_context().clone());

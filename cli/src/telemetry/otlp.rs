@@ -7,9 +7,13 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
+use opentelemetry::trace::{Link, SpanKind, TraceId, TraceState};
+use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{
+    Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample,
+};
 use opentelemetry_sdk::Resource;
 
 /// How long one export may take.
@@ -35,9 +39,48 @@ pub(super) fn provider() -> anyhow::Result<SdkTracerProvider> {
         resource = resource.with_service_name("commerce");
     }
     Ok(SdkTracerProvider::builder()
+        .with_sampler(Sampler::ParentBased(Box::new(QuietPolls)))
         .with_batch_exporter(exporter)
         .with_resource(resource.build())
         .build())
+}
+
+/// Spans that start a trace of their own on every poll, found nothing to do or not: the relay's
+/// round (`publish_next`, every 500 ms when idle). Its per-event `relay_publish` spans continue
+/// the events' traces and are kept.
+const POLLS: &[&str] = &["publish_next"];
+
+/// Samples every trace except those a polling loop starts ([`POLLS`]); a span with a parent
+/// follows its parent's decision.
+#[derive(Debug, Clone)]
+struct QuietPolls;
+
+impl ShouldSample for QuietPolls {
+    fn should_sample(
+        &self,
+        parent_context: Option<&OtelContext>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        if POLLS.contains(&name) {
+            return SamplingResult {
+                decision: SamplingDecision::Drop,
+                attributes: Vec::new(),
+                trace_state: TraceState::default(),
+            };
+        }
+        Sampler::AlwaysOn.should_sample(
+            parent_context,
+            trace_id,
+            name,
+            span_kind,
+            attributes,
+            links,
+        )
+    }
 }
 
 /// Sends the exporter's requests with reqwest, on the runtime.
@@ -71,5 +114,30 @@ impl HttpClient for OtlpClient {
             });
             sent.await?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(name: &str) -> SamplingDecision {
+        QuietPolls
+            .should_sample(
+                None,
+                TraceId::from(7_u128),
+                name,
+                &SpanKind::Internal,
+                &[],
+                &[],
+            )
+            .decision
+    }
+
+    #[test]
+    fn a_polling_round_starts_no_trace_and_work_does() {
+        assert_eq!(decision("publish_next"), SamplingDecision::Drop);
+        assert_eq!(decision("request"), SamplingDecision::RecordAndSample);
+        assert_eq!(decision("saga"), SamplingDecision::RecordAndSample);
     }
 }

@@ -63,7 +63,8 @@ where
         };
         let otel_span = cx.span();
         let context = otel_span.span_context();
-        if !context.is_valid() {
+        // A span of a trace that is not exported (a polling round) names none.
+        if !context.is_valid() || !context.is_sampled() {
             return;
         }
         let ids = TraceIds {

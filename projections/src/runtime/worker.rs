@@ -261,7 +261,8 @@ impl Worker {
     }
 
     /// The span of a batch whose messages carried trace contexts (`traces`, in order): a child
-    /// of the first, linked to the others. None when tracing is off or no message was traced.
+    /// of the first, linked to the first message of every other trace. None when tracing is
+    /// off or no message was traced.
     fn batch_span(
         &self,
         events: usize,
@@ -275,8 +276,13 @@ impl Worker {
             projection = self.name(),
             events
         );
+        let mut seen = vec![commerce_store::trace::trace_id(&parent)];
         for other in traces {
-            commerce_store::trace::add_link(&span, &other);
+            let trace_id = commerce_store::trace::trace_id(&other);
+            if !seen.contains(&trace_id) {
+                seen.push(trace_id);
+                commerce_store::trace::add_link(&span, &other);
+            }
         }
         commerce_store::trace::set_parent(&span, parent);
         Some(span)
