@@ -252,23 +252,35 @@ impl Application {
 
         let request_id = HeaderName::from_static(commerce_http::request::REQUEST_ID);
         let router = router
-            .merge(ops::router(Dependencies { pool: pool.clone(), health }))
+            .merge(ops::router(Dependencies {
+                pool: pool.clone(),
+                health,
+            }))
             .merge(commerce_http::problem_types::router())
             .fallback(|| async { ApiError::not_found("no such route").into_response() })
-            .layer(axum::middleware::from_fn(commerce_http::telemetry::record_request_metrics))
+            .layer(axum::middleware::from_fn(
+                commerce_http::telemetry::record_request_metrics,
+            ))
             .layer(DefaultBodyLimit::max(BODY_LIMIT))
-            .layer(CatchPanicLayer::custom(|_| ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let id = request.headers().get(commerce_http::request::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-            }).on_failure(log_server_error))
+            .layer(CatchPanicLayer::custom(|_| {
+                ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
+            }))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(commerce_http::telemetry::request_span)
+                    .on_response(commerce_http::telemetry::record_status)
+                    .on_failure(log_server_error),
+            )
             .layer(axum::middleware::from_fn_with_state(
                 TrustForwardedFor(config.trust_forwarded_for),
                 set_client_ip,
             ))
             .layer(PropagateRequestIdLayer::new(request_id.clone()))
             .layer(SetRequestIdLayer::new(request_id, MakeRequestUuidV7))
-            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]));
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]));
 
         let listener = TcpListener::bind(config.bind)
             .await

@@ -97,10 +97,15 @@ async fn main() -> anyhow::Result<ExitCode> {
             shutdown_signal().await;
             tracing::info!("shutting down");
             shutdown.cancel();
-            match tokio::time::timeout(GRACE, server).await {
-                Ok(joined) => joined.context("the server task")??,
-                Err(_) => tracing::warn!("in-flight requests did not finish in time"),
-            }
+            let stopped = match tokio::time::timeout(GRACE, server).await {
+                Ok(joined) => joined.context("the server task").and_then(|served| served),
+                Err(_) => {
+                    tracing::warn!("in-flight requests did not finish in time");
+                    Ok(())
+                }
+            };
+            telemetry::shutdown_tracing().await;
+            stopped?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -97,6 +97,7 @@ impl CommandRequest {
             causation_id: self.context.correlation_id,
             actor: self.caller.map(|c| c.account_id.0),
             idempotency_key: self.context.idempotency_key.clone(),
+            ..Metadata::default()
         }
     }
 

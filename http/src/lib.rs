@@ -14,7 +14,7 @@
 //! - `rate_limit`: per-caller rate limiting of the API routes (tower_governor).
 //! - `request`: request ids, `Idempotency-Key` and `If-Match`.
 //! - `wording`: serde's mismatch messages said again for people, with a JSON pointer.
-//! - `telemetry`: request count and latency by route for `/metrics`.
+//! - `telemetry`: request count and latency by route for `/metrics`, and the request's span.
 
 pub mod auth;
 pub mod client_ip;

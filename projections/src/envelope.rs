@@ -12,6 +12,7 @@
 //! | `Commerce-Recorded-At` | when it was recorded (RFC 3339, microseconds) |
 //! | `Commerce-Correlation-Id`, `Commerce-Causation-Id` | from its metadata |
 //! | `Commerce-Metadata` | its whole metadata, as compact JSON |
+//! | `traceparent`, `tracestate` | W3C trace context of the relay's publish span (or, when the relay does not trace, the metadata's); absent when the event was not traced |
 //!
 //! A `StoredEvent` is always at its type's current version: built from an `events` row (every
 //! `query_as::<_, StoredEvent>`, and `#[sqlx(flatten)]` rows holding one) or from a message, it
@@ -54,6 +55,10 @@ pub const CAUSATION_ID: &str = "Commerce-Causation-Id";
 pub const RECORDED_AT: &str = "Commerce-Recorded-At";
 /// The whole metadata, as JSON.
 pub const METADATA: &str = "Commerce-Metadata";
+/// The W3C trace context of the span that published the event.
+pub const TRACEPARENT: &str = commerce_store::trace::TRACEPARENT;
+/// The W3C trace state beside [`TRACEPARENT`].
+pub const TRACESTATE: &str = commerce_store::trace::TRACESTATE;
 
 /// An event as stored in the `events` table (without its transaction id), upcast to the
 /// current version of its type.
@@ -68,7 +73,8 @@ pub struct StoredEvent {
     pub event_type: String,
     pub event_version: String,
     pub payload: Value,
-    /// `correlation_id`, `causation_id`, `actor`, `idempotency_key` (see `commerce_store::Metadata`).
+    /// `correlation_id`, `causation_id`, `actor`, `idempotency_key`, and `traceparent`/`tracestate`
+    /// when traced (see `commerce_store::Metadata`).
     pub metadata: Value,
     pub recorded_at: DateTime<Utc>,
 }
@@ -155,6 +161,11 @@ impl StoredEvent {
                 headers.insert(header, encode_text(id));
             }
         }
+        for header in [TRACEPARENT, TRACESTATE] {
+            if let Some(value) = self.metadata.get(header).and_then(Value::as_str) {
+                headers.insert(header, encode_text(value));
+            }
+        }
         let metadata = serde_json::to_string(&self.metadata).context("serialising metadata")?;
         headers.insert(METADATA, ascii_json(&metadata));
         let payload = serde_json::to_vec(&self.payload).context("serialising the payload")?;
@@ -163,6 +174,18 @@ impl StoredEvent {
             headers,
             payload: Bytes::from(payload),
         })
+    }
+
+    /// The trace context a message carries in its `traceparent` (and `tracestate`) header, if
+    /// tracing is on and it carries one.
+    pub fn trace_context(message: &async_nats::Message) -> Option<commerce_store::trace::Context> {
+        if !commerce_store::trace::enabled() {
+            return None;
+        }
+        let headers = message.headers.as_ref()?;
+        let traceparent = headers.get(TRACEPARENT)?.as_str();
+        let tracestate = headers.get(TRACESTATE).map(|value| value.as_str());
+        commerce_store::trace::TraceFields::context(traceparent, tracestate)
     }
 
     /// Reads an event back from a message the relay published.
@@ -307,6 +330,23 @@ mod tests {
             length: 0,
         };
         assert_eq!(StoredEvent::from_message(&message).unwrap(), original);
+    }
+
+    #[test]
+    fn a_traced_event_carries_its_traceparent_in_a_header() {
+        let namespace = Namespace::parse("test").unwrap();
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut traced = event();
+        traced.metadata["traceparent"] = json!(parent);
+        let outgoing = traced.to_message(&namespace).unwrap();
+        assert_eq!(outgoing.headers.get(TRACEPARENT).unwrap().as_str(), parent);
+        assert!(outgoing.headers.get(TRACESTATE).is_none());
+        assert!(event()
+            .to_message(&namespace)
+            .unwrap()
+            .headers
+            .get(TRACEPARENT)
+            .is_none());
     }
 
     #[test]

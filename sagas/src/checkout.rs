@@ -26,6 +26,7 @@ use commerce_store::{
     payment_tokens, Batch, BatchError, CommandError, CommitError, Guard, Metadata, Repository,
 };
 use sqlx::PgPool;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::deadlines::{self, Claimed, Due};
@@ -143,6 +144,8 @@ impl SagaDriver {
             causation_id: Uuid::new_v5(&order_id, step.as_bytes()),
             actor: None,
             idempotency_key: Some(format!("saga:{order_id}:{step}")),
+            // The store stamps the current span's (the step's) trace context.
+            ..Metadata::default()
         }
     }
 
@@ -440,14 +443,85 @@ impl SagaDriver {
     /// left to do, and when a step needs an aggregate another task holds. A batch of steps
     /// leaves exactly what the same steps one commit each would; a failure anywhere in it
     /// commits none of it, and the steps are decided again.
-    #[tracing::instrument(skip_all, fields(order_id = %lease.claimed().saga_id), err)]
+    ///
+    /// Runs in a `saga` span that, when tracing is on, continues the trace of the saga's or the
+    /// order's latest traced event (the checkout's request, at first), so the steps and the
+    /// events they append belong to it.
     pub async fn drive(&self, lease: &mut Lease) -> anyhow::Result<Run> {
-        match self.drive_staged(lease).await {
+        let order_id = lease.claimed().saga_id;
+        let span = tracing::info_span!("saga", %order_id);
+        if commerce_store::trace::enabled() {
+            match self.trace_of(order_id).await {
+                Ok(Some(parent)) => {
+                    commerce_store::trace::set_parent(&span, parent);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(%order_id, error = format!("{error:#}"), "no trace context for the saga")
+                }
+            }
+        }
+        let result = match self.drive_staged(lease).instrument(span.clone()).await {
             Err(error) if error.downcast_ref::<LostLease>().is_some() => {
-                tracing::warn!("a step was fenced off: another worker holds the saga now");
+                span.in_scope(|| {
+                    tracing::warn!("a step was fenced off: another worker holds the saga now")
+                });
                 Ok(Run::LeaseLost)
             }
             other => other,
+        };
+        if let Err(error) = &result {
+            span.in_scope(|| tracing::error!(error = format!("{error:#}"), "the saga failed"));
+        }
+        result
+    }
+
+    /// The trace context of the latest traced event of the saga `order_id` or its order.
+    async fn trace_of(
+        &self,
+        order_id: Uuid,
+    ) -> anyhow::Result<Option<commerce_store::trace::Context>> {
+        let metadata: Option<serde_json::Value> = sqlx::query_scalar(
+            "SELECT metadata FROM events \
+             WHERE aggregate_type IN ('checkout_saga', 'order') AND aggregate_id = $1 \
+               AND metadata ? 'traceparent' \
+             ORDER BY position DESC LIMIT 1",
+        )
+        .bind(order_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .context("looking up the saga's trace context")?;
+        Ok(metadata
+            .as_ref()
+            .and_then(commerce_store::trace::remote_context))
+    }
+
+    /// A step's name, for its span.
+    fn step_name(action: &SagaAction) -> &'static str {
+        match action {
+            SagaAction::Start => "start",
+            SagaAction::Reserve(_) => "reserve",
+            SagaAction::MarkOrderReserved => "mark_order_reserved",
+            SagaAction::RequestAuthorization => "request_authorization",
+            SagaAction::Authorize { .. } => "authorize",
+            SagaAction::MarkOrderAuthorized => "mark_order_authorized",
+            SagaAction::ConfirmOrder => "confirm_order",
+            SagaAction::Capture => "capture",
+            SagaAction::Commit(_) => "commit",
+            SagaAction::Compensate(_) => "compensate",
+            SagaAction::VoidPayment => "void_payment",
+            SagaAction::RefundPayment => "refund_payment",
+            SagaAction::Release(_) => "release",
+            SagaAction::Restore(_) => "restore",
+            SagaAction::CancelOrder(_) => "cancel_order",
+            SagaAction::RestoreCart => "restore_cart",
+            SagaAction::StartReturn => "start_return",
+            SagaAction::MarkOrderRefunded => "mark_order_refunded",
+            SagaAction::NoteDelivery => "note_delivery",
+            SagaAction::CloseReturns => "close_returns",
+            SagaAction::Settle(_) => "settle",
+            SagaAction::Complete(_) => "complete",
+            SagaAction::Idle => "idle",
         }
     }
 
@@ -499,8 +573,10 @@ impl SagaDriver {
                 continue;
             }
             let calls_provider = Self::moves_money(&action);
+            let step = tracing::info_span!("saga_step", step = Self::step_name(&action));
             match self
                 .perform(&mut staged, claim, &saga, &order, action)
+                .instrument(step)
                 .await
             {
                 Ok(()) => {}

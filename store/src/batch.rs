@@ -122,7 +122,7 @@ impl Batch {
     where
         A: Batched,
     {
-        let metadata = serde_json::to_value(metadata).context("serialising metadata")?;
+        let metadata = metadata.to_stored()?;
         let index = self.index_of(repository, id).await?;
         let holding = holding_at::<A>(&mut self.held, index)?;
         let mut decided = decide(&holding.state, command.clone()).await;

@@ -12,6 +12,7 @@
 //! - `throttle`: failed sign-ins per IP and per IP and account, shared by every process.
 //! - `keys`: the people's data keys, which seal personal data into events and open it for readers.
 //! - `payment_tokens`: card tokens, kept beside the events (never in them) until the payment is final.
+//! - `trace`: the OpenTelemetry trace context events carry in their metadata (`traceparent`).
 //!
 //! cqrs-es supplies the `Aggregate` trait and its test framework; the persistence is ours, so that
 //! a command costs one transaction and no reload (see DESIGN.md, "The hot path").
@@ -29,6 +30,7 @@ pub mod payment_tokens;
 pub mod repository;
 pub mod saga_due;
 pub mod throttle;
+pub mod trace;
 pub mod unit_of_work;
 
 pub use batch::{Batch, BatchError};

@@ -266,7 +266,7 @@ where
     }
 
     /// [`Self::execute`], committing `companion`'s change in the same transaction.
-    #[tracing::instrument(skip_all, fields(aggregate = A::TYPE, id = %id), err(level = "debug"))]
+    #[tracing::instrument(name = "command", skip_all, fields(aggregate = A::TYPE, id = %id), err(level = "debug"))]
     pub async fn execute_with<B>(
         &self,
         id: &str,
@@ -280,7 +280,7 @@ where
         B: Aggregate<Services = ()> + Clone + 'static,
         B::Command: Clone,
     {
-        let metadata = serde_json::to_value(&options.metadata).context("serialising metadata")?;
+        let metadata = options.metadata.to_stored()?;
         let request = Request {
             command,
             metadata,
@@ -470,8 +470,7 @@ where
                     };
                     match decide(&other_loaded.state, command).await {
                         Ok((other_next, other_events)) => {
-                            let metadata = serde_json::to_value(&spec.metadata)
-                                .context("serialising metadata")?;
+                            let metadata = spec.metadata.to_stored()?;
                             let version = other_loaded.version;
                             if let Err(error) = stage_events::<B>(
                                 &mut unit,

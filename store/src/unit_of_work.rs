@@ -76,7 +76,17 @@ impl UnitOfWork {
             || self.idempotency.is_some()
     }
 
-    /// Commits everything or nothing.
+    /// Commits everything or nothing, in an `append` span (the first aggregate's type, the
+    /// number of events).
+    #[tracing::instrument(
+        name = "append",
+        skip_all,
+        fields(
+            aggregate = self.appends.first().map_or("", |append| append.aggregate_type),
+            events = self.appends.iter().map(|append| append.events.len()).sum::<usize>(),
+        ),
+        err(level = "debug")
+    )]
     pub async fn commit(&mut self, pool: &PgPool) -> Result<Committed, CommitError> {
         // Events and nothing beside them: a single INSERT is atomic on its own, and saves the
         // BEGIN and COMMIT round trips on the hot path.

@@ -7,6 +7,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::PublishErrorKind;
 use sqlx::PgExecutor;
 
+use crate::envelope::{TRACEPARENT, TRACESTATE};
 use crate::{Namespace, StoredEvent};
 
 /// An event with the id of the transaction that wrote it (xid8, as a number).
@@ -75,8 +76,20 @@ pub(crate) async fn publish<'a>(
 ) -> anyhow::Result<Sent<'a>> {
     let mut acks = Vec::with_capacity(rows.len());
     let mut too_large = Vec::new();
+    // One `publish` span per traced event, a child of the span that appended it, ended once
+    // JetStream has acknowledged the batch.
+    let mut spans = Vec::new();
     for Committed { event, .. } in rows {
-        let message = event.to_message(namespace)?;
+        let mut message = event.to_message(namespace)?;
+        if let Some(span) = publish_span(event) {
+            if let Some(fields) = commerce_store::trace::of_span(&span) {
+                message.headers.insert(TRACEPARENT, fields.traceparent);
+                if let Some(state) = fields.tracestate {
+                    message.headers.insert(TRACESTATE, state);
+                }
+            }
+            spans.push(span);
+        }
         let sent = jetstream
             .publish_with_headers(message.subject, message.headers, message.payload)
             .await;
@@ -99,9 +112,29 @@ pub(crate) async fn publish<'a>(
         unknown_sequence |= ack.sequence == 0;
         stream_sequence = stream_sequence.max(ack.sequence);
     }
+    drop(spans);
     Ok(Sent {
         stream_sequence,
         unknown_sequence,
         too_large,
     })
+}
+
+/// The span publishing `event`, a child of the context its metadata names: only when tracing is
+/// on and the event was traced.
+fn publish_span(event: &StoredEvent) -> Option<tracing::Span> {
+    if !commerce_store::trace::enabled() {
+        return None;
+    }
+    let parent = commerce_store::trace::remote_context(&event.metadata)?;
+    let span = tracing::info_span!(
+        "relay_publish",
+        otel.kind = "producer",
+        aggregate = %event.aggregate_type,
+        aggregate_id = %event.aggregate_id,
+        event_type = %event.event_type,
+        position = event.position,
+    );
+    commerce_store::trace::set_parent(&span, parent);
+    Some(span)
 }

@@ -10,6 +10,7 @@ use futures::{FutureExt, StreamExt};
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::apply::{apply_batch, seconds_since, BatchReport};
 use super::horizon::{HorizonTracker, StreamOf};
@@ -204,12 +205,16 @@ impl Worker {
         let mut events = Vec::with_capacity(batch.len());
         let mut ignored = 0_u64;
         let mut malformed = Vec::new();
+        let mut traces = Vec::new();
         for (index, message) in batch.iter().enumerate() {
             match self.take_apart(message, &filters) {
                 Delivery::Event {
                     stream_sequence,
                     event,
-                } => events.push((stream_sequence, event)),
+                } => {
+                    traces.extend(StoredEvent::trace_context(&message.message));
+                    events.push((stream_sequence, event));
+                }
                 Delivery::NotFollowed => ignored += 1,
                 Delivery::Malformed => malformed.push(index),
             }
@@ -222,7 +227,12 @@ impl Worker {
         let report = if events.is_empty() {
             BatchReport::default()
         } else {
-            match self.apply_with_retries(&events, cancel).await {
+            let applied = self.apply_with_retries(&events, cancel);
+            let applied = match self.batch_span(events.len(), traces) {
+                Some(span) => applied.instrument(span).await,
+                None => applied.await,
+            };
+            match applied {
                 Some(report) => report,
                 None => return Ok(false),
             }
@@ -248,6 +258,34 @@ impl Worker {
             self.refresh_dead_letter_gauge().await;
         }
         Ok(true)
+    }
+
+    /// The span of a batch whose messages carried trace contexts (`traces`, in order): a child
+    /// of the first, linked to the first message of every other trace. None when tracing is
+    /// off or no message was traced.
+    fn batch_span(
+        &self,
+        events: usize,
+        traces: Vec<commerce_store::trace::Context>,
+    ) -> Option<tracing::Span> {
+        let mut traces = traces.into_iter();
+        let parent = traces.next()?;
+        let span = tracing::info_span!(
+            "projection_batch",
+            otel.kind = "consumer",
+            projection = self.name(),
+            events
+        );
+        let mut seen = vec![commerce_store::trace::trace_id(&parent)];
+        for other in traces {
+            let trace_id = commerce_store::trace::trace_id(&other);
+            if !seen.contains(&trace_id) {
+                seen.push(trace_id);
+                commerce_store::trace::add_link(&span, &other);
+            }
+        }
+        commerce_store::trace::set_parent(&span, parent);
+        Some(span)
     }
 
     fn take_apart(&self, message: &Message, filters: &[String]) -> Delivery {

@@ -134,6 +134,13 @@ impl HttpGateway {
         let mut attempt = 1;
         loop {
             let mut request = self.http.post(&url).header(IDEMPOTENCY_KEY, &key);
+            // The provider may continue the trace (W3C Trace Context), when tracing is on.
+            if let Some(trace) = commerce_store::trace::current() {
+                request = request.header(commerce_store::trace::TRACEPARENT, trace.traceparent);
+                if let Some(state) = trace.tracestate {
+                    request = request.header(commerce_store::trace::TRACESTATE, state);
+                }
+            }
             if let Some(deadline) = deadline {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 if left.is_zero() {
@@ -225,7 +232,12 @@ fn observed<'a, T: Send + 'a>(
     step: Step,
     call: impl Future<Output = Result<T, GatewayError>> + Send + 'a,
 ) -> GatewayFuture<'a, T> {
-    let span = tracing::info_span!("payment_gateway", %payment_id, step = step.as_str());
+    let span = tracing::info_span!(
+        "payment_gateway",
+        otel.kind = "client",
+        %payment_id,
+        step = step.as_str()
+    );
     Box::pin(
         async move {
             let result = call.await;

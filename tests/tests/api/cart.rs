@@ -274,6 +274,7 @@ async fn a_declined_checkout_gives_the_buyer_their_cart_back_once() {
         causation_id: Uuid::now_v7(),
         actor: None,
         idempotency_key: None,
+        ..Metadata::default()
     };
     Repository::<Cart>::new(app.pool.clone())
         .execute(
