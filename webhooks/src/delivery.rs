@@ -24,9 +24,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use commerce_projections::StoredEvent;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::address;
@@ -218,14 +220,39 @@ impl Deliverer {
     }
 
     /// One attempt of one delivery, recorded; errors are logged, the lease brings it back.
+    /// Traced as a `webhook_delivery` span continuing the trace of the event it sends.
     async fn attempt(&self, delivery: Claimed) {
         let id = delivery.delivery_id;
         let result = async {
-            let webhook = subscription::get(&self.pool, delivery.webhook_id)
-                .await?
-                .context("the webhook is gone")?;
-            let outcome = self.send(&webhook, &delivery).await?;
-            self.record(&delivery, &outcome).await
+            let event = payload::event(
+                &self.pool,
+                &delivery.aggregate_type,
+                &delivery.aggregate_id,
+                delivery.sequence,
+            )
+            .await?;
+            let span = tracing::info_span!(
+                "webhook_delivery",
+                otel.kind = "producer",
+                webhook_id = %delivery.webhook_id,
+                delivery_id = id,
+                attempt = delivery.attempts,
+                event_type = %event.event_type,
+                status = tracing::field::Empty,
+            );
+            commerce_store::trace::set_parent_from_metadata(&span, &event.metadata);
+            async {
+                let webhook = subscription::get(&self.pool, delivery.webhook_id)
+                    .await?
+                    .context("the webhook is gone")?;
+                let outcome = self.send(&webhook, &delivery, &event).await?;
+                if let Some(status) = outcome.status {
+                    tracing::Span::current().record("status", status);
+                }
+                self.record(&delivery, &outcome).await
+            }
+            .instrument(span)
+            .await
         }
         .await;
         if let Err(error) = result {
@@ -237,7 +264,12 @@ impl Deliverer {
         }
     }
 
-    async fn send(&self, webhook: &Webhook, delivery: &Claimed) -> anyhow::Result<Outcome> {
+    async fn send(
+        &self,
+        webhook: &Webhook,
+        delivery: &Claimed,
+        event: &StoredEvent,
+    ) -> anyhow::Result<Outcome> {
         let started = Instant::now();
         let refused = |error: String| Outcome {
             status: None,
@@ -251,14 +283,7 @@ impl Deliverer {
             Ok(url) => url,
             Err(refusal) => return Ok(refused(refusal.0)),
         };
-        let event = payload::event(
-            &self.pool,
-            &delivery.aggregate_type,
-            &delivery.aggregate_id,
-            delivery.sequence,
-        )
-        .await?;
-        let body = payload::body(&self.pool, &event, webhook.owner).await?;
+        let body = payload::body(&self.pool, event, webhook.owner).await?;
         let keys = subscription::signing_keys(&self.pool, webhook.webhook_id).await?;
         let timestamp = Utc::now().timestamp();
         let signature = signature_header(&keys, &delivery.message_id, timestamp, &body);

@@ -1,6 +1,6 @@
 //! Traces end to end: a checkout is one trace, from `POST /v1/me/cart/checkout` through the
 //! store, the relay and NATS, the projections, the saga's steps and the payment gateway, to the
-//! order being confirmed. The spans are kept in memory (`InMemorySpanExporter`) by the global
+//! order being confirmed and a webhook delivering its confirmation. The spans are kept in memory (`InMemorySpanExporter`) by the global
 //! subscriber this binary installs; the engine runs in-process.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,6 +10,9 @@ mod cleanup;
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]
 mod helpers;
+#[path = "../support/receiver.rs"]
+#[allow(dead_code)]
+mod receiver;
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -24,7 +27,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use uuid::Uuid;
 
-use crate::helpers::spawn_app;
+use crate::helpers::spawn_app_with;
+use crate::receiver::Receiver;
 
 /// The spans every test of this binary records, and their provider.
 fn traces() -> &'static (InMemorySpanExporter, SdkTracerProvider) {
@@ -68,6 +72,7 @@ fn missing(spans: &[&SpanData]) -> Vec<&'static str> {
         "saga",
         "saga_step",
         "payment_gateway",
+        "webhook_delivery",
     ] {
         if !names.contains(name) {
             missing.push(name);
@@ -127,7 +132,17 @@ async fn wait_for_status(app: &helpers::TestApp, order_id: Uuid, token: &str, st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkout_is_one_trace_from_the_request_to_the_confirmed_order() {
     let (exporter, provider) = traces();
-    let app = spawn_app().await;
+    let app = spawn_app_with(|config| config.webhook_allow_private = true).await;
+    let receiver = Receiver::start().await;
+    let admin = app.admin_token().await;
+    let subscribed = app
+        .post(
+            "/v1/webhooks",
+            Some(&admin),
+            serde_json::json!({"url": receiver.url, "event_types": ["order.OrderConfirmed"]}),
+        )
+        .await;
+    assert_eq!(subscribed.status(), StatusCode::CREATED);
     let (_, seller) = app.account("seller").await;
     app.product(&seller, "TRACED-MUG", 1250, 5).await;
     let (_, buyer) = app.account("buyer").await;
