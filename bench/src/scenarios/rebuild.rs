@@ -209,10 +209,19 @@ pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
     bench.report.row(row.note("setup, for scale"));
 
     let cancel = CancellationToken::new();
+    // The engine's setting, as `commerce serve` reads it.
+    let config = match std::env::var("COMMERCE_REBUILD_BATCH") {
+        Ok(batch) => RebuildConfig {
+            batch_size: batch.parse().context("COMMERCE_REBUILD_BATCH")?,
+            ..RebuildConfig::default()
+        },
+        Err(_) => RebuildConfig::default(),
+    };
+    eprintln!("  {} events a batch", config.batch_size);
     let runner = tokio::spawn(rebuild::run_rebuilds(
         pool.clone(),
         read_models::all(),
-        RebuildConfig::default(),
+        config,
         cancel.clone(),
     ));
     let mut details = Vec::new();
