@@ -484,8 +484,11 @@ fn agrees(engine: Option<PaymentStatus>, sandbox: Option<SandboxStatus>) -> bool
         Some(PaymentStatus::TimedOut) => matches!(sandbox, S::None | S::Voided),
         Some(PaymentStatus::Authorized) => sandbox == S::Authorized,
         Some(PaymentStatus::Captured) => sandbox == S::Captured,
-        // Voided before any answer came: the provider may never have authorised at all.
-        Some(PaymentStatus::Voided) => matches!(sandbox, S::Voided | S::None),
+        // Voided before any answer was recorded: the provider may never have authorised at
+        // all, or declined to a worker that was frozen before it could record the answer (its
+        // lease lost, the taker-over compensated with a void the provider had nothing to do
+        // for). Nothing is held in any of these.
+        Some(PaymentStatus::Voided) => matches!(sandbox, S::Voided | S::None | S::Declined),
         Some(PaymentStatus::Refunded) => sandbox == S::Refunded,
     }
 }
