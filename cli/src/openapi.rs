@@ -162,6 +162,8 @@ fn conventions(mut doc: Value, layer: Layer) -> Value {
 
         let mut params = take_parameters(op);
         let conditional = params.iter().any(|p| p["name"] == "If-None-Match");
+        // A command outside the pipeline that honours `Idempotency-Key` declares it.
+        let idempotent = pipeline || params.iter().any(|p| p["name"] == "Idempotency-Key");
         params.retain(|p| {
             !matches!(
                 p["name"].as_str(),
@@ -172,7 +174,7 @@ fn conventions(mut doc: Value, layer: Layer) -> Value {
             refuse_null(param);
         }
         let has_input = !params.is_empty();
-        if pipeline {
+        if idempotent {
             params.push(json!({ "$ref": "#/components/parameters/IdempotencyKey" }));
         }
         if one_aggregate {

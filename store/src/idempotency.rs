@@ -71,7 +71,7 @@ pub async fn lookup(
 }
 
 /// Inserts the record; `Ok(false)` when the key was taken in between.
-pub(crate) async fn insert(
+pub async fn insert(
     record: &IdempotencyRecord,
     tx: &mut Transaction<'_, Postgres>,
 ) -> anyhow::Result<bool> {

@@ -11,8 +11,11 @@ use chrono::{DateTime, Utc};
 use commerce_domain::values::{Validate, Violations};
 use commerce_domain::Role;
 use commerce_http::page::{Page, PageParams};
-use commerce_http::{ApiError, ApiPath, ApiQuery, Caller, JwtKeys, ValidJson};
+use commerce_http::{ApiError, ApiPath, ApiQuery, Caller, JwtKeys, RequestContext, ValidJson};
+use commerce_store::idempotency::{self, IdempotencyRecord, StoredResponse};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -113,7 +116,7 @@ pub async fn event_types() -> Json<EventTypes> {
 }
 
 /// A new subscription.
-#[derive(Debug, eserde::Deserialize, ToSchema)]
+#[derive(Debug, Serialize, eserde::Deserialize, ToSchema)]
 pub struct CreateWebhook {
     /// Where deliveries are `POST`ed: `http` or `https`, a public address.
     pub url: String,
@@ -182,18 +185,24 @@ pub struct CreatedWebhook {
 /// SKUs and order lines (and receives only those, an order's data limited to its lines).
 /// Deliveries start with the events recorded from now on; `replay` sends earlier ones.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key and body is answered as the first request was (with the webhook's current secret); another body is 422")),
     request_body = CreateWebhook,
     responses((status = 201, description = "subscribed; `secret` is shown only now", body = CreatedWebhook,
                 headers(("Location" = String, description = "the webhook"))),
               (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
               (status = 403, description = "neither an admin nor a seller", body = commerce_http::problem::Problem),
-              (status = 422, description = "a bad URL (not http(s), or a loopback or private address) or event type, each in `errors[]`", body = commerce_http::problem::Problem)))]
+              (status = 422, description = "a bad URL (not http(s), or a loopback or private address) or event type, each in `errors[]`; or an `Idempotency-Key` used for another request", body = commerce_http::problem::Problem)))]
 pub async fn create(
     State(state): State<WebhookState>,
     caller: Caller,
+    context: RequestContext,
     ValidJson(request): ValidJson<CreateWebhook>,
 ) -> Result<Response, ApiError> {
     let owner = subscriber(caller)?;
+    let idempotent = Idempotent::of(&context, caller, "POST /v1/webhooks", &request);
+    if let Some(previous) = idempotent.previous(&state.pool).await? {
+        return previous.replay(&state.pool).await;
+    }
     if matches!(owner, Owner::Seller(_)) {
         for (i, pattern) in request.event_types.iter().enumerate() {
             if let Some(refusal) = catalogue::refusal(pattern, true) {
@@ -212,19 +221,17 @@ pub async fn create(
     let mut event_types = request.event_types;
     event_types.sort();
     event_types.dedup();
-    let (webhook, key) =
-        subscription::create(&state.pool, owner, url.as_str(), &event_types).await?;
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let (webhook, key) = subscription::create(&mut tx, owner, url.as_str(), &event_types).await?;
     let location = format!("/v1/webhooks/{}", webhook.webhook_id);
-    let body = CreatedWebhook {
-        webhook: webhook.into(),
+    let view = serde_json::to_value(WebhookView::from(webhook)).map_err(anyhow::Error::from)?;
+    let answer = Answer {
+        status: StatusCode::CREATED,
+        body: view,
+        location: Some(location),
         secret: key.to_secret(),
     };
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+    idempotent.commit(tx, &state.pool, answer).await
 }
 
 /// Webhooks, newest first: an admin sees every one, a seller its own.
@@ -288,6 +295,7 @@ pub async fn remove(
 /// A rotated secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedSecret {
+    pub webhook_id: Uuid,
     /// The new secret: `whsec_` + base64 of the key.
     pub secret: String,
     /// Until then deliveries carry a signature by the previous secret too.
@@ -298,7 +306,7 @@ pub struct RotatedSecret {
 /// the previous secret (two signatures in `webhook-signature`), so a receiver can switch
 /// without missing a delivery.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/secret", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "a retried rotation with the same key rotates once")),
     responses((status = 200, description = "the new secret, shown only now", body = RotatedSecret),
               (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
               (status = 403, description = "neither an admin nor a seller", body = commerce_http::problem::Problem),
@@ -306,17 +314,155 @@ pub struct RotatedSecret {
 pub async fn rotate(
     State(state): State<WebhookState>,
     caller: Caller,
+    context: RequestContext,
     ApiPath(id): ApiPath<Uuid>,
-) -> Result<Json<RotatedSecret>, ApiError> {
+) -> Result<Response, ApiError> {
     visible(&state, caller, id).await?;
-    let key = subscription::rotate(&state.pool, id, ROTATION_OVERLAP)
+    let idempotent = Idempotent::of(
+        &context,
+        caller,
+        &format!("POST /v1/webhooks/{id}/secret"),
+        &(),
+    );
+    if let Some(previous) = idempotent.previous(&state.pool).await? {
+        return previous.replay(&state.pool).await;
+    }
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let key = subscription::rotate(&mut tx, id, ROTATION_OVERLAP)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no webhook {id}")))?;
     let overlap = chrono::Duration::from_std(ROTATION_OVERLAP).map_err(anyhow::Error::from)?;
-    Ok(Json(RotatedSecret {
+    let answer = Answer {
+        status: StatusCode::OK,
+        body: json!({ "webhook_id": id, "previous_valid_until": Utc::now() + overlap }),
+        location: None,
         secret: key.to_secret(),
-        previous_valid_until: Utc::now() + overlap,
-    }))
+    };
+    idempotent.commit(tx, &state.pool, answer).await
+}
+
+/// An answer that shows a secret. What an `Idempotency-Key` remembers of it is everything but
+/// the secret, which is never stored twice: a retry is shown the webhook's current one.
+struct Answer {
+    status: StatusCode,
+    /// The body without the secret; it names the webhook (`webhook_id`).
+    body: Value,
+    location: Option<String>,
+    secret: String,
+}
+
+impl Answer {
+    fn into_response(self) -> Response {
+        let mut body = self.body;
+        body["secret"] = Value::String(self.secret);
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(location) = self
+            .location
+            .and_then(|l| axum::http::HeaderValue::from_str(&l).ok())
+        {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    }
+}
+
+/// The `Idempotency-Key` of a webhook command that must not happen twice: a second
+/// subscription, or a second rotation, which would retire the secret the client never saw.
+/// Keys are the caller's (as every command's), in the same table.
+struct Idempotent(Option<IdempotencyRecord>);
+
+/// What an earlier request with the key was answered.
+struct Previous(StoredResponse);
+
+impl Idempotent {
+    fn of(context: &RequestContext, caller: Caller, route: &str, body: &impl Serialize) -> Self {
+        Self(context.idempotency_key.clone().map(|key| {
+            let mut hasher = Sha256::new();
+            hasher.update(route.as_bytes());
+            hasher.update([0]);
+            hasher.update(serde_json::to_vec(body).unwrap_or_default());
+            IdempotencyRecord {
+                scope: caller.account_id.to_string(),
+                key,
+                request_hash: hasher.finalize().to_vec(),
+                response: StoredResponse {
+                    status: 0,
+                    body: None,
+                    location: None,
+                    etag: None,
+                    position: None,
+                },
+            }
+        }))
+    }
+
+    /// The answer to an earlier request with this key: the same request gets it again,
+    /// another one is 422.
+    async fn previous(&self, pool: &PgPool) -> Result<Option<Previous>, ApiError> {
+        let Some(record) = &self.0 else {
+            return Ok(None);
+        };
+        let Some(previous) = idempotency::lookup(pool, &record.scope, &record.key).await? else {
+            return Ok(None);
+        };
+        if previous.request_hash != record.request_hash {
+            return Err(ApiError::unprocessable(
+                "this Idempotency-Key was already used for a different request",
+            ));
+        }
+        Ok(Some(Previous(previous.response)))
+    }
+
+    /// Commits the command with its key, and answers; when a concurrent request with the same
+    /// key committed first, this one is rolled back and answered as that one was.
+    async fn commit(
+        self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        pool: &PgPool,
+        answer: Answer,
+    ) -> Result<Response, ApiError> {
+        if let Some(mut record) = self.0 {
+            record.response = StoredResponse {
+                status: answer.status.as_u16(),
+                body: Some(answer.body.clone()),
+                location: answer.location.clone(),
+                etag: None,
+                position: None,
+            };
+            if !idempotency::insert(&record, &mut tx).await? {
+                tx.rollback().await.map_err(anyhow::Error::from)?;
+                let stored = idempotency::lookup(pool, &record.scope, &record.key)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("an idempotency key taken and gone"))?;
+                return Previous(stored.response).replay(pool).await;
+            }
+        }
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        Ok(answer.into_response())
+    }
+}
+
+impl Previous {
+    /// The remembered answer, with the webhook's current secret.
+    async fn replay(self, pool: &PgPool) -> Result<Response, ApiError> {
+        let body = self.0.body.unwrap_or_default();
+        let id: Uuid = body["webhook_id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("a remembered webhook answer names no webhook"))?;
+        let key = subscription::signing_keys(pool, id)
+            .await
+            .ok()
+            .and_then(|keys| keys.into_iter().next())
+            .ok_or_else(|| ApiError::not_found(format!("webhook {id} was deleted")))?;
+        Ok(Answer {
+            status: StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::OK),
+            body,
+            location: self.0.location,
+            secret: key.to_secret(),
+        }
+        .into_response())
+    }
 }
 
 /// Which deliveries to list.

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::signature::SigningKey;
@@ -71,7 +71,7 @@ const COLUMNS: &str = "webhook_id, owner_id, owner_role, url, event_types, creat
 
 /// Records a new webhook with a fresh key; the key is returned once, to show its secret.
 pub async fn create(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     owner: Owner,
     url: &str,
     event_types: &[String],
@@ -87,7 +87,7 @@ pub async fn create(
     .bind(url)
     .bind(event_types)
     .bind(key.as_bytes())
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await
     .context("recording a webhook")?;
     Ok((row.into(), key))
@@ -166,7 +166,7 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> anyhow::Result<bool> {
 /// Gives the webhook a new key; the previous one goes on signing (beside it) for `overlap`,
 /// so that receivers switch secrets without rejecting a delivery.
 pub async fn rotate(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: Uuid,
     overlap: std::time::Duration,
 ) -> anyhow::Result<Option<SigningKey>> {
@@ -179,7 +179,7 @@ pub async fn rotate(
     .bind(id)
     .bind(key.as_bytes())
     .bind(overlap)
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .context("rotating a webhook's secret")?
     .rows_affected()

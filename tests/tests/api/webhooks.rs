@@ -650,3 +650,55 @@ async fn a_forgotten_buyer_stays_forgotten_in_later_deliveries() {
     assert_eq!(replayed.json()["data"]["shipping_address"], "forgotten");
     assert!(!String::from_utf8_lossy(&replayed.body).contains("Lovelace"));
 }
+
+#[tokio::test]
+async fn a_retried_subscription_or_rotation_with_its_idempotency_key_happens_once() {
+    let app = app().await;
+    let receiver = Receiver::start().await;
+    let (_, seller) = app.account("seller").await;
+    let subscribe = |key: &'static str, types: Value| {
+        app.client
+            .post(format!("{}/v1/webhooks", app.address))
+            .bearer_auth(&seller)
+            .header("idempotency-key", key)
+            .json(&json!({"url": receiver.url, "event_types": types}))
+            .send()
+    };
+    let first = subscribe("sub-1", json!(["inventory.*"])).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = subscribe("sub-1", json!(["inventory.*"])).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert!(again.headers().contains_key("location"));
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["webhook_id"], first["webhook_id"]);
+    assert_eq!(again["secret"], first["secret"]);
+    let other = subscribe("sub-1", json!(["product.*"])).await.unwrap();
+    assert_problem(other, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let listed: Value = app
+        .request(Method::GET, "/v1/webhooks", Some(&seller), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+
+    let webhook = first["webhook_id"].as_str().unwrap();
+    let rotate = || {
+        app.client
+            .post(format!("{}/v1/webhooks/{webhook}/secret", app.address))
+            .bearer_auth(&seller)
+            .header("idempotency-key", "rotate-1")
+            .send()
+    };
+    let rotated: Value = rotate().await.unwrap().json().await.unwrap();
+    let retried: Value = rotate().await.unwrap().json().await.unwrap();
+    assert_eq!(rotated["secret"], retried["secret"]);
+    assert_ne!(rotated["secret"], first["secret"]);
+    // Rotated once: the original secret still verifies beside the new one.
+    app.product(&seller, "IDEM-1", 100, 1).await;
+    receiver.wait_until("the restock", |r| !r.is_empty()).await;
+    let delivery = &receiver.received()[0];
+    verify(first["secret"].as_str().unwrap(), delivery).unwrap();
+    verify(rotated["secret"].as_str().unwrap(), delivery).unwrap();
+}
