@@ -124,6 +124,10 @@ pub fn describe() {
         "commerce_webhook_attempts_total",
         "Webhook delivery attempts, by outcome: delivered, retrying (a failure, retried later) or gave_up (the retry window passed)"
     );
+    describe_gauge!(
+        "commerce_webhook_deliveries_pending",
+        "Webhook deliveries not delivered yet (waiting for an attempt or a retry, or behind an open circuit)"
+    );
     describe_histogram!(
         "commerce_webhook_attempt_duration_seconds",
         Unit::Seconds,
@@ -242,6 +246,12 @@ pub async fn refresh_once(pool: &PgPool, projections: &[&'static str]) -> anyhow
     metrics::gauge!("commerce_stuck_sagas").set(stuck as f64);
     let age = xid_horizon_age_seconds(pool).await?;
     metrics::gauge!("commerce_xid_horizon_age_seconds").set(age);
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE state = 'pending'")
+            .fetch_one(pool)
+            .await
+            .context("counting pending webhook deliveries")?;
+    metrics::gauge!("commerce_webhook_deliveries_pending").set(pending as f64);
     for (projection, parked) in dead_letters(pool, projections).await? {
         metrics::gauge!("commerce_dead_letters", "projection" => projection).set(parked as f64);
     }

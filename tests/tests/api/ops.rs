@@ -171,6 +171,7 @@ async fn every_series_is_described_and_the_operator_gauges_are_exported() {
         let text = metrics_text(&app).await;
         if sample(&text, "commerce_stuck_sagas").is_some()
             && sample(&text, "commerce_xid_horizon_age_seconds").is_some()
+            && sample(&text, "commerce_webhook_deliveries_pending").is_some()
         {
             break text;
         }
@@ -211,6 +212,10 @@ async fn every_series_is_described_and_the_operator_gauges_are_exported() {
     );
     assert!(sample(&text, "commerce_stuck_sagas").unwrap() >= 0.0);
     assert!(sample(&text, "commerce_xid_horizon_age_seconds").unwrap() >= 0.0);
+    assert_eq!(
+        sample(&text, "commerce_webhook_deliveries_pending"),
+        Some(0.0)
+    );
     for projection in ["orders", "carts", "inventory", "saga_triggers"] {
         assert!(
             text.contains(&format!(
