@@ -18,36 +18,6 @@ use crate::helpers::{assert_problem, checkout_body, spawn_app, spawn_app_with, T
 pub const TERMINAL: &[&str] = &["confirmed", "cancelled", "refunded"];
 
 impl TestApp {
-    /// Polls the order until its status is one of `statuses` (the saga runs in the background).
-    pub async fn wait_for_order(&self, order_id: Uuid, token: &str, statuses: &[&str]) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let response = self
-                .request(
-                    Method::GET,
-                    &format!("/v1/orders/{order_id}"),
-                    Some(token),
-                    None,
-                )
-                .await;
-            if response.status() == StatusCode::OK {
-                let order: Value = response.json().await.unwrap();
-                if statuses.contains(&order["status"].as_str().unwrap_or_default()) {
-                    return order;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "order stuck at {order}"
-                );
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "order {order_id} never appeared"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
     /// Waits until the saga of `order_id` has nothing left to do: every order event so far has
     /// reached the saga triggers, no wake-up is pending, and its last step completed it.
     pub async fn wait_for_saga(&self, order_id: Uuid) {

@@ -271,6 +271,36 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Polls the order until its status is one of `statuses` (the saga runs in the background).
+    pub async fn wait_for_order(&self, order_id: Uuid, token: &str, statuses: &[&str]) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let response = self
+                .request(
+                    Method::GET,
+                    &format!("/v1/orders/{order_id}"),
+                    Some(token),
+                    None,
+                )
+                .await;
+            if response.status() == StatusCode::OK {
+                let order: Value = response.json().await.unwrap();
+                if statuses.contains(&order["status"].as_str().unwrap_or_default()) {
+                    return order;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "order stuck at {order}"
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {order_id} never appeared"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits (20 s at most) until the stream holds an `event_type` event: work running in the
     /// background (a saga worker) got that far.
     pub async fn wait_for_event(&self, aggregate_type: &str, id: &str, event_type: &str) {

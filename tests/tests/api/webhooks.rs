@@ -415,43 +415,44 @@ async fn a_sellers_webhook_never_receives_another_sellers_events_or_lines() {
         .await;
     let problem = assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(problem["errors"][0]["pointer"], "/event_types/0");
-    let other = app
-        .request(
+    let one = format!("/v1/webhooks/{webhook}");
+    let log = format!("/v1/webhooks/{webhook}/deliveries");
+    for (method, path, token, status) in [
+        (
             Method::GET,
-            &format!("/v1/webhooks/{webhook}"),
+            one.as_str(),
             Some(&theirs),
-            None,
-        )
-        .await;
-    assert_eq!(other.status(), StatusCode::NOT_FOUND);
-    let log = app
-        .request(
+            StatusCode::NOT_FOUND,
+        ),
+        (
             Method::GET,
-            &format!("/v1/webhooks/{webhook}/deliveries"),
+            log.as_str(),
             Some(&theirs),
-            None,
-        )
-        .await;
-    assert_eq!(log.status(), StatusCode::NOT_FOUND);
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::DELETE,
+            one.as_str(),
+            Some(&theirs),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/v1/webhooks",
+            Some(&buyer),
+            StatusCode::FORBIDDEN,
+        ),
+        (Method::GET, "/v1/webhooks", None, StatusCode::UNAUTHORIZED),
+    ] {
+        let response = app
+            .request(method.clone(), path, token.map(String::as_str), None)
+            .await;
+        assert_eq!(response.status(), status, "{method} {path}");
+    }
     let listed = app
         .request(Method::GET, "/v1/webhooks", Some(&theirs), None)
         .await;
     assert_eq!(listed.json::<Value>().await.unwrap()["items"], json!([]));
-    let by_buyer = app
-        .request(Method::GET, "/v1/webhooks", Some(&buyer), None)
-        .await;
-    assert_eq!(by_buyer.status(), StatusCode::FORBIDDEN);
-    let anonymous = app.request(Method::GET, "/v1/webhooks", None, None).await;
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let deleted = app
-        .request(
-            Method::DELETE,
-            &format!("/v1/webhooks/{webhook}"),
-            Some(&theirs),
-            None,
-        )
-        .await;
-    assert_eq!(deleted.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -21,11 +21,9 @@ use std::time::Duration;
 use opentelemetry::trace::{TraceId, TracerProvider as _};
 use opentelemetry::Value as OtelValue;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use reqwest::StatusCode;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use uuid::Uuid;
 
 use crate::helpers::spawn_app_with;
 use crate::receiver::Receiver;
@@ -104,31 +102,6 @@ fn missing(spans: &[&SpanData]) -> Vec<&'static str> {
     missing
 }
 
-async fn wait_for_status(app: &helpers::TestApp, order_id: Uuid, token: &str, status: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let response = app
-            .request(
-                Method::GET,
-                &format!("/v1/orders/{order_id}"),
-                Some(token),
-                None,
-            )
-            .await;
-        if response.status() == StatusCode::OK {
-            let order: Value = response.json().await.unwrap();
-            if order["status"] == status {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "order {order_id} never became {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkout_is_one_trace_from_the_request_to_the_confirmed_order() {
     let (exporter, provider) = traces();
@@ -148,7 +121,7 @@ async fn a_checkout_is_one_trace_from_the_request_to_the_confirmed_order() {
     let (_, buyer) = app.account("buyer").await;
     app.add_to_cart(&buyer, "TRACED-MUG", 2).await;
     let order_id = app.checkout(&buyer).await;
-    wait_for_status(&app, order_id, &buyer, "confirmed").await;
+    app.wait_for_order(order_id, &buyer, &["confirmed"]).await;
 
     // The checkout's request span names the trace; the spans of the steps after the
     // confirmation may still be ending, so look again for a while.
