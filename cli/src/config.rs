@@ -136,6 +136,9 @@ pub struct Config {
     /// before a probe.
     #[arg(long, env = "COMMERCE_WEBHOOK_CIRCUIT_OPEN_FOR", default_value = "30s", value_parser = parse_duration)]
     pub webhook_circuit_open_for: Duration,
+    /// How long a finished webhook delivery stays in the delivery log.
+    #[arg(long, env = "COMMERCE_WEBHOOK_LOG_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub webhook_log_retention: Duration,
     /// The longest one webhook delivery attempt may take.
     #[arg(long, env = "COMMERCE_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub webhook_timeout: Duration,
@@ -200,6 +203,7 @@ impl Config {
             webhook_first_retry: Duration::from_secs(5),
             webhook_retry_for: Duration::from_secs(24 * 3600),
             webhook_circuit_open_for: Duration::from_secs(30),
+            webhook_log_retention: Duration::from_secs(30 * 24 * 3600),
             webhook_timeout: Duration::from_secs(10),
         }
     }
@@ -219,6 +223,7 @@ impl Config {
                 ..defaults.breaker
             },
             attempt_timeout: self.webhook_timeout,
+            log_retention: self.webhook_log_retention,
             ..defaults
         }
     }

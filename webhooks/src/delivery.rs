@@ -71,6 +71,9 @@ pub struct DeliveryConfig {
     pub concurrency: usize,
     /// How often to look for due deliveries.
     pub poll: Duration,
+    /// How long a finished delivery (delivered, failed or cancelled) stays in the log, with its
+    /// attempts.
+    pub log_retention: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -82,9 +85,15 @@ impl Default for DeliveryConfig {
             attempt_timeout: Duration::from_secs(10),
             concurrency: 16,
             poll: Duration::from_millis(250),
+            log_retention: Duration::from_secs(30 * 24 * 60 * 60),
         }
     }
 }
+
+/// How often the log is pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Deliveries deleted per statement when pruning, so that no transaction runs long.
+const PRUNE_BATCH: i64 = 1000;
 
 impl DeliveryConfig {
     /// A claim outlives the slowest attempt, with room to record it; a crashed worker's
@@ -128,7 +137,18 @@ pub async fn run(
         config,
     });
     let mut in_flight = JoinSet::new();
+    let mut pruned_at: Option<Instant> = None;
     loop {
+        let prune_every = PRUNE_EVERY.min(deliverer.config.log_retention);
+        if pruned_at.is_none_or(|at| at.elapsed() >= prune_every) {
+            pruned_at = Some(Instant::now());
+            if let Err(error) = prune(&deliverer.pool, deliverer.config.log_retention).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "pruning the webhook delivery log failed"
+                );
+            }
+        }
         while in_flight.try_join_next().is_some() {}
         let free = deliverer.config.concurrency.saturating_sub(in_flight.len());
         let mut claimed = 0;
@@ -165,6 +185,38 @@ pub async fn run(
     // sent again after its lease anyway.
     while in_flight.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Deletes the deliveries that finished longer than `retention` ago (their attempts go with
+/// them), and the webhooks deleted as long ago that have none left.
+pub async fn prune(pool: &PgPool, retention: Duration) -> anyhow::Result<u64> {
+    let mut deleted = 0;
+    loop {
+        let batch = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE delivery_id IN ( \
+                 SELECT delivery_id FROM webhook_deliveries \
+                 WHERE state <> 'pending' AND finished_at < now() - $1 LIMIT $2)",
+        )
+        .bind(interval(retention))
+        .bind(PRUNE_BATCH)
+        .execute(pool)
+        .await
+        .context("pruning webhook deliveries")?
+        .rows_affected();
+        deleted += batch;
+        if batch < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
+    sqlx::query(
+        "DELETE FROM webhooks w WHERE deleted_at < now() - $1 \
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook_id = w.webhook_id)",
+    )
+    .bind(interval(retention))
+    .execute(pool)
+    .await
+    .context("pruning deleted webhooks")?;
+    Ok(deleted)
 }
 
 struct Deliverer {

@@ -703,3 +703,44 @@ async fn a_retried_subscription_or_rotation_with_its_idempotency_key_happens_onc
     verify(first["secret"].as_str().unwrap(), delivery).unwrap();
     verify(rotated["secret"].as_str().unwrap(), delivery).unwrap();
 }
+
+#[tokio::test]
+async fn finished_deliveries_and_deleted_webhooks_leave_the_log_after_its_retention() {
+    let app = spawn_app_with(|config| {
+        config.webhook_allow_private = true;
+        config.webhook_log_retention = Duration::from_secs(1);
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let admin = app.admin_token().await;
+    let (webhook, _) = app.subscribe(&admin, &receiver.url, &["inventory.*"]).await;
+    let (_, seller) = app.account("seller").await;
+    app.product(&seller, "PRUNE-1", 100, 1).await;
+    receiver.wait_until("the restock", |r| !r.is_empty()).await;
+    let deleted = app
+        .request(
+            Method::DELETE,
+            &format!("/v1/webhooks/{webhook}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (deliveries, webhooks): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM webhook_deliveries), (SELECT count(*) FROM webhooks)",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if deliveries == 0 && webhooks == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{deliveries} deliveries and {webhooks} webhooks still kept"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
