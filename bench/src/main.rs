@@ -76,6 +76,10 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The engine's own log lines (its phases, its warnings), on stderr, when asked for.
+    if std::env::var_os("RUST_LOG").is_some() {
+        commerce::telemetry::init_cli_logging();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.load_threads.max(1))
         .thread_name("load")
