@@ -41,7 +41,10 @@ CREATE TABLE webhook_deliveries (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     -- A worker holds a delivery it is attempting until then; a crashed worker's comes back.
     leased_until    timestamptz,
-    first_attempt_at timestamptz,
+    -- The retry window: retried until `retry_for` after it opened (when the delivery was
+    -- enqueued, or redelivered by hand); the backoff doubles with the attempts made in it.
+    window_opened_at    timestamptz NOT NULL DEFAULT now(),
+    attempts_before_window integer  NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz
 );
@@ -50,6 +53,10 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHER
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (webhook_id, aggregate_type, aggregate_id, delivery_id)
     WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_log ON webhook_deliveries (webhook_id, delivery_id);
+-- A webhook's oldest pending delivery (the half-open circuit's probe), its attempts in flight.
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, delivery_id) WHERE state = 'pending';
+-- What the log's retention prunes.
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE state <> 'pending';
 
 -- The delivery log: every attempt.
 CREATE TABLE webhook_attempts (

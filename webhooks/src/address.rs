@@ -11,6 +11,9 @@ use std::sync::Arc;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 
+/// The longest a host name may take to resolve.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Longest URL accepted.
 pub const MAX_URL_LENGTH: usize = 2048;
 
@@ -54,22 +57,25 @@ pub async fn check_host(url: &Url, allow_private: bool) -> Result<(), Refused> {
     if allow_private {
         return Ok(());
     }
-    match addresses.iter().find(|a| !is_public(a.ip())) {
-        Some(address) => Err(Refused(format!(
-            "url resolves to {}, a loopback, private or reserved address",
-            address.ip()
-        ))),
-        None => Ok(()),
+    // The address itself is not named: it would tell a caller what an internal name is.
+    if addresses.iter().any(|a| !is_public(a.ip())) {
+        return Err(Refused(
+            "url resolves to a loopback, private or reserved address".into(),
+        ));
     }
+    Ok(())
 }
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Refused> {
     // An IPv6 literal comes bracketed from the URL.
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| Refused(format!("url's host `{host}` does not resolve")))?
-        .collect();
+    let unresolved = || Refused(format!("url's host `{host}` does not resolve"));
+    let addresses: Vec<SocketAddr> =
+        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| unresolved())?
+            .map_err(|_| unresolved())?
+            .collect();
     if addresses.is_empty() {
         return Err(Refused(format!("url's host `{host}` does not resolve")));
     }
@@ -105,14 +111,32 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
+    // Forms that carry an IPv4 address inside are as public as that address.
+    if segments[..6].iter().all(|s| *s == 0) {
+        // IPv4-compatible (::a.b.c.d); `::` and `::1` are caught below as well.
+        let [a, b] = segments[6].to_be_bytes();
+        let [c, d] = segments[7].to_be_bytes();
+        return !ip.is_loopback()
+            && !ip.is_unspecified()
+            && is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    if first == 0x2002 {
+        // 6to4: 2002:a.b.c.d::/48.
+        let [a, b] = segments[1].to_be_bytes();
+        let [c, d] = segments[2].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
-        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
-        || first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64, which reaches IPv4 inside
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside some networks)
+        || first == 0x2001 && segments[1] == 0x0000 // Teredo, which tunnels to IPv4 inside
+        || first == 0x2001 && segments[1] == 0x0db8 // documentation
+        || first == 0x0064 && segments[1] == 0xff9b) // NAT64, which reaches IPv4 inside
 }
 
 /// The delivery client's name resolution: resolves as the system does, then refuses the name
@@ -203,10 +227,19 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "64:ff9b::a00:1",
+            "::a9fe:a9fe",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} counted as public");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "2002:5db8:d822::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} counted as internal");
         }
     }

@@ -90,6 +90,10 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// Attempts in flight at once to one webhook (of [`DeliveryConfig::concurrency`] in all), so
+/// that a slow receiver cannot take every slot.
+const PER_WEBHOOK_IN_FLIGHT: i64 = 4;
+
 /// How often the log is pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Deliveries deleted per statement when pruning, so that no transaction runs long.
@@ -113,9 +117,12 @@ struct Claimed {
     aggregate_type: String,
     aggregate_id: String,
     sequence: i64,
+    event_type: String,
     /// This attempt's number: the fence of everything the worker writes about it.
     attempts: i32,
-    first_attempt_at: DateTime<Utc>,
+    /// Attempts made since its retry window opened, this one included.
+    attempts_in_window: i32,
+    window_opened_at: DateTime<Utc>,
 }
 
 /// Delivers until cancelled.
@@ -126,6 +133,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the receiver's name itself, past the guarded resolver.
+        .no_proxy()
         .timeout(config.attempt_timeout)
         .dns_resolver(address::resolver(config.allow_private))
         .user_agent(concat!("commerce-webhooks/", env!("CARGO_PKG_VERSION")))
@@ -208,6 +217,16 @@ pub async fn prune(pool: &PgPool, retention: Duration) -> anyhow::Result<u64> {
             break;
         }
     }
+    // A fan-out batch that read a webhook just before it was deleted may have enqueued
+    // after the deletion cancelled its deliveries.
+    sqlx::query(
+        "UPDATE webhook_deliveries d SET state = 'cancelled', finished_at = now() \
+         FROM webhooks w WHERE w.webhook_id = d.webhook_id AND w.deleted_at IS NOT NULL \
+         AND d.state = 'pending'",
+    )
+    .execute(pool)
+    .await
+    .context("cancelling the deliveries of deleted webhooks")?;
     sqlx::query(
         "DELETE FROM webhooks w WHERE deleted_at < now() - $1 \
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook_id = w.webhook_id)",
@@ -231,9 +250,25 @@ struct Outcome {
     error: Option<String>,
     excerpt: Option<String>,
     latency: Duration,
+    /// The engine failed before sending: not the receiver's failure.
+    unprepared: bool,
 }
 
 impl Outcome {
+    fn unprepared(error: &anyhow::Error) -> Self {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "a webhook delivery could not be prepared"
+        );
+        Self {
+            status: None,
+            error: Some("the engine could not prepare this delivery; it is retried".to_owned()),
+            excerpt: None,
+            latency: Duration::ZERO,
+            unprepared: true,
+        }
+    }
+
     fn delivered(&self) -> bool {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
@@ -254,66 +289,78 @@ impl Deliverer {
                         AND e.aggregate_id = d.aggregate_id AND e.state = 'pending' \
                         AND e.delivery_id < d.delivery_id) \
                   AND (w.consecutive_failures < $2 OR d.delivery_id = (SELECT min(x.delivery_id) \
-                      FROM webhook_deliveries x WHERE x.webhook_id = d.webhook_id AND x.state = 'pending')) \
+                      FROM webhook_deliveries x WHERE x.webhook_id = d.webhook_id \
+                        AND x.state = 'pending' AND x.next_attempt_at <= now())) \
+                  AND (SELECT count(*) FROM webhook_deliveries y WHERE y.webhook_id = d.webhook_id \
+                        AND y.state = 'pending' AND y.leased_until >= now()) < $4 \
                 ORDER BY d.next_attempt_at, d.delivery_id LIMIT $1 \
                 FOR UPDATE OF d SKIP LOCKED) \
-             UPDATE webhook_deliveries d SET leased_until = now() + $3, attempts = d.attempts + 1, \
-                    first_attempt_at = coalesce(d.first_attempt_at, now()) \
+             UPDATE webhook_deliveries d SET leased_until = now() + $3, attempts = d.attempts + 1 \
              FROM due WHERE d.delivery_id = due.delivery_id \
              RETURNING d.delivery_id, d.webhook_id, d.message_id, d.aggregate_type, d.aggregate_id, \
-                       d.sequence, d.attempts, d.first_attempt_at",
+                       d.sequence, d.event_type, d.attempts, d.attempts - d.attempts_before_window AS attempts_in_window, \
+                       d.window_opened_at",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(self.config.breaker.failures_to_open)
         .bind(interval(self.config.lease()))
+        .bind(PER_WEBHOOK_IN_FLIGHT)
         .fetch_all(&self.pool)
         .await
         .context("claiming webhook deliveries")
     }
 
-    /// One attempt of one delivery, recorded; errors are logged, the lease brings it back.
-    /// Traced as a `webhook_delivery` span continuing the trace of the event it sends.
+    /// One attempt of one delivery, recorded, traced as a `webhook_delivery` span continuing
+    /// the trace of the event it sends. When the delivery cannot even be prepared (the event
+    /// does not read, a key is missing), that is recorded as a failed attempt too, so that
+    /// backoff and the retry window apply; it does not count against the receiver's circuit.
     async fn attempt(&self, delivery: Claimed) {
         let id = delivery.delivery_id;
-        let result = async {
-            let event = payload::event(
-                &self.pool,
-                &delivery.aggregate_type,
-                &delivery.aggregate_id,
-                delivery.sequence,
-            )
-            .await?;
-            let span = tracing::info_span!(
-                "webhook_delivery",
-                otel.kind = "producer",
-                webhook_id = %delivery.webhook_id,
-                delivery_id = id,
-                attempt = delivery.attempts,
-                event_type = %event.event_type,
-                status = tracing::field::Empty,
-            );
-            commerce_store::trace::set_parent_from_metadata(&span, &event.metadata);
-            async {
-                let webhook = subscription::get(&self.pool, delivery.webhook_id)
-                    .await?
-                    .context("the webhook is gone")?;
-                let outcome = self.send(&webhook, &delivery, &event).await?;
-                if let Some(status) = outcome.status {
-                    tracing::Span::current().record("status", status);
-                }
-                self.record(&delivery, &outcome).await
+        let span = tracing::info_span!(
+            "webhook_delivery",
+            otel.kind = "producer",
+            webhook_id = %delivery.webhook_id,
+            delivery_id = id,
+            attempt = delivery.attempts,
+            event_type = %delivery.event_type,
+            status = tracing::field::Empty,
+        );
+        let outcome = match self.prepare(&delivery).await {
+            Ok((webhook, event)) => {
+                commerce_store::trace::set_parent_from_metadata(&span, &event.metadata);
+                let sent = self.send(&webhook, &delivery, &event);
+                sent.instrument(span.clone())
+                    .await
+                    .unwrap_or_else(|error| Outcome::unprepared(&error))
             }
-            .instrument(span)
-            .await
+            Err(error) => Outcome::unprepared(&error),
+        };
+        if let Some(status) = outcome.status {
+            span.record("status", status);
         }
-        .await;
-        if let Err(error) = result {
+        let recorded = self.record(&delivery, &outcome).instrument(span).await;
+        if let Err(error) = recorded {
             tracing::warn!(
                 delivery_id = id,
                 error = format!("{error:#}"),
-                "a webhook delivery could not be attempted"
+                "a webhook delivery's attempt could not be recorded"
             );
         }
+    }
+
+    /// The webhook and the event a delivery sends.
+    async fn prepare(&self, delivery: &Claimed) -> anyhow::Result<(Webhook, StoredEvent)> {
+        let webhook = subscription::get(&self.pool, delivery.webhook_id)
+            .await?
+            .context("the webhook is gone")?;
+        let event = payload::event(
+            &self.pool,
+            &delivery.aggregate_type,
+            &delivery.aggregate_id,
+            delivery.sequence,
+        )
+        .await?;
+        Ok((webhook, event))
     }
 
     async fn send(
@@ -328,6 +375,7 @@ impl Deliverer {
             error: Some(error),
             excerpt: None,
             latency: started.elapsed(),
+            unprepared: false,
         };
         let url = match address::parse(&webhook.url)
             .and_then(|url| address::check_literal(&url, self.config.allow_private).map(|()| url))
@@ -336,7 +384,9 @@ impl Deliverer {
             Err(refusal) => return Ok(refused(refusal.0)),
         };
         let body = payload::body(&self.pool, event, webhook.owner).await?;
-        let keys = subscription::signing_keys(&self.pool, webhook.webhook_id).await?;
+        let keys = subscription::signing_keys(&self.pool, webhook.webhook_id)
+            .await?
+            .context("the webhook is gone")?;
         let timestamp = Utc::now().timestamp();
         let signature = signature_header(&keys, &delivery.message_id, timestamp, &body);
         let request = self
@@ -364,15 +414,13 @@ impl Deliverer {
                 }
             }
         }
-        let excerpt: String = String::from_utf8_lossy(&read)
-            .chars()
-            .take(EXCERPT_CHARS)
-            .collect();
+        let excerpt = printable(&String::from_utf8_lossy(&read));
         Ok(Outcome {
             status: Some(status),
             error,
             excerpt: (!excerpt.is_empty()).then_some(excerpt),
             latency: started.elapsed(),
+            unprepared: false,
         })
     }
 
@@ -383,14 +431,11 @@ impl Deliverer {
         let next = if delivered {
             None
         } else {
-            let elapsed = (Utc::now() - delivery.first_attempt_at)
+            let elapsed = (Utc::now() - delivery.window_opened_at)
                 .to_std()
                 .unwrap_or_default();
-            Some(
-                self.config
-                    .backoff
-                    .after_failure(u32::try_from(delivery.attempts).unwrap_or(1), elapsed),
-            )
+            let attempts = u32::try_from(delivery.attempts_in_window).unwrap_or(1);
+            Some(self.config.backoff.after_failure(attempts, elapsed))
         };
         let (state, retry_in) = match next {
             None => ("delivered", None),
@@ -428,25 +473,27 @@ impl Deliverer {
         .bind(interval(outcome.latency))
         .bind(outcome.status.map(i32::from))
         .bind(i32::try_from(outcome.latency.as_millis()).unwrap_or(i32::MAX))
-        .bind(&outcome.error)
+        .bind(outcome.error.as_deref().map(printable))
         .bind(&outcome.excerpt)
         .execute(&mut *tx)
         .await
         .context("logging a delivery attempt")?;
-        sqlx::query(
-            "UPDATE webhooks SET \
-             consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END, \
-             circuit_open_until = CASE WHEN $2 THEN NULL \
-                 WHEN consecutive_failures + 1 >= $3 THEN now() + $4 ELSE circuit_open_until END \
-             WHERE webhook_id = $1",
-        )
-        .bind(delivery.webhook_id)
-        .bind(delivered)
-        .bind(self.config.breaker.failures_to_open)
-        .bind(interval(self.config.breaker.open_for))
-        .execute(&mut *tx)
-        .await
-        .context("moving a webhook's circuit")?;
+        if !outcome.unprepared {
+            sqlx::query(
+                "UPDATE webhooks SET \
+                 consecutive_failures = CASE WHEN $2 THEN 0 ELSE consecutive_failures + 1 END, \
+                 circuit_open_until = CASE WHEN $2 THEN NULL \
+                     WHEN consecutive_failures + 1 >= $3 THEN now() + $4 ELSE circuit_open_until END \
+                 WHERE webhook_id = $1",
+            )
+            .bind(delivery.webhook_id)
+            .bind(delivered)
+            .bind(self.config.breaker.failures_to_open)
+            .bind(interval(self.config.breaker.open_for))
+            .execute(&mut *tx)
+            .await
+            .context("moving a webhook's circuit")?;
+        }
         tx.commit().await?;
         let outcome_label = match state {
             "delivered" => "delivered",
@@ -459,6 +506,14 @@ impl Deliverer {
             .record(outcome.latency.as_secs_f64());
         Ok(())
     }
+}
+
+/// The start of a receiver's text as the log keeps it: Postgres text holds no NUL.
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| *c != '\0')
+        .take(EXCERPT_CHARS)
+        .collect()
 }
 
 /// A duration as Postgres's `interval` holds it: to the microsecond.

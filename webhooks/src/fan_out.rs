@@ -8,7 +8,7 @@
 //! A replay ([`replay`]) enqueues the events of the store from a position through the same
 //! [`enqueue`], so a replayed event reaches a webhook under the same `webhook-id`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use commerce_domain::AccountId;
@@ -92,8 +92,9 @@ async fn record_owners(conn: &mut PgConnection, events: &[StoredEvent]) -> anyho
     for event in events {
         owners.extend(scope::owners_established(event)?);
     }
-    // One row per subject (the last word wins), as one statement.
-    let owners: HashMap<String, Vec<Uuid>> = owners.into_iter().collect();
+    // One row per subject (the last word wins), as one statement, in the subjects' order, so
+    // that two writers (the fan-out, a replay) lock the rows in the same order.
+    let owners: BTreeMap<String, Vec<Uuid>> = owners.into_iter().collect();
     if owners.is_empty() {
         return Ok(());
     }

@@ -451,8 +451,7 @@ impl Previous {
             .and_then(|id| id.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("a remembered webhook answer names no webhook"))?;
         let key = subscription::signing_keys(pool, id)
-            .await
-            .ok()
+            .await?
             .and_then(|keys| keys.into_iter().next())
             .ok_or_else(|| ApiError::not_found(format!("webhook {id} was deleted")))?;
         Ok(Answer {
@@ -680,7 +679,7 @@ pub async fn retry(
     // attempting it right now stays (its outcome is then recorded, and this one follows).
     sqlx::query(
         "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = now(), \
-         first_attempt_at = CASE WHEN state = 'pending' THEN first_attempt_at END, finished_at = NULL \
+         window_opened_at = now(), attempts_before_window = attempts, finished_at = NULL \
          WHERE delivery_id = $1 AND state <> 'cancelled'",
     )
     .bind(delivery_id)

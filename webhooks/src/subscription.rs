@@ -139,9 +139,18 @@ pub async fn list_page(
     Ok(rows.into_iter().map(Webhook::from).collect())
 }
 
-/// Unsubscribes: the webhook is gone and its pending deliveries are cancelled.
+/// Unsubscribes: the webhook is gone and its pending deliveries are cancelled. The deliveries
+/// are locked before the webhook, in the order a worker recording an attempt locks them.
 pub async fn delete(pool: &PgPool, id: Uuid) -> anyhow::Result<bool> {
     let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE webhook_deliveries SET state = 'cancelled', finished_at = now() \
+         WHERE webhook_id = $1 AND state = 'pending'",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .context("cancelling a deleted webhook's deliveries")?;
     let deleted = sqlx::query(
         "UPDATE webhooks SET deleted_at = now() WHERE webhook_id = $1 AND deleted_at IS NULL",
     )
@@ -151,14 +160,6 @@ pub async fn delete(pool: &PgPool, id: Uuid) -> anyhow::Result<bool> {
     .context("deleting a webhook")?
     .rows_affected()
         == 1;
-    sqlx::query(
-        "UPDATE webhook_deliveries SET state = 'cancelled', finished_at = now() \
-         WHERE webhook_id = $1 AND state = 'pending'",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .context("cancelling a deleted webhook's deliveries")?;
     tx.commit().await?;
     Ok(deleted)
 }
@@ -188,21 +189,23 @@ pub async fn rotate(
 }
 
 /// The keys that sign a delivery now: the current one, and the previous one during a
-/// rotation's overlap.
+/// rotation's overlap. `None` once the webhook is deleted.
 pub async fn signing_keys(
     executor: impl PgExecutor<'_>,
     id: Uuid,
-) -> anyhow::Result<Vec<SigningKey>> {
-    let (current, previous): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(
+) -> anyhow::Result<Option<Vec<SigningKey>>> {
+    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
         "SELECT signing_key, CASE WHEN previous_key_until > now() THEN previous_key END \
-         FROM webhooks WHERE webhook_id = $1",
+         FROM webhooks WHERE webhook_id = $1 AND deleted_at IS NULL",
     )
     .bind(id)
-    .fetch_one(executor)
+    .fetch_optional(executor)
     .await
     .context("reading a webhook's keys")?;
-    Ok(std::iter::once(current)
-        .chain(previous)
-        .map(SigningKey::from_bytes)
-        .collect())
+    Ok(row.map(|(current, previous)| {
+        std::iter::once(current)
+            .chain(previous)
+            .map(SigningKey::from_bytes)
+            .collect()
+    }))
 }

@@ -744,3 +744,34 @@ async fn finished_deliveries_and_deleted_webhooks_leave_the_log_after_its_retent
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_binary_answer_is_logged_and_ends_the_delivery() {
+    let app = app().await;
+    let receiver = Receiver::start().await;
+    receiver.answer_with(b"\x00\x1f\x8b binary\x00answer");
+    let admin = app.admin_token().await;
+    let (webhook, _) = app.subscribe(&admin, &receiver.url, &["inventory.*"]).await;
+    let (_, seller) = app.account("seller").await;
+    app.product(&seller, "BINARY-1", 100, 1).await;
+    receiver.wait_until("the restock", |r| !r.is_empty()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = app.deliveries(&admin, webhook).await;
+        if log.first().is_some_and(|d| d["state"] == "delivered") {
+            let attempts = log[0]["attempts"].as_array().unwrap();
+            assert_eq!(attempts.len(), 1);
+            assert_eq!(
+                attempts[0]["response_excerpt"],
+                "\u{1f}\u{fffd} binaryanswer"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never recorded: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(receiver.received().len(), 1, "sent again");
+}

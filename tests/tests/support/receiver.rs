@@ -47,6 +47,8 @@ struct Script {
     in_flight: AtomicUsize,
     /// Requests whose sender went away before the answer.
     abandoned: AtomicUsize,
+    /// The body of every answer.
+    answer: Mutex<Vec<u8>>,
     received: Mutex<Vec<Received>>,
 }
 
@@ -108,6 +110,11 @@ impl Receiver {
         self.script.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Answers with this body (any bytes) from now on.
+    pub fn answer_with(&self, body: &[u8]) {
+        *self.script.answer.lock().unwrap() = body.to_vec();
+    }
+
     /// Answers 2xx again.
     pub fn recover(&self) {
         self.script.always_fail.store(false, Ordering::SeqCst);
@@ -137,7 +144,11 @@ impl Receiver {
     }
 }
 
-async fn receive(State(script): State<Arc<Script>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(script): State<Arc<Script>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Vec<u8>) {
     let delay = script.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         script.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -173,10 +184,13 @@ async fn receive(State(script): State<Arc<Script>>, headers: HeaderMap, body: By
             .failures_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
+    let answer = script.answer.lock().unwrap().clone();
     let status = if fail {
         StatusCode::INTERNAL_SERVER_ERROR
-    } else {
+    } else if answer.is_empty() {
         StatusCode::NO_CONTENT
+    } else {
+        StatusCode::OK
     };
     script.received.lock().unwrap().push(Received {
         id: header("webhook-id"),
@@ -185,7 +199,7 @@ async fn receive(State(script): State<Arc<Script>>, headers: HeaderMap, body: By
         body,
         status: status.as_u16(),
     });
-    status
+    (status, answer)
 }
 
 /// The Standard Webhooks check, from the specification: the secret is `whsec_` + base64 of
