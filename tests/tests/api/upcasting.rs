@@ -8,7 +8,6 @@ use commerce_domain::{OrderId, PaymentId};
 use commerce_projections::read_models::Orders;
 use commerce_projections::{apply_from_store, StoredEvent};
 use commerce_store::repository::load_from_store;
-use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -63,32 +62,7 @@ impl TestApp {
 
     /// The order as GET /v1/orders/{id} shows it, once its saga confirmed it.
     async fn confirmed_order(&self, order_id: Uuid, buyer: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let response = self
-                .request(
-                    Method::GET,
-                    &format!("/v1/orders/{order_id}"),
-                    Some(buyer),
-                    None,
-                )
-                .await;
-            if response.status() == StatusCode::OK {
-                let order: Value = response.json().await.unwrap();
-                if order["status"] == "confirmed" {
-                    return order;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "order stuck at {order}"
-                );
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "order {order_id} never appeared"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_for_order(order_id, buyer, &["confirmed"]).await
     }
 
     /// Every row of `rm_orders`, in order.
