@@ -70,10 +70,3 @@ CREATE TABLE webhook_attempts (
     response_excerpt text,
     PRIMARY KEY (delivery_id, attempt)
 );
-
--- Which sellers an event concerns, kept by the fan-out from the events themselves:
--- `product:<id>`, `sku:<sku>` and `order:<id>` to the sellers they belong to.
-CREATE TABLE webhook_owners (
-    subject    text   PRIMARY KEY,
-    seller_ids uuid[] NOT NULL
-);

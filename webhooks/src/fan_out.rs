@@ -8,7 +8,7 @@
 //! A replay ([`replay`]) enqueues the events of the store from a position through the same
 //! [`enqueue`], so a replayed event reaches a webhook under the same `webhook-id`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use anyhow::Context;
 use commerce_domain::AccountId;
@@ -75,48 +75,14 @@ impl Projection for WebhookFanOut {
     }
 }
 
-/// Records the ownership the events establish, then a delivery of each to every webhook that
-/// subscribed before it was recorded and takes it.
+/// Records a delivery of each event to every webhook that subscribed before it was recorded
+/// and takes it.
 async fn fan_out(conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
-    record_owners(conn, events).await?;
     let webhooks = subscription::active(&mut *conn).await?;
     if webhooks.is_empty() {
         return Ok(());
     }
     enqueue(conn, &webhooks, events, Since::Subscribed).await?;
-    Ok(())
-}
-
-async fn record_owners(conn: &mut PgConnection, events: &[StoredEvent]) -> anyhow::Result<()> {
-    let mut owners: Vec<(String, Vec<Uuid>)> = Vec::new();
-    for event in events {
-        owners.extend(scope::owners_established(event)?);
-    }
-    // One row per subject (the last word wins), as one statement, in the subjects' order, so
-    // that two writers (the fan-out, a replay) lock the rows in the same order.
-    let owners: BTreeMap<String, Vec<Uuid>> = owners.into_iter().collect();
-    if owners.is_empty() {
-        return Ok(());
-    }
-    let (subjects, sellers): (Vec<String>, Vec<Vec<Uuid>>) = owners.into_iter().unzip();
-    // Postgres has no array of arrays of varying length: each row's sellers travel as text.
-    let sellers: Vec<String> = sellers
-        .iter()
-        .map(|ids| {
-            let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-            format!("{{{}}}", ids.join(","))
-        })
-        .collect();
-    sqlx::query(
-        "INSERT INTO webhook_owners (subject, seller_ids) \
-         SELECT subject, sellers::uuid[] FROM UNNEST($1::text[], $2::text[]) AS o(subject, sellers) \
-         ON CONFLICT (subject) DO UPDATE SET seller_ids = EXCLUDED.seller_ids",
-    )
-    .bind(&subjects)
-    .bind(&sellers)
-    .execute(&mut *conn)
-    .await
-    .context("recording who owns what")?;
     Ok(())
 }
 
@@ -168,20 +134,11 @@ async fn sellers_of(
     conn: &mut PgConnection,
     webhooks: &[Webhook],
     events: &[StoredEvent],
-) -> anyhow::Result<HashMap<String, Vec<Uuid>>> {
+) -> anyhow::Result<HashMap<scope::Subject, Vec<Uuid>>> {
     if !webhooks.iter().any(|w| matches!(w.owner, Owner::Seller(_))) {
         return Ok(HashMap::new());
     }
-    let mut subjects: Vec<String> = events.iter().filter_map(scope::subject_of).collect();
-    subjects.sort();
-    subjects.dedup();
-    let rows: Vec<(String, Vec<Uuid>)> =
-        sqlx::query_as("SELECT subject, seller_ids FROM webhook_owners WHERE subject = ANY($1)")
-            .bind(&subjects)
-            .fetch_all(&mut *conn)
-            .await
-            .context("reading who owns what")?;
-    Ok(rows.into_iter().collect())
+    scope::sellers_of(conn, events).await
 }
 
 /// Deliveries to insert, column by column.
@@ -271,7 +228,6 @@ pub async fn replay(pool: &PgPool, webhook: &Webhook, from_position: i64) -> any
         let Some(end) = events.last().map(|e| e.position) else {
             break;
         };
-        record_owners(&mut tx, &events).await?;
         enqueued += enqueue(&mut tx, webhooks, &events, Since::Anytime).await?;
         tx.commit().await?;
         after = end;

@@ -5,64 +5,106 @@
 //! limited to those lines: never another seller's lines, nor the order's amounts, nor who the
 //! buyer is. Carts, accounts, payments and checkout sagas are never a seller's.
 //!
-//! Ownership comes from the events themselves (a product's creation names its seller and SKUs;
-//! an order's placement names each line's seller), kept by the fan-out in `webhook_owners` as
-//! it reads them, so the same rule decides for live deliveries and for replays.
+//! Who owns what is read from what was committed before the event could be: a SKU's and a
+//! product's seller from the SKU's claim (written with the product's creation), an order's
+//! sellers from its placement (the first event of its stream). Nothing depends on the order in
+//! which the fan-out meets events of different aggregates (several processes share its
+//! consumer), and nothing needs to have been seen before: the same answer live and on replay.
+
+use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Context;
 use commerce_domain::order::OrderEvent;
-use commerce_domain::product::ProductEvent;
 use commerce_domain::AccountId;
 use commerce_projections::StoredEvent;
 use serde_json::{json, Map, Value};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// The aggregate types a seller's webhook may follow.
 pub const SELLER_AGGREGATES: &[&str] = &["product", "inventory", "order", "review"];
 
-/// The ownership an event establishes: `(subject, sellers)` rows for `webhook_owners`.
-pub fn owners_established(event: &StoredEvent) -> anyhow::Result<Vec<(String, Vec<Uuid>)>> {
-    match (event.aggregate_type.as_str(), event.event_type.as_str()) {
-        ("product", "ProductCreated") => {
-            let ProductEvent::ProductCreated { seller_id, product } =
-                event.decode().context("decoding a product's creation")?
-            else {
-                return Ok(Vec::new());
-            };
-            let seller = vec![seller_id.0];
-            let mut rows = vec![(format!("product:{}", event.aggregate_id), seller.clone())];
-            rows.push((format!("sku:{}", product.sku), seller.clone()));
-            for variant in &product.variants {
-                rows.push((format!("sku:{}", variant.sku), seller.clone()));
-            }
-            Ok(rows)
+/// The sellers each subject of `events` ([`subject_of`]) belongs to.
+pub async fn sellers_of(
+    conn: &mut PgConnection,
+    events: &[StoredEvent],
+) -> anyhow::Result<HashMap<Subject, Vec<Uuid>>> {
+    let subjects: BTreeSet<Subject> = events.iter().filter_map(subject_of).collect();
+    let mut sellers: HashMap<Subject, Vec<Uuid>> = HashMap::new();
+    let (mut skus, mut products, mut orders) = (Vec::new(), Vec::new(), Vec::new());
+    for subject in &subjects {
+        match subject {
+            Subject::Sku(sku) => skus.push(sku.clone()),
+            Subject::Product(id) => products.push(*id),
+            Subject::Order(id) => orders.push(id.to_string()),
         }
-        ("order", "OrderPlaced") => {
-            let OrderEvent::OrderPlaced { lines, .. } =
-                event.decode().context("decoding an order's placement")?
-            else {
-                return Ok(Vec::new());
-            };
-            let mut sellers: Vec<Uuid> = lines.iter().map(|line| line.seller_id.0).collect();
-            sellers.sort();
-            sellers.dedup();
-            Ok(vec![(format!("order:{}", event.aggregate_id), sellers)])
-        }
-        _ => Ok(Vec::new()),
     }
+    if !skus.is_empty() || !products.is_empty() {
+        let claims: Vec<(String, Uuid, Uuid)> = sqlx::query_as(
+            "SELECT sku, product_id, seller_id FROM sku_claims \
+             WHERE sku = ANY($1) OR product_id = ANY($2)",
+        )
+        .bind(&skus)
+        .bind(&products)
+        .fetch_all(&mut *conn)
+        .await
+        .context("reading who owns the SKUs")?;
+        for (sku, product, seller) in claims {
+            sellers.insert(Subject::Sku(sku), vec![seller]);
+            sellers.insert(Subject::Product(product), vec![seller]);
+        }
+    }
+    if !orders.is_empty() {
+        let placements: Vec<StoredEvent> = sqlx::query_as(
+            "SELECT aggregate_type, aggregate_id, sequence, position, event_type, event_version, \
+             payload, 'null'::jsonb AS metadata, recorded_at FROM events \
+             WHERE aggregate_type = 'order' AND aggregate_id = ANY($1) AND sequence = 1",
+        )
+        .bind(&orders)
+        .fetch_all(&mut *conn)
+        .await
+        .context("reading the orders' placements")?;
+        for placement in placements {
+            let OrderEvent::OrderPlaced { lines, .. } = placement
+                .decode()
+                .context("decoding an order's placement")?
+            else {
+                continue;
+            };
+            let mut ids: Vec<Uuid> = lines.iter().map(|line| line.seller_id.0).collect();
+            ids.sort();
+            ids.dedup();
+            let id = placement
+                .aggregate_id
+                .parse()
+                .context("an order id is a UUID")?;
+            sellers.insert(Subject::Order(id), ids);
+        }
+    }
+    Ok(sellers)
 }
 
-/// The `webhook_owners` subject whose sellers an event concerns; `None` for events that are
-/// never a seller's.
-pub fn subject_of(event: &StoredEvent) -> Option<String> {
+/// What a seller's event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    Sku(String),
+    Product(Uuid),
+    Order(Uuid),
+}
+
+/// What an event is about, for a seller; `None` for events that are never a seller's.
+pub fn subject_of(event: &StoredEvent) -> Option<Subject> {
     match event.aggregate_type.as_str() {
-        "product" => Some(format!("product:{}", event.aggregate_id)),
-        "inventory" => Some(format!("sku:{}", event.aggregate_id)),
-        "order" => Some(format!("order:{}", event.aggregate_id)),
+        "product" => event.aggregate_id.parse().ok().map(Subject::Product),
+        "inventory" => Some(Subject::Sku(event.aggregate_id.clone())),
+        "order" => event.aggregate_id.parse().ok().map(Subject::Order),
         "review" => {
             let data = data_of(&event.payload, &event.event_type);
-            let product = data.get("product_id")?.as_str()?;
-            Some(format!("product:{product}"))
+            data.get("product_id")?
+                .as_str()?
+                .parse()
+                .ok()
+                .map(Subject::Product)
         }
         _ => None,
     }
