@@ -10,7 +10,6 @@ use commerce_store::{
 };
 use cqrs_es::Aggregate;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::errors::{command_error, Refusal};
 use crate::CommandState;
@@ -80,14 +79,10 @@ impl CommandRequest {
         route: &str,
         body: &impl Serialize,
     ) -> Self {
-        let mut hasher = Sha256::new();
-        hasher.update(route.as_bytes());
-        hasher.update([0]);
-        hasher.update(serde_json::to_vec(body).unwrap_or_default());
         Self {
             context,
             caller,
-            request_hash: hasher.finalize().to_vec(),
+            request_hash: idempotency::request_hash(route, body),
         }
     }
 

@@ -60,6 +60,10 @@ pub const TRACEPARENT: &str = commerce_store::trace::TRACEPARENT;
 /// The W3C trace state beside [`TRACEPARENT`].
 pub const TRACESTATE: &str = commerce_store::trace::TRACESTATE;
 
+/// The columns of `events` a [`StoredEvent`] is read from: `SELECT {COLUMNS} FROM events …`.
+pub const COLUMNS: &str =
+    "aggregate_type, aggregate_id, sequence, position, event_type, event_version, payload, metadata, recorded_at";
+
 /// An event as stored in the `events` table (without its transaction id), upcast to the
 /// current version of its type.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, PgPool};
 use tokio::time::Instant;
 
-/// First pause between two looks; it doubles up to [`MAX_POLL`].
+/// First pause between two look-ups of a position's transaction; it doubles up to [`MAX_POLL`].
+/// The horizons are looked up every [`FIRST_POLL`] while anyone waits.
 const FIRST_POLL: Duration = Duration::from_millis(5);
 const MAX_POLL: Duration = Duration::from_millis(20);
 
@@ -15,45 +16,19 @@ const MAX_POLL: Duration = Duration::from_millis(20);
 /// and everything that committed before it (see [`crate::runtime`], "The watermark"): `true`
 /// when they have, `false` when `timeout` ran out first. `position <= 0` needs nothing.
 ///
-/// The query API calls it with a request's `X-Min-Position`. It polls (a few milliseconds
-/// apart at first, then every 20 ms) with one indexed query per look; a position no committed
-/// event has (yet) keeps it waiting until the timeout.
+/// The query API waits for a request's `X-Min-Position` through its one shared [`Horizons`];
+/// this is the same wait with a watch of its own, for callers that wait now and then. A
+/// position no committed event has (yet) keeps it waiting until the timeout.
 pub async fn wait_for_position(
     pool: &PgPool,
     projections: &[&str],
     position: i64,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
-    if position <= 0 || projections.is_empty() {
-        return Ok(true);
-    }
-    let mut names: Vec<&str> = projections.to_vec();
-    names.sort_unstable();
-    names.dedup();
-    let wanted = i64::try_from(names.len()).unwrap_or(i64::MAX);
-    let deadline = Instant::now() + timeout;
-    let mut pause = FIRST_POLL;
-    loop {
-        let caught_up: Option<i64> = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM projection_positions p \
-                     WHERE p.name = ANY($1) AND p.horizon > e.tx_id) \
-             FROM events e WHERE e.position = $2",
-        )
-        .bind(&names)
-        .bind(position)
-        .fetch_optional(pool)
+    // A one-off watch: the same look-ups as the query API's shared one.
+    Horizons::new(pool.clone())
+        .wait_for(projections, position, timeout)
         .await
-        .context("comparing projection horizons with a position")?;
-        if caught_up == Some(wanted) {
-            return Ok(true);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(MAX_POLL);
-    }
 }
 
 /// The version of aggregate `aggregate_type`/`aggregate_id` that projection `projection` has

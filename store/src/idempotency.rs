@@ -1,7 +1,9 @@
 //! Idempotency records: the first response to a command sent with an `Idempotency-Key`.
 
 use anyhow::Context;
+use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// The response to store, less what only the commit knows (version and position).
@@ -41,6 +43,16 @@ type Row = (
     Option<i64>,
     Option<i64>,
 );
+
+/// The fingerprint a key is recorded with: the route (method and path) and the parsed body, so
+/// that the body's formatting does not count.
+pub fn request_hash(route: &str, body: &impl Serialize) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(body).unwrap_or_default());
+    hasher.finalize().to_vec()
+}
 
 /// The earlier request with this key, if any.
 pub async fn lookup(

@@ -60,11 +60,6 @@ pub fn all() -> Vec<EventType> {
         .collect()
 }
 
-/// The type named `name`.
-pub fn find(name: &str) -> Option<EventType> {
-    all().into_iter().find(|t| t.name == name)
-}
-
 /// How deliveries name the type of an event.
 pub fn type_name(aggregate_type: &str, event_type: &str) -> String {
     format!("{aggregate_type}.{event_type}")
@@ -114,6 +109,10 @@ pub fn refusal(pattern: &str, seller: bool) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn find(name: &str) -> Option<EventType> {
+        all().into_iter().find(|t| t.name == name)
+    }
 
     #[test]
     fn every_type_is_named_once_and_sellers_get_their_aggregates_only() {

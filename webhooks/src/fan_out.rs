@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use anyhow::Context;
 use commerce_domain::AccountId;
+use commerce_projections::envelope::COLUMNS;
 use commerce_projections::{Projection, StoredEvent};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
@@ -214,11 +215,10 @@ pub async fn replay(pool: &PgPool, webhook: &Webhook, from_position: i64) -> any
     let mut enqueued = 0;
     while after < last {
         let mut tx = pool.begin().await?;
-        let events: Vec<StoredEvent> = sqlx::query_as(
-            "SELECT aggregate_type, aggregate_id, sequence, position, event_type, event_version, \
-             payload, metadata, recorded_at FROM events \
-             WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3",
-        )
+        let events: Vec<StoredEvent> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
+        ))
         .bind(after)
         .bind(last)
         .bind(REPLAY_BATCH)

@@ -7,6 +7,7 @@
 
 use anyhow::Context;
 use chrono::SecondsFormat;
+use commerce_projections::envelope::COLUMNS;
 use commerce_projections::StoredEvent;
 use serde_json::json;
 use sqlx::PgPool;
@@ -23,11 +24,10 @@ pub async fn event(
     aggregate_id: &str,
     sequence: i64,
 ) -> anyhow::Result<StoredEvent> {
-    sqlx::query_as(
-        "SELECT aggregate_type, aggregate_id, sequence, position, event_type, event_version, \
-         payload, metadata, recorded_at FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM events \
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3"
+    ))
     .bind(aggregate_type)
     .bind(aggregate_id)
     .bind(sequence)

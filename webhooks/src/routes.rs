@@ -15,7 +15,6 @@ use commerce_http::{ApiError, ApiPath, ApiQuery, Caller, JwtKeys, RequestContext
 use commerce_store::idempotency::{self, IdempotencyRecord, StoredResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -369,43 +368,37 @@ impl Answer {
 /// The `Idempotency-Key` of a webhook command that must not happen twice: a second
 /// subscription, or a second rotation, which would retire the secret the client never saw.
 /// Keys are the caller's (as every command's), in the same table.
-struct Idempotent(Option<IdempotencyRecord>);
+struct Idempotent(Option<Key>);
+
+/// A key, whose it is, and the fingerprint of the request it came with.
+struct Key {
+    scope: String,
+    key: String,
+    request_hash: Vec<u8>,
+}
 
 /// What an earlier request with the key was answered.
 struct Previous(StoredResponse);
 
 impl Idempotent {
     fn of(context: &RequestContext, caller: Caller, route: &str, body: &impl Serialize) -> Self {
-        Self(context.idempotency_key.clone().map(|key| {
-            let mut hasher = Sha256::new();
-            hasher.update(route.as_bytes());
-            hasher.update([0]);
-            hasher.update(serde_json::to_vec(body).unwrap_or_default());
-            IdempotencyRecord {
-                scope: caller.account_id.to_string(),
-                key,
-                request_hash: hasher.finalize().to_vec(),
-                response: StoredResponse {
-                    status: 0,
-                    body: None,
-                    location: None,
-                    etag: None,
-                    position: None,
-                },
-            }
+        Self(context.idempotency_key.clone().map(|key| Key {
+            scope: caller.account_id.to_string(),
+            key,
+            request_hash: idempotency::request_hash(route, body),
         }))
     }
 
     /// The answer to an earlier request with this key: the same request gets it again,
     /// another one is 422.
     async fn previous(&self, pool: &PgPool) -> Result<Option<Previous>, ApiError> {
-        let Some(record) = &self.0 else {
+        let Some(key) = &self.0 else {
             return Ok(None);
         };
-        let Some(previous) = idempotency::lookup(pool, &record.scope, &record.key).await? else {
+        let Some(previous) = idempotency::lookup(pool, &key.scope, &key.key).await? else {
             return Ok(None);
         };
-        if previous.request_hash != record.request_hash {
+        if previous.request_hash != key.request_hash {
             return Err(ApiError::unprocessable(
                 "this Idempotency-Key was already used for a different request",
             ));
@@ -421,13 +414,23 @@ impl Idempotent {
         pool: &PgPool,
         answer: Answer,
     ) -> Result<Response, ApiError> {
-        if let Some(mut record) = self.0 {
-            record.response = StoredResponse {
-                status: answer.status.as_u16(),
-                body: Some(answer.body.clone()),
-                location: answer.location.clone(),
-                etag: None,
-                position: None,
+        if let Some(Key {
+            scope,
+            key,
+            request_hash,
+        }) = self.0
+        {
+            let record = IdempotencyRecord {
+                scope,
+                key,
+                request_hash,
+                response: StoredResponse {
+                    status: answer.status.as_u16(),
+                    body: Some(answer.body.clone()),
+                    location: answer.location.clone(),
+                    etag: None,
+                    position: None,
+                },
             };
             if !idempotency::insert(&record, &mut tx).await? {
                 tx.rollback().await.map_err(anyhow::Error::from)?;

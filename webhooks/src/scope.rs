@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::Context;
 use commerce_domain::order::OrderEvent;
 use commerce_domain::AccountId;
+use commerce_projections::envelope::COLUMNS;
 use commerce_projections::StoredEvent;
 use serde_json::{json, Map, Value};
 use sqlx::PgConnection;
@@ -55,11 +56,10 @@ pub async fn sellers_of(
         }
     }
     if !orders.is_empty() {
-        let placements: Vec<StoredEvent> = sqlx::query_as(
-            "SELECT aggregate_type, aggregate_id, sequence, position, event_type, event_version, \
-             payload, 'null'::jsonb AS metadata, recorded_at FROM events \
-             WHERE aggregate_type = 'order' AND aggregate_id = ANY($1) AND sequence = 1",
-        )
+        let placements: Vec<StoredEvent> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE aggregate_type = 'order' AND aggregate_id = ANY($1) AND sequence = 1"
+        ))
         .bind(&orders)
         .fetch_all(&mut *conn)
         .await
