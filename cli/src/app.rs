@@ -231,7 +231,11 @@ impl Application {
                 shutdown.clone(),
             )));
             let projections = projections();
-            let names = projections.iter().map(|p| p.name()).collect();
+            let names: Vec<_> = projections.iter().map(|p| p.name()).collect();
+            config
+                .projection_partitions
+                .check(names.iter().copied())
+                .context("COMMERCE_PROJECTION_PARTITIONS")?;
             background.push(tokio::spawn(crate::metrics::refresh_gauges(
                 pool.clone(),
                 names,
@@ -244,6 +248,7 @@ impl Application {
                 projections,
                 ProjectionConfig {
                     outage_error_after: config.outage_error_after,
+                    partitions: config.projection_partitions.clone(),
                     ..ProjectionConfig::default()
                 },
                 shutdown.clone(),

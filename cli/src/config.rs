@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use commerce_http::rate_limit::RateLimit;
+use commerce_projections::Partitioning;
 use commerce_store::throttle::ThrottleConfig;
 use commerce_webhooks::backoff::Backoff;
 use commerce_webhooks::delivery::Breaker;
@@ -94,6 +95,11 @@ pub struct Config {
     /// Postgres connections in the pool.
     #[arg(long, env = "COMMERCE_DB_POOL", default_value_t = 32)]
     pub db_pool_size: u32,
+    /// Projections this process runs as partitions, each its own durable consumer:
+    /// `orders=2` runs both of 2 partitions, `orders=4:0+1` partitions 0 and 1 of 4; entries
+    /// separated by commas. Every process must give a projection the same count.
+    #[arg(long, env = "COMMERCE_PROJECTION_PARTITIONS", default_value = "", value_parser = parse_partitions)]
+    pub projection_partitions: Partitioning,
     /// Events a rebuild applies per transaction (and checkpoint).
     #[arg(long, env = "COMMERCE_REBUILD_BATCH", default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub rebuild_batch: i64,
@@ -161,6 +167,7 @@ impl std::fmt::Debug for Config {
             .field("payment_timeout", &self.payment_timeout)
             .field("return_window", &self.return_window)
             .field("saga_steps_per_commit", &self.saga_steps_per_commit)
+            .field("projection_partitions", &self.projection_partitions)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("stream_max_age", &self.stream_max_age)
@@ -191,6 +198,7 @@ impl Config {
             saga_workers: 1,
             saga_steps_per_commit: 32,
             db_pool_size: 32,
+            projection_partitions: Partitioning::default(),
             rebuild_batch: 5000,
             rate_limit_per_second: 20,
             rate_limit_burst: 50,
@@ -266,6 +274,11 @@ impl Config {
             }
         }
     }
+}
+
+/// `COMMERCE_PROJECTION_PARTITIONS`.
+fn parse_partitions(text: &str) -> Result<Partitioning, String> {
+    Partitioning::parse(text).map_err(|error| format!("{error:#}"))
 }
 
 /// `30s`, `500ms`, `2m` or a bare number of seconds.

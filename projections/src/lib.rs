@@ -45,6 +45,6 @@ pub use positions::{applied_version, wait_for_position, Horizons};
 pub use relay::{Relay, RelayConfig, RelayStatus};
 pub use replay::apply_from_store;
 pub use runtime::{
-    fold_ahead, run_projections, Fold, FoldedBatch, Projection, ProjectionConfig,
-    ProjectionRuntime, SharedProjection,
+    fold_ahead, run_projections, Fold, FoldedBatch, Partition, Partitioning, Projection,
+    ProjectionConfig, ProjectionRuntime, SharedProjection,
 };

@@ -60,6 +60,7 @@
 
 mod apply;
 mod horizon;
+mod partition;
 mod worker;
 
 use std::collections::HashSet;
@@ -75,6 +76,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub(crate) use apply::{apply_batch, apply_isolated, BatchReport};
+pub use partition::{Partition, Partitioning, MAX_PARTITIONS};
 
 use crate::namespace::is_valid_name;
 use crate::relay::checkpoint::Checkpoint;
@@ -379,6 +381,8 @@ pub struct ProjectionConfig {
     /// How long a worker's failures (NATS down, say) are logged at WARN before they are
     /// logged, once, at ERROR.
     pub outage_error_after: Duration,
+    /// The partitions of each projection this process runs (one worker each).
+    pub partitions: Partitioning,
 }
 
 impl Default for ProjectionConfig {
@@ -393,6 +397,7 @@ impl Default for ProjectionConfig {
             retry_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             outage_error_after: crate::outage::ERROR_AFTER,
+            partitions: Partitioning::default(),
         }
     }
 }
@@ -430,9 +435,10 @@ impl ProjectionRuntime {
         self
     }
 
-    /// Runs one worker per projection until `cancel` is cancelled. Workers retry their own
-    /// failures; this returns an error only for an invalid set of projections (a bad or
-    /// repeated name) or a worker that panicked.
+    /// Runs one worker per projection (per partition of a partitioned one) until `cancel` is
+    /// cancelled. Workers retry their own failures; this returns an error only for an invalid
+    /// set of projections (a bad or repeated name, partitions of an unknown one) or a worker
+    /// that panicked.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let mut names = HashSet::new();
         for projection in &self.projections {
@@ -443,6 +449,7 @@ impl ProjectionRuntime {
             );
             anyhow::ensure!(names.insert(name), "two projections are named `{name}`");
         }
+        self.config.partitions.check(names.iter().copied())?;
         let (marks_tx, marks) = tokio::sync::watch::channel(Checkpoint::default());
         let mut tasks = JoinSet::new();
         tasks.spawn(horizon::watch_relay(
@@ -452,15 +459,18 @@ impl ProjectionRuntime {
             cancel.clone(),
         ));
         for projection in self.projections {
-            let worker = worker::Worker {
-                pool: self.pool.clone(),
-                jetstream: self.jetstream.clone(),
-                namespace: self.namespace.clone(),
-                config: self.config.clone(),
-                projection,
-                marks: marks.clone(),
-            };
-            tasks.spawn(worker.run(cancel.clone()));
+            for partition in self.config.partitions.of(projection.name()) {
+                let worker = worker::Worker {
+                    pool: self.pool.clone(),
+                    jetstream: self.jetstream.clone(),
+                    namespace: self.namespace.clone(),
+                    config: self.config.clone(),
+                    projection: projection.clone(),
+                    partition,
+                    marks: marks.clone(),
+                };
+                tasks.spawn(worker.run(cancel.clone()));
+            }
         }
         let mut outcome = Ok(());
         while let Some(joined) = tasks.join_next().await {

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::Partition;
 use crate::relay::checkpoint::{self, Checkpoint, CHECKPOINT_CHANNEL};
 use crate::Namespace;
 
@@ -87,6 +88,9 @@ pub(super) struct StreamOf {
 /// What a worker knows about its own watermark.
 pub(super) struct HorizonTracker {
     projection: &'static str,
+    /// The share of the projection the horizon speaks for: a partition's horizon is its own,
+    /// and the projection's moves to the lowest of its partitions'.
+    partition: Partition,
     /// The stream the projection's consumer reads.
     stream: StreamOf,
     /// Every followed event with `tx_id < horizon` is applied; stored in `projection_positions`.
@@ -108,17 +112,31 @@ impl HorizonTracker {
     pub(super) async fn load(
         pool: &PgPool,
         projection: &'static str,
+        partition: Partition,
         stream: StreamOf,
     ) -> anyhow::Result<Self> {
-        let horizon: Option<i64> = sqlx::query_scalar(
-            "SELECT horizon::text::bigint FROM projection_positions WHERE name = $1",
-        )
-        .bind(projection)
-        .fetch_optional(pool)
-        .await
+        let horizon: Option<i64> = if partition.is_whole() {
+            sqlx::query_scalar(
+                "SELECT horizon::text::bigint FROM projection_positions WHERE name = $1",
+            )
+            .bind(projection)
+            .fetch_optional(pool)
+            .await
+        } else {
+            sqlx::query_scalar(
+                "SELECT horizon::text::bigint FROM projection_partitions \
+                 WHERE projection = $1 AND partitions = $2 AND partition = $3",
+            )
+            .bind(projection)
+            .bind(partition_number(partition.count()))
+            .bind(partition_number(partition.index()))
+            .fetch_optional(pool)
+            .await
+        }
         .context("loading the projection's horizon")?;
         Ok(Self {
             projection,
+            partition,
             stream,
             horizon: horizon.unwrap_or_default(),
             confirmed_sequence: 0,
@@ -236,22 +254,28 @@ impl HorizonTracker {
             return Ok(());
         }
         let pending = pending.map(|p| i64::try_from(p).unwrap_or(i64::MAX));
-        sqlx::query(
-            "UPDATE projection_positions SET \
-               horizon = GREATEST(horizon, $2::text::xid8), \
-               pending = COALESCE($3, pending), \
-               lag_seconds = CASE WHEN $3 = 0 THEN 0 ELSE lag_seconds END, \
-               updated_at = now() \
-             WHERE name = $1",
-        )
-        .bind(self.projection)
-        .bind(horizon)
-        .bind(pending)
-        .execute(pool)
-        .await
-        .context("storing the projection's horizon")?;
+        let pending = if self.partition.is_whole() {
+            sqlx::query(
+                "UPDATE projection_positions SET \
+                   horizon = GREATEST(horizon, $2::text::xid8), \
+                   pending = COALESCE($3, pending), \
+                   lag_seconds = CASE WHEN $3 = 0 THEN 0 ELSE lag_seconds END, \
+                   updated_at = now() \
+                 WHERE name = $1",
+            )
+            .bind(self.projection)
+            .bind(horizon)
+            .bind(pending)
+            .execute(pool)
+            .await
+            .context("storing the projection's horizon")?;
+            pending
+        } else {
+            self.store_partition(pool, horizon, pending).await?
+        };
         self.horizon = self.horizon.max(horizon);
         if let Some(pending) = pending {
+            let pending = u64::try_from(pending).unwrap_or_default();
             metrics::gauge!("commerce_projection_pending", "projection" => self.projection)
                 .set(pending as f64);
             if pending == 0 {
@@ -261,4 +285,73 @@ impl HorizonTracker {
         }
         Ok(())
     }
+
+    /// Stores a partition's horizon, and moves the projection's to the lowest of its
+    /// partitions' once every partition has one; returns the messages pending in all of them.
+    ///
+    /// The projection's row is locked first: partitions then move it one at a time, each
+    /// reading the others' horizons after the last one committed (read committed: every
+    /// statement sees what committed before it began). Without the lock, two partitions moving
+    /// at once could each read the other's old horizon, and leave the projection's behind both
+    /// until the next move, which an idle deployment might never make.
+    async fn store_partition(
+        &self,
+        pool: &PgPool,
+        horizon: i64,
+        pending: Option<i64>,
+    ) -> anyhow::Result<Option<i64>> {
+        let count = partition_number(self.partition.count());
+        let mut tx = pool
+            .begin()
+            .await
+            .context("storing a partition's horizon")?;
+        sqlx::query("SELECT 1 FROM projection_positions WHERE name = $1 FOR UPDATE")
+            .bind(self.projection)
+            .execute(&mut *tx)
+            .await
+            .context("locking the projection's horizon")?;
+        sqlx::query(
+            "INSERT INTO projection_partitions (projection, partitions, partition, horizon, pending) \
+             VALUES ($1, $2, $3, $4::text::xid8, COALESCE($5, 0)) \
+             ON CONFLICT (projection, partitions, partition) DO UPDATE SET \
+               horizon = GREATEST(projection_partitions.horizon, EXCLUDED.horizon), \
+               pending = COALESCE($5, projection_partitions.pending), \
+               updated_at = now()",
+        )
+        .bind(self.projection)
+        .bind(count)
+        .bind(partition_number(self.partition.index()))
+        .bind(horizon)
+        .bind(pending)
+        .execute(&mut *tx)
+        .await
+        .context("storing the partition's horizon")?;
+        // xid8 has no min() before Postgres 16: compare them as the numbers they are.
+        let total: Option<i64> = sqlx::query_scalar(
+            "UPDATE projection_positions p SET \
+               horizon = GREATEST(p.horizon, m.horizon::text::xid8), \
+               pending = m.pending, \
+               lag_seconds = CASE WHEN m.pending = 0 THEN 0 ELSE p.lag_seconds END, \
+               updated_at = now() \
+             FROM (SELECT min(horizon::text::bigint) AS horizon, sum(pending)::bigint AS pending \
+                   FROM projection_partitions WHERE projection = $1 AND partitions = $2 \
+                   HAVING count(*) = $2) m \
+             WHERE p.name = $1 \
+             RETURNING m.pending",
+        )
+        .bind(self.projection)
+        .bind(count)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("moving the projection's horizon")?;
+        tx.commit()
+            .await
+            .context("committing the partition's horizon")?;
+        Ok(total)
+    }
+}
+
+/// A partition number or count as the `integer` columns hold it (at most [`super::MAX_PARTITIONS`]).
+fn partition_number(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }

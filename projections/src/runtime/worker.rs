@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::apply::{apply_batch, seconds_since, BatchReport};
 use super::horizon::{HorizonTracker, StreamOf};
-use super::{subjects_of, ErasedProjection, ProjectionConfig, SharedProjection};
+use super::{subjects_of, ErasedProjection, Partition, ProjectionConfig, SharedProjection};
 use crate::failure::{is_transient, Backoff};
 use crate::namespace::subject_matches;
 use crate::outage::{Failure, Outage};
@@ -32,6 +32,8 @@ pub(super) struct Worker {
     pub(super) namespace: Namespace,
     pub(super) config: ProjectionConfig,
     pub(super) projection: SharedProjection,
+    /// The share of the projection's aggregates this worker applies.
+    pub(super) partition: Partition,
     pub(super) marks: watch::Receiver<Checkpoint>,
 }
 
@@ -52,6 +54,10 @@ impl Worker {
 
     fn name(&self) -> &'static str {
         self.projection.0.erased_name()
+    }
+
+    fn consumer_name(&self) -> String {
+        self.partition.consumer_name(&self.namespace, self.name())
     }
 
     /// Runs until `cancel` is cancelled, starting over after failures.
@@ -106,7 +112,7 @@ impl Worker {
             jetstream: self.jetstream.clone(),
             namespace: self.namespace.clone(),
         };
-        let tracker = HorizonTracker::load(&self.pool, self.name(), stream).await?;
+        let tracker = HorizonTracker::load(&self.pool, self.name(), self.partition, stream).await?;
         let mut messages = consumer
             .stream()
             .max_messages_per_batch(self.config.batch_size.max(1))
@@ -115,7 +121,7 @@ impl Worker {
             .messages()
             .await
             .context("pulling from the consumer")?;
-        tracing::info!(projection = self.name(), consumer = %self.namespace.consumer_name(self.name()), "projection running");
+        tracing::info!(projection = self.name(), consumer = %self.consumer_name(), "projection running");
         backoff.reset();
         if let Some(lasted) = outage.recover() {
             tracing::info!(
@@ -299,6 +305,7 @@ impl Worker {
         if !filters
             .iter()
             .any(|filter| subject_matches(filter, &message.subject))
+            || !self.partition.owns_subject(&message.subject)
         {
             return Delivery::NotFollowed;
         }
@@ -364,7 +371,7 @@ impl Worker {
             .await
             .context("looking up the stream")?;
         stream
-            .consumer_info(self.namespace.consumer_name(self.name()))
+            .consumer_info(self.consumer_name())
             .await
             .context("looking up the consumer")?;
         Ok(())
@@ -407,7 +414,7 @@ impl Worker {
 
     /// Creates the durable consumer, or brings it to the current filters.
     async fn consumer(&self) -> anyhow::Result<PullConsumer> {
-        let name = self.namespace.consumer_name(self.name());
+        let name = self.consumer_name();
         let mut filters = subjects_of(self.projection(), &self.namespace);
         let multiple_filters = server_supports_filter_subjects(&self.jetstream);
         if filters.len() > 1 && !multiple_filters {
@@ -416,7 +423,11 @@ impl Worker {
         }
         let mut config = pull::Config {
             durable_name: Some(name.clone()),
-            description: Some(format!("projection {}", self.name())),
+            description: Some(if self.partition.is_whole() {
+                format!("projection {}", self.name())
+            } else {
+                format!("projection {}, partition {}", self.name(), self.partition)
+            }),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.config.ack_wait,
@@ -452,6 +463,14 @@ impl Worker {
     }
 
     async fn set_state(&self, state: &str, error: Option<&str>) {
+        // Partitions share the projection's row: an error says whose it is.
+        let error = error.map(|error| {
+            if self.partition.is_whole() {
+                error.to_owned()
+            } else {
+                format!("partition {}: {error}", self.partition)
+            }
+        });
         let result = sqlx::query(
             "INSERT INTO projection_positions (name, state, last_error) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, \

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use commerce_projections::{
-    Namespace, Projection, ProjectionConfig, ProjectionRuntime, Relay, RelayConfig, StoredEvent,
+    Namespace, Partitioning, Projection, ProjectionConfig, ProjectionRuntime, Relay, RelayConfig,
+    StoredEvent,
 };
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -125,6 +126,12 @@ impl World {
 
     /// Starts the projection runtime with `counter` in the background.
     pub fn spawn_projection(&self, counter: Counter) -> Running {
+        self.spawn_partitions(counter, Partitioning::default())
+    }
+
+    /// Starts a projection runtime running the `partitions` of `counter` in the background,
+    /// as one process of several would.
+    pub fn spawn_partitions(&self, counter: Counter, partitions: Partitioning) -> Running {
         let cancel = self.tasks.child_token();
         let runtime = ProjectionRuntime::new(
             self.pool.clone(),
@@ -134,6 +141,7 @@ impl World {
         .with_config(ProjectionConfig {
             idle_tick: Duration::from_millis(20),
             retry_backoff: Duration::from_millis(50),
+            partitions,
             ..ProjectionConfig::default()
         })
         .with(counter);
