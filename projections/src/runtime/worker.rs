@@ -1,12 +1,15 @@
 //! One projection's worker: consume, apply in batches, ack, move the watermark.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{
+    pull, AckPolicy, DeliverPolicy, Info as ConsumerInfo, PullConsumer,
+};
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::{self, Message};
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -444,8 +447,17 @@ impl Worker {
             .get_stream(self.namespace.stream_name())
             .await
             .context("looking up the stream")?;
+        let siblings = self.consumers_of_projection(&stream).await?;
+        // The server refuses to change where a consumer started: keep the existing one's.
+        config.deliver_policy = match siblings.iter().find(|(_, info)| info.name == name) {
+            Some((_, existing)) => existing.config.deliver_policy,
+            None => self.start_of_new_consumer(&siblings),
+        };
         match stream.create_consumer(config.clone()).await {
-            Ok(consumer) => Ok(consumer),
+            Ok(consumer) => {
+                self.retire_other_partition_counts(&stream).await?;
+                Ok(consumer)
+            }
             Err(error) => {
                 // Servers before 2.10 refuse to change a durable consumer's filter: start it
                 // over (projections skip what they already applied).
@@ -460,6 +472,91 @@ impl Worker {
                     .context("creating the consumer")
             }
         }
+    }
+
+    /// Where a new consumer of this partition starts. After a change of the projection's
+    /// partition count, the consumers of the old count are still there: together they have
+    /// applied every message up to the lowest of their ack floors (each acks the others'
+    /// messages without applying them, so one alone vouches for nothing), and the new consumer
+    /// starts after it instead of at the beginning of the stream. Once every partition of the
+    /// new count has its consumer, the old ones are deleted by whichever partition comes last.
+    fn start_of_new_consumer(&self, siblings: &[(u32, ConsumerInfo)]) -> DeliverPolicy {
+        let vouched = partition_counts(siblings)
+            .iter()
+            .filter(|(count, _)| **count != self.partition.count())
+            .filter(|(count, floors)| floors.len() == **count as usize)
+            .filter_map(|(_, floors)| floors.values().min().copied())
+            .max();
+        match vouched {
+            Some(floor) if floor > 0 => {
+                tracing::info!(
+                    projection = self.name(),
+                    partition = %self.partition,
+                    start_sequence = floor + 1,
+                    "a new partition count: its consumer starts where the old consumers all got to"
+                );
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: floor + 1,
+                }
+            }
+            _ => DeliverPolicy::All,
+        }
+    }
+
+    /// Deletes the consumers of another partition count once every partition of this one has
+    /// its consumer (they would only redo the work).
+    async fn retire_other_partition_counts(
+        &self,
+        stream: &jetstream::stream::Stream,
+    ) -> anyhow::Result<()> {
+        let groups = partition_counts(&self.consumers_of_projection(stream).await?);
+        let mine = self.partition.count();
+        if groups.get(&mine).map(BTreeMap::len) != Some(mine as usize) {
+            return Ok(());
+        }
+        for (count, consumers) in groups.into_iter().filter(|(count, _)| *count != mine) {
+            for name in consumers.keys() {
+                tracing::info!(projection = self.name(), consumer = %name, partitions = count, "deleting the consumer of a former partition count");
+                // Another partition may be deleting it at the same time.
+                stream.delete_consumer(name).await.ok();
+            }
+        }
+        Ok(())
+    }
+
+    /// The stream's consumers of this projection, with their partition count (1: whole).
+    async fn consumers_of_projection(
+        &self,
+        stream: &jetstream::stream::Stream,
+    ) -> anyhow::Result<Vec<(u32, ConsumerInfo)>> {
+        let whole = self.namespace.consumer_name(self.name());
+        let mut found = Vec::new();
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers
+            .try_next()
+            .await
+            .context("listing the stream's consumers")?
+        {
+            let count = if info.name == whole {
+                Some(1)
+            } else {
+                // Exactly `<whole>_p<i>of<K>`: another projection's name may begin like it.
+                info.name
+                    .strip_prefix(&whole)
+                    .and_then(|rest| rest.strip_prefix("_p"))
+                    .and_then(|rest| rest.split_once("of"))
+                    .and_then(|(index, count)| {
+                        let partition = Partition::new(index.parse().ok()?, count.parse().ok()?);
+                        let partition = partition.ok()?;
+                        (info.name == partition.consumer_name(&self.namespace, self.name()))
+                            .then_some(partition.count())
+                    })
+            };
+            if let Some(count) = count {
+                found.push((count, info));
+            }
+        }
+        Ok(found)
     }
 
     async fn set_state(&self, state: &str, error: Option<&str>) {
@@ -489,6 +586,18 @@ impl Worker {
             tracing::warn!(projection = self.name(), %error, "could not record the projection's state");
         }
     }
+}
+
+/// Consumers of one projection by partition count (1: unpartitioned), each with its ack floor.
+fn partition_counts(consumers: &[(u32, ConsumerInfo)]) -> BTreeMap<u32, BTreeMap<String, u64>> {
+    let mut groups: BTreeMap<u32, BTreeMap<String, u64>> = BTreeMap::new();
+    for (count, info) in consumers {
+        groups
+            .entry(*count)
+            .or_default()
+            .insert(info.name.clone(), info.ack_floor.stream_sequence);
+    }
+    groups
 }
 
 /// The next message of the pull stream, or why there is none.

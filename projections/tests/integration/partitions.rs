@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::DeliverPolicy;
 use commerce_projections::{wait_for_position, Partition, Partitioning};
+use futures::StreamExt;
 
 use crate::helpers::{Counter, World};
 
@@ -115,5 +117,98 @@ async fn two_partitions_on_two_runtimes_build_the_read_model_one_would_and_share
     );
     first.stop().await;
     second.stop().await;
+    relay.stop().await;
+}
+
+/// Going from one consumer to two partitions and back: each new set of consumers starts where
+/// the old set had got to, not at the stream's beginning, the old consumers are deleted once
+/// the new set is complete, and nothing is applied twice or missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_partition_count_starts_the_new_consumers_where_the_old_ones_got_to() {
+    let world = World::new().await;
+    let relay = world.spawn_relay(world.relay("only"));
+    let whole = world.namespace.consumer_name(Counter::NAME);
+    let halves: Vec<String> = (0..2)
+        .map(|i| {
+            Partition::new(i, 2)
+                .unwrap()
+                .consumer_name(&world.namespace, Counter::NAME)
+        })
+        .collect();
+
+    let one = world.spawn_projection(Counter::default());
+    let last = append_round(&world, 1).await;
+    world.caught_up_honestly(last).await;
+    one.stop().await;
+    let stream = world
+        .jetstream
+        .get_stream(world.namespace.stream_name())
+        .await
+        .unwrap();
+    let consumer_names = || async {
+        let mut names: Vec<String> = stream
+            .consumer_names()
+            .map(|name| name.unwrap())
+            .collect()
+            .await;
+        names.sort();
+        names
+    };
+    let floor = stream
+        .consumer_info(&whole)
+        .await
+        .unwrap()
+        .ack_floor
+        .stream_sequence;
+    assert!(floor > 0);
+
+    let two = world.spawn_partitions(
+        Counter::default(),
+        Partitioning::parse("counter=2").unwrap(),
+    );
+    let last = append_round(&world, EVENTS_EACH + 1).await;
+    world.caught_up_honestly(last).await;
+    crate::helpers::eventually("the unpartitioned consumer is retired", || async {
+        consumer_names().await == halves
+    })
+    .await;
+    for name in &halves {
+        let info = stream.consumer_info(name).await.unwrap();
+        assert_eq!(
+            info.config.deliver_policy,
+            DeliverPolicy::ByStartSequence {
+                start_sequence: floor + 1
+            },
+            "{name}"
+        );
+    }
+    two.stop().await;
+
+    let one_again = world.spawn_projection(Counter::default());
+    let last = append_round(&world, 2 * EVENTS_EACH + 1).await;
+    world.caught_up_honestly(last).await;
+    crate::helpers::eventually("the partitions' consumers are retired", || async {
+        consumer_names().await == [whole.clone()]
+    })
+    .await;
+    let info = stream.consumer_info(&whole).await.unwrap();
+    assert!(
+        matches!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence } if start_sequence > floor + 1),
+        "{:?}",
+        info.config.deliver_policy
+    );
+
+    for aggregate in 0..AGGREGATES {
+        assert_eq!(
+            world.count("order", &format!("order-{aggregate}")).await,
+            3 * EVENTS_EACH
+        );
+    }
+    assert_eq!(
+        world.applied().await.len(),
+        AGGREGATES * 3 * EVENTS_EACH as usize
+    );
+    assert_eq!(world.dead_letter_count().await, 0);
+    one_again.stop().await;
     relay.stop().await;
 }
