@@ -19,7 +19,7 @@ use commerce_projections::{
     read_models, run_projections, Namespace, Projection, ProjectionConfig, Relay, RelayConfig,
     SharedProjection,
 };
-use commerce_query_api::QueryState;
+use commerce_query_api::{QueryState, ReadReplica};
 use commerce_sagas::gateway::{GatewayClientConfig, HttpGateway, Sandbox, SandboxHandle};
 use commerce_sagas::{run_worker, SagaConfig, SagaDriver, SagaTriggers, WorkerConfig};
 use commerce_store::credentials::Versions;
@@ -153,15 +153,28 @@ impl Application {
                 allow_private: config.webhook_allow_private,
             }));
         }
+        let mut background = Vec::new();
+        let mut read_replica = None;
         if role.queries() {
-            let queries = QueryState::new(pool.clone(), jwt.clone(), config.min_position_wait);
+            if let Some(url) = &config.read_database_url {
+                let replica =
+                    ReadReplica::new(url, config.db_pool_size, pool.clone(), config.read_max_lag)?;
+                background.push(tokio::spawn(replica.clone().watch(shutdown.clone())));
+                read_replica = Some(replica);
+            }
+            let queries = QueryState::new(
+                pool.clone(),
+                read_replica.clone(),
+                jwt.clone(),
+                config.min_position_wait,
+            );
             router = router.merge(commerce_query_api::router(queries));
         }
-        let mut background = Vec::new();
         let mut health = Health {
             nats: nats.clone(),
             nats_outage: Default::default(),
             relay: None,
+            read_replica,
         };
         background.push(tokio::spawn(degraded::watch_nats(
             nats.clone(),

@@ -32,6 +32,14 @@ pub struct Config {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// A streaming replica of `DATABASE_URL` that the query routes read while it is up and at
+    /// most `COMMERCE_READ_MAX_LAG` behind (the primary otherwise). Unset: reads use
+    /// `DATABASE_URL`.
+    #[arg(long, env = "COMMERCE_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+    /// How far behind the primary the read replica may be and still be read, e.g. `2s`.
+    #[arg(long, env = "COMMERCE_READ_MAX_LAG", default_value = "2s", value_parser = parse_duration)]
+    pub read_max_lag: Duration,
     /// NATS with JetStream enabled.
     #[arg(
         long,
@@ -156,6 +164,7 @@ impl std::fmt::Debug for Config {
         let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
             .field("database_url", &self.database_url)
+            .field("read_database_url", &redacted(&self.read_database_url))
             .field("nats_url", &self.nats_url)
             .field("namespace", &self.namespace)
             .field("bind", &self.bind)
@@ -182,6 +191,8 @@ impl Config {
     pub fn defaults() -> Self {
         Self {
             database_url: commerce_store::db::DEFAULT_DATABASE_URL.into(),
+            read_database_url: None,
+            read_max_lag: Duration::from_secs(2),
             nats_url: "nats://127.0.0.1:4222".into(),
             namespace: "commerce".into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),

@@ -28,11 +28,16 @@ pub struct Health {
     pub nats_outage: Outage,
     /// The relay this process runs, if it runs one.
     pub relay: Option<RelayStatus>,
+    /// The read replica the query routes read, when configured. Its being down or behind does
+    /// not make the process unready (the primary is read instead): the body only says so.
+    pub read_replica: Option<commerce_query_api::ReadReplica>,
 }
 
 impl Health {
     /// The readiness body: `up`/`down` per dependency (and the relay's state when this process
-    /// runs one), and `down`: for each one down, since when, for how long and why.
+    /// runs one, the read replica's when it reads one: `read_replica_fallback` then says since
+    /// when and why the primary is read instead), and `down`: for each one down, since when, for
+    /// how long and why.
     /// The second value says whether anything is down.
     pub fn report(&self, postgres: Result<(), String>) -> (Value, bool) {
         let mut body = Map::new();
@@ -61,6 +66,17 @@ impl Health {
                 None => "starting",
             };
             body.insert("relay".into(), state.into());
+        }
+        if let Some(replica) = &self.read_replica {
+            let status = replica.status();
+            body.insert("read_replica".into(), status.state.as_str().into());
+            if let Some(reason) = status.reason {
+                let outage = Down {
+                    since: status.since,
+                    reason,
+                };
+                body.insert("read_replica_fallback".into(), detail(&outage));
+            }
         }
         let degraded = !down.is_empty();
         if degraded {

@@ -51,6 +51,17 @@ pub fn describe() {
         "Commands decided, by aggregate type and outcome (accepted, rejected, conflict, duplicate, fenced, error)"
     );
 
+    // The read replica (commerce-query-api).
+    describe_gauge!(
+        "commerce_read_replica_in_use",
+        "1 while the query routes read the read replica (COMMERCE_READ_DATABASE_URL), 0 while they read the primary because it is down, behind by more than COMMERCE_READ_MAX_LAG, or not checked yet"
+    );
+    describe_gauge!(
+        "commerce_read_replica_lag_seconds",
+        Unit::Seconds,
+        "How far the read replica's replay was behind the primary's flushed WAL at the last check"
+    );
+
     // The relay (commerce-projections).
     describe_gauge!(
         "commerce_relay_active",

@@ -9,7 +9,7 @@ use commerce_http::ApiError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::QueryState;
+use crate::Reads;
 
 /// The position the client needs reflected, from `X-Min-Position`.
 #[derive(Debug, Clone, Copy)]
@@ -34,14 +34,16 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
 
 impl MinPosition {
     /// Waits until `projections` have applied the position, or answers 503.
-    pub async fn wait(self, state: &QueryState, projections: &[&str]) -> Result<(), ApiError> {
+    /// The wait runs on the database the request reads (see [`crate::replica`]).
+    pub async fn wait(self, state: &Reads, projections: &[&str]) -> Result<(), ApiError> {
         let Some(position) = self.0 else {
             return Ok(());
         };
         let applied = state
             .horizons
-            .wait_for(projections, position, state.max_wait)
-            .await?;
+            .wait_for(projections, position, state.max_wait())
+            .await
+            .map_err(|error| state.failed(error))?;
         if applied {
             Ok(())
         } else {
@@ -56,20 +58,14 @@ impl MinPosition {
 /// The version of one aggregate that `projection` has applied, to send with [`versioned`]. Read
 /// it before the rows it goes with (see [`commerce_projections::applied_version`]).
 pub async fn version(
-    state: &QueryState,
+    state: &Reads,
     projection: &str,
     aggregate_type: &str,
     aggregate_id: &str,
 ) -> Result<i64, ApiError> {
-    Ok(
-        commerce_projections::applied_version(
-            &state.pool,
-            projection,
-            aggregate_type,
-            aggregate_id,
-        )
-        .await?,
-    )
+    commerce_projections::applied_version(&state.pool, projection, aggregate_type, aggregate_id)
+        .await
+        .map_err(|error| state.failed(error))
 }
 
 /// A JSON resource with a strong `ETag` (a hash of its body); `If-None-Match` gets 304.

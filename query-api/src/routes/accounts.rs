@@ -1,7 +1,6 @@
 //! Accounts: the caller's own (`GET /v1/me`) and one by id (`GET /v1/accounts/{id}`, the
 //! `Location` of a registration), for that account and admins only.
 
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -14,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::projections::ACCOUNTS;
 use crate::consistency::{resource, MinPosition};
-use crate::QueryState;
+use crate::Reads;
 
 /// An account as its holder and admins see it.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
@@ -40,7 +39,7 @@ fn not_found(id: AccountId) -> ApiError {
 
 /// The account `id` as its response, opened for a caller already allowed to see it.
 async fn account_response(
-    state: &QueryState,
+    state: &Reads,
     id: AccountId,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -51,7 +50,7 @@ async fn account_response(
     .bind(id.0)
     .fetch_optional(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let account = account.ok_or_else(|| not_found(id))?;
     // Opened at the last moment.
     Ok(resource(headers, &state.reveal(&account).await?))
@@ -64,7 +63,7 @@ async fn account_response(
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 401, description = "not signed in", body = commerce_http::problem::Problem)))]
 pub async fn me(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     headers: HeaderMap,
@@ -81,7 +80,7 @@ pub async fn me(
               (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
               (status = 404, description = "no such account, or not yours", body = commerce_http::problem::Problem)))]
 pub async fn account(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     headers: HeaderMap,

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -16,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::projections::{CATALOG, INVENTORY, RECOMMENDATIONS, REVIEWS};
 use crate::consistency::{resource, version, versioned, MinPosition};
-use crate::QueryState;
+use crate::Reads;
 use commerce_http::page::{CursorTime, Page, PageParams};
 
 /// The deepest relevance offset a cursor may carry.
@@ -262,7 +261,7 @@ impl ToSchema for AttributeFilters {}
     responses((status = 200, description = "`items[]` and `next_cursor`", body = Page<ProductSummary>),
               (status = 400, description = "invalid parameter", body = commerce_http::problem::Problem)))]
 pub async fn search(
-    State(state): State<QueryState>,
+    state: Reads,
     min: MinPosition,
     ApiQuery(raw): ApiQuery<HashMap<String, String>>,
 ) -> Result<axum::Json<Page<ProductSummary>>, ApiError> {
@@ -381,7 +380,7 @@ pub async fn search(
         .build_query_as()
         .fetch_all(&state.pool)
         .await
-        .map_err(anyhow::Error::from)?;
+        .map_err(|error| state.failed(error))?;
     for row in &mut rows {
         row.price = json!({ "amount": row.price_amount, "currency": row.currency });
     }
@@ -450,7 +449,7 @@ struct ProductRow {
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no such product", body = commerce_http::problem::Problem)))]
 pub async fn product(
-    State(state): State<QueryState>,
+    state: Reads,
     min: MinPosition,
     headers: HeaderMap,
     ApiPath(id): ApiPath<ProductId>,
@@ -463,7 +462,7 @@ pub async fn product(
             .bind(id.0)
             .fetch_optional(&state.pool)
             .await
-            .map_err(anyhow::Error::from)?;
+            .map_err(|error| state.failed(error))?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("product {id} does not exist")))?;
     Ok(versioned(
         &headers,
@@ -480,7 +479,7 @@ pub async fn product(
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no product holds this SKU", body = commerce_http::problem::Problem)))]
 pub async fn by_sku(
-    State(state): State<QueryState>,
+    state: Reads,
     min: MinPosition,
     headers: HeaderMap,
     ApiPath(sku): ApiPath<Sku>,
@@ -494,13 +493,13 @@ pub async fn by_sku(
     .bind(sku.as_str())
     .fetch_optional(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("no product holds SKU {sku}")))?;
     Ok(resource(&headers, &product_document(&state, row).await?))
 }
 
 /// A product with the stock of each of its SKUs and its rating summary.
-async fn product_document(state: &QueryState, row: ProductRow) -> Result<Value, ApiError> {
+async fn product_document(state: &Reads, row: ProductRow) -> Result<Value, ApiError> {
     let variant_skus: Vec<String> = row
         .variants
         .as_array()
@@ -516,7 +515,7 @@ async fn product_document(state: &QueryState, row: ProductRow) -> Result<Value, 
             .bind(&skus)
             .fetch_all(&state.pool)
             .await
-            .map_err(anyhow::Error::from)?;
+            .map_err(|error| state.failed(error))?;
     let availability: BTreeMap<String, Value> = skus
         .iter()
         .map(|sku| {
@@ -572,7 +571,7 @@ pub struct ReviewView {
     params(("id" = ProductId, Path), PageParams, ("X-Min-Position" = Option<i64>, Header)),
     responses((status = 200, description = "reviews", body = Page<ReviewView>)))]
 pub async fn reviews(
-    State(state): State<QueryState>,
+    state: Reads,
     min: MinPosition,
     ApiPath(id): ApiPath<ProductId>,
     ApiQuery(page): ApiQuery<PageParams>,
@@ -593,7 +592,7 @@ pub async fn reviews(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let page = Page::from_rows(rows, limit, |r| (r.written_at, r.written_position));
     Ok(axum::Json(state.reveal(&page).await?))
 }
@@ -639,7 +638,7 @@ fn insert(nodes: &mut Vec<CategoryNode>, parts: &[&str], prefix: &str, count: i6
     params(("X-Min-Position" = Option<i64>, Header)),
     responses((status = 200, description = "top-level categories, each with its children", body = Vec<CategoryNode>)))]
 pub async fn categories(
-    State(state): State<QueryState>,
+    state: Reads,
     min: MinPosition,
 ) -> Result<axum::Json<Vec<CategoryNode>>, ApiError> {
     min.wait(&state, &[CATALOG]).await?;
@@ -647,7 +646,7 @@ pub async fn categories(
         sqlx::query_as("SELECT category, count(*) FROM rm_products WHERE listed GROUP BY category ORDER BY category")
             .fetch_all(&state.pool)
             .await
-            .map_err(anyhow::Error::from)?;
+            .map_err(|error| state.failed(error))?;
     let mut tree = Vec::new();
     for (category, count) in rows {
         let parts: Vec<&str> = category.split('/').collect();
@@ -662,7 +661,7 @@ pub async fn categories(
     responses((status = 200, description = "the stock levels; `ETag` `\"<version>.<digest>\"`, accepted by `If-Match` on the SKU's restock and adjust", body = crate::routes::views::StockLevels),
               (status = 404, description = "no stock record for this SKU", body = commerce_http::problem::Problem)))]
 pub async fn inventory(
-    State(state): State<QueryState>,
+    state: Reads,
     min: MinPosition,
     headers: HeaderMap,
     ApiPath(sku): ApiPath<Sku>,
@@ -674,7 +673,7 @@ pub async fn inventory(
             .bind(sku.as_str())
             .fetch_optional(&state.pool)
             .await
-            .map_err(anyhow::Error::from)?;
+            .map_err(|error| state.failed(error))?;
     let (on_hand, reserved) =
         row.ok_or_else(|| ApiError::not_found(format!("no stock recorded for SKU {sku}")))?;
     Ok(versioned(
@@ -694,7 +693,7 @@ pub struct RecommendationParams {
 
 /// Popular products (by units ordered), listed ones only.
 pub(crate) async fn popular(
-    state: &QueryState,
+    state: &Reads,
     category: Option<&str>,
     exclude: &[uuid::Uuid],
     limit: i64,
@@ -710,7 +709,7 @@ pub(crate) async fn popular(
     .bind(limit)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     Ok(rows
         .into_iter()
         .map(|(product_id, sku, name, amount, currency, units)| {
@@ -724,7 +723,7 @@ pub(crate) async fn popular(
     params(RecommendationParams, ("X-Min-Position" = Option<i64>, Header)),
     responses((status = 200, description = "products, most ordered first", body = crate::routes::views::Recommendations)))]
 pub async fn recommendations(
-    State(state): State<QueryState>,
+    state: Reads,
     min: MinPosition,
     ApiQuery(params): ApiQuery<RecommendationParams>,
 ) -> Result<axum::Json<Value>, ApiError> {

@@ -1,6 +1,5 @@
 //! The signed-in account's own things: cart, wishlist, orders, notifications, recommendations.
 
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -15,16 +14,16 @@ use super::catalog::popular;
 use super::orders::{OrderView, ORDER_COLUMNS};
 use super::projections::{CARTS, CATALOG, INVENTORY, NOTIFICATIONS, ORDERS, RECOMMENDATIONS};
 use crate::consistency::{resource, version, versioned, MinPosition};
-use crate::QueryState;
+use crate::Reads;
 use commerce_http::page::{Page, PageParams};
 
-async fn cart_row(state: &QueryState, caller: Caller) -> Result<(Value, Value, Value), ApiError> {
+async fn cart_row(state: &Reads, caller: Caller) -> Result<(Value, Value, Value), ApiError> {
     let row: Option<(Value, Option<Value>, Value)> =
         sqlx::query_as("SELECT items, total, wishlist FROM rm_carts WHERE buyer_id = $1")
             .bind(caller.account_id.0)
             .fetch_optional(&state.pool)
             .await
-            .map_err(anyhow::Error::from)?;
+            .map_err(|error| state.failed(error))?;
     Ok(row.map_or(
         (json!([]), Value::Null, json!([])),
         |(items, total, wishlist)| (items, total.unwrap_or(Value::Null), wishlist),
@@ -33,7 +32,7 @@ async fn cart_row(state: &QueryState, caller: Caller) -> Result<(Value, Value, V
 
 /// Units available now (on hand, not held for a checkout) of each SKU; 0 for one never stocked.
 async fn available(
-    state: &QueryState,
+    state: &Reads,
     skus: &[String],
 ) -> Result<std::collections::HashMap<String, i64>, ApiError> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
@@ -42,7 +41,7 @@ async fn available(
     .bind(skus)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     Ok(rows.into_iter().collect())
 }
 
@@ -50,7 +49,7 @@ async fn available(
 /// as it stands: more than is available (`insufficient_stock`), or its product no longer listed
 /// (`not_for_sale`). Such lines are kept: stock may come back, and checkout decides.
 async fn with_availability(
-    state: &QueryState,
+    state: &Reads,
     items: Value,
 ) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
     let mut items: Vec<Value> = serde_json::from_value(items).unwrap_or_default();
@@ -69,7 +68,7 @@ async fn with_availability(
     .bind(&products)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let mut warnings = Vec::new();
     for item in &mut items {
         let sku = item["sku"].as_str().unwrap_or_default().to_owned();
@@ -98,7 +97,7 @@ async fn with_availability(
     responses((status = 200, description = "the cart: `items[]` (each with `available`), `total`, `warnings[]` (`insufficient_stock` or `not_for_sale`) for lines that cannot be sold as they stand; `ETag` `\"<version>.<digest>\"`, accepted by `If-Match` on the cart's commands", body = crate::routes::views::Cart),
               (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
 pub async fn cart(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     headers: HeaderMap,
@@ -121,7 +120,7 @@ pub async fn cart(
     responses((status = 200, description = "the wishlist", body = crate::routes::views::Wishlist),
               (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
 pub async fn wishlist(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     headers: HeaderMap,
@@ -144,7 +143,7 @@ pub async fn wishlist(
     responses((status = 200, description = "orders", body = Page<OrderView>),
               (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
 pub async fn orders(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     ApiQuery(page): ApiQuery<PageParams>,
@@ -162,7 +161,7 @@ pub async fn orders(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let page = Page::from_rows(rows, limit, |o| (o.placed_at, o.order_id));
     Ok(axum::Json(state.reveal(&page).await?))
 }
@@ -187,7 +186,7 @@ pub struct NotificationView {
     params(PageParams, ("X-Min-Position" = Option<i64>, Header)),
     responses((status = 200, description = "notifications", body = Page<NotificationView>)))]
 pub async fn notifications(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     ApiQuery(page): ApiQuery<PageParams>,
@@ -204,7 +203,7 @@ pub async fn notifications(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let page = Page::from_rows(rows, limit, |n| n.notification_id);
     Ok(axum::Json(state.reveal(&page).await?))
 }
@@ -215,7 +214,7 @@ pub async fn notifications(
     responses((status = 200, description = "products bought together with what the buyer bought or carted, then popular ones; each with its `reason`", body = crate::routes::views::Recommendations),
               (status = 403, description = "not a buyer", body = commerce_http::problem::Problem)))]
 pub async fn recommendations(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
 ) -> Result<axum::Json<Value>, ApiError> {
@@ -234,14 +233,14 @@ pub async fn recommendations(
     .bind(LIMIT)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let mut seen: Vec<uuid::Uuid> = sqlx::query_scalar(
         "SELECT product_id FROM rm_buyer_products WHERE buyer_id = $1 AND source = 'bought'",
     )
     .bind(caller.account_id.0)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let mut items: Vec<Value> = together
         .into_iter()
         .map(|(product_id, sku, name, amount, currency, _)| {

@@ -5,7 +5,6 @@
 //! the other sellers' lines nor the order's amounts, which would tell what they sold.
 
 use anyhow::Context;
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -19,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::projections::{ORDERS, PAYMENTS};
 use crate::consistency::{resource, version, versioned, MinPosition};
-use crate::QueryState;
+use crate::Reads;
 use commerce_http::page::{Page, PageParams};
 
 /// An order as the read model holds it.
@@ -142,7 +141,7 @@ pub enum OrderRead {
 /// The order if `caller` may see it: its buyer, an admin, or a seller of one of its lines.
 /// Anyone else is told it does not exist.
 async fn visible_order(
-    state: &QueryState,
+    state: &Reads,
     caller: Caller,
     id: OrderId,
     sellers_too: bool,
@@ -153,7 +152,7 @@ async fn visible_order(
     .bind(id.0)
     .fetch_optional(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let visible = order.filter(|o| {
         caller.is_admin()
             || o.buyer_id == caller.account_id.0
@@ -174,7 +173,7 @@ async fn visible_order(
               (status = 304, description = "unchanged since the ETag sent in If-None-Match"),
               (status = 404, description = "no such order, or not yours", body = commerce_http::problem::Problem)))]
 pub async fn order(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     headers: HeaderMap,
@@ -197,7 +196,7 @@ pub async fn order(
     responses((status = 200, description = "the payment and its history", body = crate::routes::views::PaymentRead),
               (status = 404, description = "no such order, not yours, or no payment yet", body = commerce_http::problem::Problem)))]
 pub async fn payment(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     headers: HeaderMap,
@@ -210,7 +209,7 @@ pub async fn payment(
             .bind(id.0)
             .fetch_optional(&state.pool)
             .await
-            .map_err(anyhow::Error::from)?;
+            .map_err(|error| state.failed(error))?;
     let (payment_id, status, amount, history, updated_at) =
         row.ok_or_else(|| ApiError::not_found(format!("order {id} has no payment yet")))?;
     let body = json!({ "payment_id": payment_id, "order_id": id, "status": status, "amount": amount, "history": history, "updated_at": updated_at });
@@ -242,7 +241,7 @@ pub struct SellerOrderParams {
               (status = 400, description = "invalid `status`, `limit` or `cursor`: every one named in `errors[]`", body = commerce_http::problem::Problem),
               (status = 403, description = "not a seller", body = commerce_http::problem::Problem)))]
 pub async fn seller_orders(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     ApiQuery(params): ApiQuery<SellerOrderParams>,
@@ -266,7 +265,7 @@ pub async fn seller_orders(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     let page = Page::from_rows(rows, limit, |o| (o.placed_at, o.order_id));
     let page = Page {
         items: page

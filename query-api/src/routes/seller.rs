@@ -1,6 +1,5 @@
 //! The seller's own catalog: every product it created, listed or delisted.
 
-use axum::extract::State;
 use chrono::{DateTime, Utc};
 use commerce_domain::Role;
 use commerce_http::page::{Page, PageParams};
@@ -12,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::projections::CATALOG;
 use crate::consistency::MinPosition;
-use crate::QueryState;
+use crate::Reads;
 
 /// One of the seller's products.
 #[derive(Debug, Serialize, FromRow, ToSchema)]
@@ -47,7 +46,7 @@ pub struct SellerProduct {
               (status = 401, description = "not signed in", body = commerce_http::problem::Problem),
               (status = 403, description = "not a seller", body = commerce_http::problem::Problem)))]
 pub async fn products(
-    State(state): State<QueryState>,
+    state: Reads,
     caller: Caller,
     min: MinPosition,
     ApiQuery(page): ApiQuery<PageParams>,
@@ -67,7 +66,7 @@ pub async fn products(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await
-    .map_err(anyhow::Error::from)?;
+    .map_err(|error| state.failed(error))?;
     for row in &mut rows {
         row.price = json!({ "amount": row.price_amount, "currency": row.currency });
     }

@@ -120,6 +120,8 @@ pub struct Cluster {
     processes: BTreeMap<&'static str, Process>,
     http: reqwest::Client,
     keep_dir: bool,
+    /// The database is on a Postgres server the test started (and removes): not dropped here.
+    on_test_server: bool,
 }
 
 /// The engine roles this suite runs: name and `commerce serve` role.
@@ -140,15 +142,28 @@ impl Cluster {
 
     /// As [`Cluster::start`], with more environment for every role.
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Cluster {
+        let server = commerce_store::db::database_url_from_env();
+        let mut cluster = Self::start_on(&server, None, extra_env).await;
+        cluster.on_test_server = false;
+        cluster
+    }
+
+    /// As [`Cluster::start_with`], on a Postgres server the test started (`server_url` names
+    /// it; the database in it is replaced by the cluster's own), the query role reading the
+    /// streaming replica of it at `read_replica_url` (`COMMERCE_READ_DATABASE_URL`) if given.
+    pub async fn start_on(
+        server_url: &str,
+        read_replica_url: Option<&str>,
+        extra_env: &[(&str, &str)],
+    ) -> Cluster {
         let binary = commerce_binary();
         let run = Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("commerce-faults-{}", &run[..12]));
         std::fs::create_dir_all(dir.join("nats")).expect("the scratch directory is created");
         let database = format!("commerce_faults_{run}");
-        let database_url = commerce_store::db::with_database(
-            &commerce_store::db::database_url_from_env(),
-            &database,
-        );
+        let database_url = commerce_store::db::with_database(server_url, &database);
+        let read_database_url =
+            read_replica_url.map(|url| commerce_store::db::with_database(url, &database));
         let namespace = format!("faults_{}", &run[..12]);
         let ports = free_ports(2 + ROLES.len());
         let nats_port = ports[0];
@@ -201,6 +216,10 @@ impl Cluster {
                 "query-api" => 4,
                 _ => 6,
             };
+            let read_replica = read_database_url
+                .as_ref()
+                .filter(|_| *role == "query-api")
+                .map(|url| ("COMMERCE_READ_DATABASE_URL".to_owned(), url.clone()));
             let env = [
                 ("DATABASE_URL", database_url.clone()),
                 ("NATS_URL", nats_url.clone()),
@@ -228,6 +247,7 @@ impl Cluster {
                     env: env
                         .iter()
                         .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .chain(read_replica)
                         .chain(
                             extra_env
                                 .iter()
@@ -259,6 +279,7 @@ impl Cluster {
                 .build()
                 .expect("an HTTP client"),
             keep_dir: false,
+            on_test_server: true,
         };
 
         // The schema first, once, so the roles do not all race to migrate.
@@ -389,6 +410,9 @@ impl Drop for Cluster {
             );
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        if self.on_test_server {
+            return;
         }
         if std::env::var("FAULTS_KEEP").is_ok() {
             eprintln!("fault suite: database {} kept (FAULTS_KEEP)", self.database);

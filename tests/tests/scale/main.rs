@@ -22,6 +22,10 @@ mod cluster;
 #[allow(dead_code)]
 #[path = "../faults/invariants.rs"]
 mod invariants;
+#[path = "../support/postgres.rs"]
+mod postgres;
 #[allow(dead_code)]
 #[path = "../faults/workload.rs"]
 mod workload;
+
+mod replica;
