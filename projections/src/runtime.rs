@@ -379,6 +379,9 @@ pub struct ProjectionConfig {
     /// How long a worker's failures (NATS down, say) are logged at WARN before they are
     /// logged, once, at ERROR.
     pub outage_error_after: Duration,
+    /// The stream's replicas, should this worker be the one that creates it (the relay's
+    /// [`crate::RelayConfig::stream_replicas`]); the consumers follow the stream's.
+    pub stream_replicas: usize,
 }
 
 impl Default for ProjectionConfig {
@@ -393,6 +396,7 @@ impl Default for ProjectionConfig {
             retry_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             outage_error_after: crate::outage::ERROR_AFTER,
+            stream_replicas: 1,
         }
     }
 }
