@@ -2,7 +2,7 @@
 //! `COMMERCE_STREAM_REPLICAS=3`): the stream and its durable consumers are kept on all three,
 //! and the buyers' and sellers' workload goes on while one node, then another, is killed with
 //! `kill -9` and restarted. Once the engine settles, every acknowledged write has reached every
-//! read model, once: the fault suite's invariants.
+//! read model, once: the fault suite's invariants. And a malformed server list stops the start.
 
 use std::time::{Duration, Instant};
 
@@ -46,11 +46,7 @@ async fn acknowledged_writes_reach_every_read_model_once_through_nats_node_crash
     let (workload, mut timeline) = Workload::start(&api, began).await;
 
     // By now every projection has made its durable consumer: each is kept on every node too.
-    let consumers = consumer_replicas(&jetstream, &namespace).await;
-    assert!(!consumers.is_empty(), "no durable consumer on the stream");
-    for (name, peers) in &consumers {
-        assert_eq!(*peers, REPLICAS, "consumer {name}: {consumers:?}");
-    }
+    replicated_consumers(&jetstream, &namespace).await;
 
     // The stream's leader first (its election is the harder fault), later another node.
     let gap = Duration::from_secs(6);
@@ -98,18 +94,46 @@ async fn replicated_stream(
     }
 }
 
-/// Each durable consumer of the stream, with how many servers keep it.
+/// Waits until there are durable consumers and each is kept on `REPLICAS` servers.
+async fn replicated_consumers(jetstream: &jetstream::Context, namespace: &Namespace) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let consumers = consumer_replicas(jetstream, namespace).await;
+        if !consumers.is_empty() && consumers.iter().all(|(_, peers)| *peers == REPLICAS) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the durable consumers are not all on {REPLICAS} servers within 30 s: {consumers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Each durable consumer of the stream, with how many servers keep it. Asked of each
+/// consumer: a clustered server's consumer list gathers the infos with a deadline, and under
+/// load it leaves some out or gives stale ones.
 async fn consumer_replicas(
     jetstream: &jetstream::Context,
     namespace: &Namespace,
 ) -> Vec<(String, usize)> {
-    let stream = jetstream.get_stream(namespace.stream_name()).await.unwrap();
-    stream
-        .consumers()
-        .map_ok(|info| (info.name, info.cluster.as_ref().map_or(0, peers_of)))
+    let Ok(stream) = jetstream.get_stream(namespace.stream_name()).await else {
+        return Vec::new();
+    };
+    let names: Vec<String> = stream
+        .consumer_names()
         .try_collect()
         .await
-        .unwrap()
+        .unwrap_or_default();
+    let mut replicas = Vec::new();
+    for name in names {
+        let peers = match stream.consumer_info(&name).await {
+            Ok(info) => info.cluster.as_ref().map_or(0, peers_of),
+            Err(_) => 0,
+        };
+        replicas.push((name, peers));
+    }
+    replicas
 }
 
 /// The leader and the replicas it names.
@@ -137,4 +161,30 @@ fn other_than(node: &str) -> &'static str {
         .into_iter()
         .find(|other| *other != node)
         .expect("three nodes")
+}
+
+#[test]
+fn a_malformed_server_list_stops_the_start_saying_which_entry_without_echoing_it() {
+    let output = std::process::Command::new(crate::binary::commerce_binary())
+        .args(["serve", "command-api"])
+        .env_clear()
+        .env(
+            "NATS_URL",
+            "nats://127.0.0.1:4222,nats://user:Pa55word@127.0.0.1:notaport",
+        )
+        .env("COMMERCE_LOG_FORMAT", "json")
+        .env("COMMERCE_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("NATS_URL, server 2 of 2, is not a NATS server address"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        !stderr.contains("Pa55word") && !stdout.contains("Pa55word"),
+        "{stdout}{stderr}"
+    );
 }
