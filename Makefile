@@ -7,12 +7,14 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: help services run test lint bench migrate stop
+.PHONY: help services run run-cluster test lint bench migrate stop
 
 help:
 	@echo "Targets:"
 	@echo "  make services  start/check PostgreSQL and NATS JetStream (scripts/services.sh up)"
 	@echo "  make run       run the server with the demo catalog (release build)"
+	@echo "  make run-cluster  the same on a 3-node NATS JetStream cluster on loopback (ports 4301-4303,"
+	@echo "                 data in .data/nats-cluster), R3 stream; stop it: scripts/nats-cluster.sh down"
 	@echo "  make test      run all workspace tests (needs services), schemathesis included"
 	@echo "  make lint      cargo fmt --check and clippy with -D warnings"
 	@echo "  make bench     run the benchmark crate (commerce-bench); ARGS=--quick for a short run"
@@ -25,6 +27,14 @@ services:
 
 run: services
 	$(CARGO) run --release --bin commerce -- serve --demo-catalog
+
+# The cluster first, so that services.sh finds NATS answering at the list's first server and
+# only sees to PostgreSQL.
+run-cluster:
+	scripts/nats-cluster.sh up
+	NATS_URL="$$(scripts/nats-cluster.sh url)" scripts/services.sh up
+	NATS_URL="$$(scripts/nats-cluster.sh url)" COMMERCE_STREAM_REPLICAS=3 \
+		$(CARGO) run --release --bin commerce -- serve --demo-catalog
 
 # The fault suite (tests/faults) runs the `commerce` binary as separate processes: build it first
 # (cargo test builds a binary only for its own package's tests). The contract suite

@@ -23,6 +23,8 @@ pub struct Inner {
     /// Where a republish publishes.
     pub jetstream: jetstream::Context,
     pub namespace: Namespace,
+    /// The stream's replicas, should a republish be the one that creates it.
+    pub stream_replicas: usize,
     /// Stops a republish running in this process when the engine shuts down.
     pub shutdown: CancellationToken,
 }

@@ -147,7 +147,7 @@ impl Engine {
             .connect_with(PgConnectOptions::from_str(&database_url)?.disable_statement_logging())
             .await
             .context("connecting to the engine's database")?;
-        let nats = async_nats::connect(&options.nats_url)
+        let nats = async_nats::connect(&commerce::nats::NatsServers::parse(&options.nats_url)?)
             .await
             .context("connecting to NATS")?;
         Ok(Self {

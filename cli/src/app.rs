@@ -114,12 +114,14 @@ impl Application {
     /// projections when the role runs them, and binds the port.
     pub async fn build_role(config: Config, role: Role) -> anyhow::Result<Self> {
         metrics_handle();
+        // Checked before anything is connected: a malformed list stops the start at once.
+        let nats_servers = config.nats_servers()?;
         commerce_store::db::create_database_if_missing(&config.database_url).await?;
         let pool = commerce_store::db::connect(&config.database_url, config.db_pool_size).await?;
         commerce_store::db::migrate(&pool).await?;
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
-            .connect(&config.nats_url)
+            .connect(&nats_servers)
             .await
             .context("configuring the NATS client")?;
 
@@ -144,6 +146,7 @@ impl Application {
                 projections: projections(),
                 jetstream: jetstream.clone(),
                 namespace: namespace.clone(),
+                stream_replicas: config.stream_replicas,
                 shutdown: shutdown.clone(),
             });
             router = router.merge(commerce_admin_api::router(admin));
@@ -178,7 +181,7 @@ impl Application {
         };
         background.push(tokio::spawn(degraded::watch_nats(
             nats.clone(),
-            config.nats_url.clone(),
+            nats_servers.to_string(),
             health.nats_outage.clone(),
             config.outage_error_after,
             shutdown.clone(),
@@ -223,6 +226,7 @@ impl Application {
             let relay = Relay::new(pool.clone(), jetstream.clone(), namespace.clone()).with_config(
                 RelayConfig {
                     stream_max_age: config.stream_max_age,
+                    stream_replicas: config.stream_replicas,
                     outage_error_after: config.outage_error_after,
                     ..RelayConfig::default()
                 },
@@ -262,6 +266,7 @@ impl Application {
                 ProjectionConfig {
                     outage_error_after: config.outage_error_after,
                     partitions: config.projection_partitions.clone(),
+                    stream_replicas: config.stream_replicas,
                     ..ProjectionConfig::default()
                 },
                 shutdown.clone(),

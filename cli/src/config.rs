@@ -40,7 +40,8 @@ pub struct Config {
     /// How far behind the primary the read replica may be and still be read, e.g. `2s`.
     #[arg(long, env = "COMMERCE_READ_MAX_LAG", default_value = "2s", value_parser = parse_duration)]
     pub read_max_lag: Duration,
-    /// NATS with JetStream enabled.
+    /// NATS with JetStream enabled: one server, or several separated by commas (a cluster; the
+    /// client fails over between them).
     #[arg(
         long,
         env = "NATS_URL",
@@ -132,6 +133,11 @@ pub struct Config {
     /// ever. Set by the relay when it creates the stream, and on an existing one.
     #[arg(long, env = "COMMERCE_STREAM_MAX_AGE", default_value = "7d", value_parser = parse_duration)]
     pub stream_max_age: Duration,
+    /// On how many servers of a NATS cluster the stream and its consumers are kept (3 on a
+    /// 3-node cluster; 1 on a single server). Set by the relay, on an existing stream too.
+    #[arg(long, env = "COMMERCE_STREAM_REPLICAS", default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=commerce_projections::stream::MAX_REPLICAS as u64))]
+    pub stream_replicas: usize,
     /// How long NATS, the relay or a projection may be failing (logged at WARN) before the
     /// outage is logged, once, at ERROR.
     #[arg(long, env = "COMMERCE_OUTAGE_ERROR_AFTER", default_value = "60s", value_parser = parse_duration)]
@@ -180,6 +186,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("stream_max_age", &self.stream_max_age)
+            .field("stream_replicas", &self.stream_replicas)
             .field("outage_error_after", &self.outage_error_after)
             .field("webhook_allow_private", &self.webhook_allow_private)
             .finish_non_exhaustive()
@@ -217,6 +224,7 @@ impl Config {
             sign_in_max_delay: Duration::from_secs(15 * 60),
             trust_forwarded_for: false,
             stream_max_age: commerce_projections::stream::DEFAULT_MAX_AGE,
+            stream_replicas: 1,
             outage_error_after: commerce_projections::outage::ERROR_AFTER,
             webhook_allow_private: false,
             webhook_first_retry: Duration::from_secs(5),
@@ -225,6 +233,11 @@ impl Config {
             webhook_log_retention: Duration::from_secs(30 * 24 * 3600),
             webhook_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// The servers of `NATS_URL`; a malformed list stops the start.
+    pub fn nats_servers(&self) -> anyhow::Result<crate::nats::NatsServers> {
+        crate::nats::NatsServers::parse(&self.nats_url)
     }
 
     /// How webhook deliveries are made and retried.

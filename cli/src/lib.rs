@@ -7,6 +7,7 @@ pub mod config;
 pub mod degraded;
 pub mod demo;
 pub mod metrics;
+pub mod nats;
 pub mod openapi;
 pub mod operator;
 pub mod ops;

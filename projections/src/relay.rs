@@ -31,8 +31,9 @@
 //!   stream named by `stream_created`, at or below `stream_sequence` (or was parked);
 //!   projections build their own watermark on it (see [`crate::runtime`]).
 //! - **Retention.** The relay creates the stream, or brings an existing one to the retention it
-//!   is given ([`RelayConfig::stream_max_age`], `COMMERCE_STREAM_MAX_AGE`, 7 days by default), at
-//!   start and whenever it finds the stream's retention changed. Messages dropped by age leave
+//!   is given ([`RelayConfig::stream_max_age`], `COMMERCE_STREAM_MAX_AGE`, 7 days by default)
+//!   and replicas ([`RelayConfig::stream_replicas`], `COMMERCE_STREAM_REPLICAS`, 1 by default),
+//!   at start and whenever it finds the stream's retention or replicas changed. Messages dropped by age leave
 //!   the front of the stream and its last sequence as it was: that is not a shortened stream,
 //!   and nothing is republished for it (the store keeps every event; a projection that needs
 //!   older ones is rebuilt from the store).
@@ -87,6 +88,8 @@ pub struct RelayConfig {
     pub instance: String,
     /// How long the stream keeps a message (`Duration::ZERO`: for ever).
     pub stream_max_age: Duration,
+    /// On how many servers of a NATS cluster the stream (and its consumers) are kept.
+    pub stream_replicas: usize,
     /// How long an outage is logged at WARN before it is logged, once, at ERROR.
     pub outage_error_after: Duration,
 }
@@ -101,6 +104,7 @@ impl Default for RelayConfig {
             retry_backoff: Duration::from_secs(1),
             instance: format!("pid-{}", std::process::id()),
             stream_max_age: crate::stream::DEFAULT_MAX_AGE,
+            stream_replicas: 1,
             outage_error_after: crate::outage::ERROR_AFTER,
         }
     }
@@ -257,7 +261,7 @@ impl Relay {
     /// publishes one batch per [`ActiveRelay::publish_next`]; [`Relay::run`] is the usual
     /// way to drive it.
     pub async fn try_activate(&self) -> anyhow::Result<Option<ActiveRelay>> {
-        crate::stream::apply(&self.jetstream, &self.namespace, self.config.stream_max_age).await?;
+        self.apply_stream().await?;
         let mut conn = self.lock_connection().await?;
         if !self.try_lock(&mut conn).await? {
             conn.close().await.ok();
@@ -267,7 +271,7 @@ impl Relay {
     }
 
     async fn run_until_failure(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
-        crate::stream::apply(&self.jetstream, &self.namespace, self.config.stream_max_age).await?;
+        self.apply_stream().await?;
         let Some(mut active) = self.wait_for_lock(cancel).await? else {
             return Ok(());
         };
@@ -309,6 +313,17 @@ impl Relay {
             self.check_nats()?;
         }
         active.release().await
+    }
+
+    /// Creates the stream, or brings it to this relay's retention and replicas.
+    async fn apply_stream(&self) -> anyhow::Result<jetstream::stream::Info> {
+        crate::stream::apply(
+            &self.jetstream,
+            &self.namespace,
+            self.config.stream_max_age,
+            self.config.stream_replicas,
+        )
+        .await
     }
 
     /// Fails at once when the NATS connection is lost, rather than when a request to it times
@@ -356,6 +371,7 @@ impl Relay {
             namespace: self.namespace.clone(),
             batch_size: self.config.batch_size.max(1),
             stream_max_age: self.config.stream_max_age,
+            stream_replicas: self.config.stream_replicas,
             checkpoint: Checkpoint::default(),
             status: self.status.clone(),
             lock_key: lock_key(&self.namespace),

@@ -67,11 +67,12 @@ const COLUMNS: &str = "republish_id, from_position, state, events_done, events_t
 
 /// Records a republish of every event at or after `from_position` (at least 1) and starts
 /// publishing them on a task of this process, which stops (marking it failed) when `shutdown`
-/// is cancelled.
+/// is cancelled. A missing stream is created with `stream_replicas`, as the relay would.
 pub async fn start(
     pool: &PgPool,
     jetstream: &jetstream::Context,
     namespace: &Namespace,
+    stream_replicas: usize,
     from_position: i64,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RepublishProgress> {
@@ -79,7 +80,7 @@ pub async fn start(
         from_position >= 1,
         "a republish starts at position 1 or later"
     );
-    crate::stream::ensure(jetstream, namespace).await?;
+    crate::stream::ensure(jetstream, namespace, stream_replicas).await?;
     let horizon = batch::horizon(pool).await?;
     // The first transaction holding an event at or after the position: the commit-order scan
     // starts there rather than at the beginning of the store.

@@ -383,6 +383,9 @@ pub struct ProjectionConfig {
     pub outage_error_after: Duration,
     /// The partitions of each projection this process runs (one worker each).
     pub partitions: Partitioning,
+    /// The stream's replicas, should this worker be the one that creates it (the relay's
+    /// [`crate::RelayConfig::stream_replicas`]); the consumers follow the stream's.
+    pub stream_replicas: usize,
 }
 
 impl Default for ProjectionConfig {
@@ -398,6 +401,7 @@ impl Default for ProjectionConfig {
             max_backoff: Duration::from_secs(5),
             outage_error_after: crate::outage::ERROR_AFTER,
             partitions: Partitioning::default(),
+            stream_replicas: 1,
         }
     }
 }

@@ -134,6 +134,7 @@ pub async fn start_republish(
         &state.pool,
         &state.jetstream,
         &state.namespace,
+        state.stream_replicas,
         request.from_position,
         state.shutdown.clone(),
     )

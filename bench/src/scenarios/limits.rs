@@ -45,13 +45,13 @@ struct PgRun {
 }
 
 #[derive(Serialize)]
-struct JetStreamRun {
-    messages: usize,
-    in_flight: usize,
-    seconds: f64,
-    acks_per_second: f64,
+pub(super) struct JetStreamRun {
+    pub(super) messages: usize,
+    pub(super) in_flight: usize,
+    pub(super) seconds: f64,
+    pub(super) acks_per_second: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    latency: Option<Summary>,
+    pub(super) latency: Option<Summary>,
 }
 
 pub async fn run(bench: &mut Bench<'_>) -> anyhow::Result<()> {
@@ -178,38 +178,24 @@ async fn jetstream(bench: &mut Bench<'_>) -> anyhow::Result<Vec<JetStreamRun>> {
     engine.scratch_stream(&name);
     engine
         .jetstream
-        .create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{subject_prefix}.>")],
-            storage: stream::StorageType::File,
-            retention: stream::RetentionPolicy::Limits,
-            duplicate_window: commerce_projections::stream::DUPLICATE_WINDOW,
-            ..Default::default()
-        })
+        .create_stream(scratch_stream_config(&name, &subject_prefix, 1))
         .await
         .context("creating the scratch stream")?;
-    let (payload, _) = event_payload();
-    let payload = Bytes::from(serde_json::to_vec(&payload)?);
+    let payload = publish_payload()?;
     let mut runs = Vec::new();
 
     let messages = bench.sizes.jetstream_messages;
     let window = bench.sizes.jetstream_window;
     eprintln!("  jetstream: {messages} publishes, {window} awaiting their ack at once");
-    let start = Instant::now();
-    let mut pending = VecDeque::with_capacity(window);
-    for i in 0..messages {
-        if pending.len() >= window {
-            if let Some(ack) = pending.pop_front() {
-                let _: async_nats::jetstream::publish::PublishAck = ack_of(ack).await?;
-            }
-        }
-        pending.push_back(publish(engine, &subject_prefix, "p", i, payload.clone()).await?);
-    }
-    for ack in pending {
-        ack_of(ack).await?;
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    let acks_per_second = messages as f64 / seconds;
+    let pipelined = publish_pipelined(
+        &engine.jetstream,
+        &subject_prefix,
+        messages,
+        window,
+        &payload,
+    )
+    .await?;
+    let acks_per_second = pipelined.acks_per_second;
     bench.report.limits.jetstream_acks_per_second = Some(acks_per_second);
     bench.report.row({
         let mut row = Row::new(
@@ -223,42 +209,110 @@ async fn jetstream(bench: &mut Bench<'_>) -> anyhow::Result<Vec<JetStreamRun>> {
             payload.len()
         ))
     });
-    runs.push(JetStreamRun {
-        messages,
-        in_flight: window,
-        seconds,
-        acks_per_second,
-        latency: None,
-    });
+    runs.push(pipelined);
 
-    let one_at_a_time = (messages / 10).clamp(500, 5_000);
-    let recorder = Recorder::new();
-    let start = Instant::now();
-    for i in 0..one_at_a_time {
-        let started = Instant::now();
-        let ack = publish(engine, &subject_prefix, "s", i, payload.clone()).await?;
-        ack_of(ack).await?;
-        recorder.ok(started.elapsed());
+    let one_at_a_time = one_at_a_time_count(messages);
+    let single =
+        publish_one_at_a_time(&engine.jetstream, &subject_prefix, one_at_a_time, &payload).await?;
+    if let Some(summary) = &single.latency {
+        bench.report.row(
+            Row::from_summary(NAME, "jetstream publish+ack, 1 in flight", "msg", summary)
+                .note(format!("{one_at_a_time} msgs")),
+        );
     }
-    let summary = recorder.summary(start.elapsed());
-    bench.report.row(
-        Row::from_summary(NAME, "jetstream publish+ack, 1 in flight", "msg", &summary)
-            .note(format!("{one_at_a_time} msgs")),
-    );
-    runs.push(JetStreamRun {
-        messages: one_at_a_time,
-        in_flight: 1,
-        seconds: summary.seconds,
-        acks_per_second: summary.per_second,
-        latency: Some(summary),
-    });
+    runs.push(single);
 
     engine.drop_scratch_stream(&name).await?;
     Ok(runs)
 }
 
+/// A scratch stream configured like the engine's (file storage, the same duplicate window), on
+/// `replicas` servers.
+pub(super) fn scratch_stream_config(
+    name: &str,
+    subject_prefix: &str,
+    replicas: usize,
+) -> stream::Config {
+    stream::Config {
+        name: name.to_owned(),
+        subjects: vec![format!("{subject_prefix}.>")],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        duplicate_window: commerce_projections::stream::DUPLICATE_WINDOW,
+        num_replicas: replicas,
+        ..Default::default()
+    }
+}
+
+/// An event-sized message, as the relay publishes one.
+pub(super) fn publish_payload() -> anyhow::Result<Bytes> {
+    let (payload, _) = event_payload();
+    Ok(Bytes::from(serde_json::to_vec(&payload)?))
+}
+
+/// How many publishes the one-at-a-time measurement makes next to `messages` pipelined ones.
+pub(super) fn one_at_a_time_count(messages: usize) -> usize {
+    (messages / 10).clamp(500, 5_000)
+}
+
+/// `messages` publishes to `subject_prefix.>`, `window` of them awaiting their ack at once.
+pub(super) async fn publish_pipelined(
+    jetstream: &async_nats::jetstream::Context,
+    subject_prefix: &str,
+    messages: usize,
+    window: usize,
+    payload: &Bytes,
+) -> anyhow::Result<JetStreamRun> {
+    let start = Instant::now();
+    let mut pending = VecDeque::with_capacity(window);
+    for i in 0..messages {
+        if pending.len() >= window {
+            if let Some(ack) = pending.pop_front() {
+                let _: async_nats::jetstream::publish::PublishAck = ack_of(ack).await?;
+            }
+        }
+        pending.push_back(publish(jetstream, subject_prefix, "p", i, payload.clone()).await?);
+    }
+    for ack in pending {
+        ack_of(ack).await?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(JetStreamRun {
+        messages,
+        in_flight: window,
+        seconds,
+        acks_per_second: messages as f64 / seconds,
+        latency: None,
+    })
+}
+
+/// `messages` publishes, each acknowledged before the next is sent: the latency of one.
+pub(super) async fn publish_one_at_a_time(
+    jetstream: &async_nats::jetstream::Context,
+    subject_prefix: &str,
+    messages: usize,
+    payload: &Bytes,
+) -> anyhow::Result<JetStreamRun> {
+    let recorder = Recorder::new();
+    let start = Instant::now();
+    for i in 0..messages {
+        let started = Instant::now();
+        let ack = publish(jetstream, subject_prefix, "s", i, payload.clone()).await?;
+        ack_of(ack).await?;
+        recorder.ok(started.elapsed());
+    }
+    let summary = recorder.summary(start.elapsed());
+    Ok(JetStreamRun {
+        messages,
+        in_flight: 1,
+        seconds: summary.seconds,
+        acks_per_second: summary.per_second,
+        latency: Some(summary),
+    })
+}
+
 async fn publish(
-    engine: &crate::engine::Engine,
+    jetstream: &async_nats::jetstream::Context,
     prefix: &str,
     run: &str,
     i: usize,
@@ -266,8 +320,7 @@ async fn publish(
 ) -> anyhow::Result<async_nats::jetstream::context::PublishAckFuture> {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Nats-Msg-Id", format!("{run}-{i}").as_str());
-    engine
-        .jetstream
+    jetstream
         .publish_with_headers(format!("{prefix}.cart.{}", i % 10_000), headers, payload)
         .await
         .context("publishing to the scratch stream")

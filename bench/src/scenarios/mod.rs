@@ -8,6 +8,7 @@ pub mod hot_sku;
 pub mod lag;
 pub mod limits;
 pub mod memory;
+pub mod nats_replicas;
 pub mod rebuild;
 
 use std::time::Duration;
@@ -36,6 +37,9 @@ pub enum Scenario {
     Rebuild,
     /// Command latency on one aggregate with a short and a long history.
     History,
+    /// JetStream publish rate to an R1 vs an R3 stream on a 3-node NATS cluster the scenario
+    /// starts on loopback (`scripts/nats-cluster.sh`; needs `nats-server`), about 20 s quick.
+    NatsReplicas,
 }
 
 impl Scenario {
@@ -48,10 +52,11 @@ impl Scenario {
             Scenario::Lag => "lag",
             Scenario::Rebuild => "rebuild",
             Scenario::History => "history",
+            Scenario::NatsReplicas => "nats-replicas",
         }
     }
 
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Limits,
         Scenario::Commands,
         Scenario::HotSku,
@@ -59,6 +64,7 @@ impl Scenario {
         Scenario::Lag,
         Scenario::Rebuild,
         Scenario::History,
+        Scenario::NatsReplicas,
     ];
 }
 

@@ -38,6 +38,7 @@ pub struct ActiveRelay {
     pub(super) namespace: Namespace,
     pub(super) batch_size: usize,
     pub(super) stream_max_age: std::time::Duration,
+    pub(super) stream_replicas: usize,
     pub(super) checkpoint: Checkpoint,
     pub(super) status: RelayStatus,
     pub(super) lock_key: i64,
@@ -60,18 +61,28 @@ impl ActiveRelay {
     /// stream when that stream holds at least as many messages as it says were published.
     ///
     /// Messages dropped by age (the stream's `max_age`) leave its last sequence as it was: they
-    /// do not make a shortened stream. A retention that is not the relay's (another engine's
-    /// relay, a stream recreated by a projection worker) is set again.
+    /// do not make a shortened stream. A retention or replicas that are not the relay's
+    /// (another engine's relay, a stream recreated by a projection worker) are set again.
     async fn check_stream(&mut self) -> anyhow::Result<()> {
         let info = crate::stream::look_up_info(&self.jetstream, &self.namespace).await?;
-        if info.config.max_age != self.stream_max_age {
+        if info.config.max_age != self.stream_max_age
+            || info.config.num_replicas != self.stream_replicas
+        {
             tracing::info!(
                 namespace = %self.namespace,
                 from_seconds = info.config.max_age.as_secs(),
                 to_seconds = self.stream_max_age.as_secs(),
-                "setting the stream's retention (COMMERCE_STREAM_MAX_AGE)"
+                from_replicas = info.config.num_replicas,
+                to_replicas = self.stream_replicas,
+                "setting the stream's retention and replicas (COMMERCE_STREAM_MAX_AGE, COMMERCE_STREAM_REPLICAS)"
             );
-            crate::stream::apply(&self.jetstream, &self.namespace, self.stream_max_age).await?;
+            crate::stream::apply(
+                &self.jetstream,
+                &self.namespace,
+                self.stream_max_age,
+                self.stream_replicas,
+            )
+            .await?;
         }
         let identity = crate::stream::identity(&info)?;
         let state = info.state;

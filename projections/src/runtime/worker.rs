@@ -108,7 +108,12 @@ impl Worker {
         backoff: &mut Backoff,
         outage: &Outage,
     ) -> anyhow::Result<()> {
-        crate::stream::ensure(&self.jetstream, &self.namespace).await?;
+        crate::stream::ensure(
+            &self.jetstream,
+            &self.namespace,
+            self.config.stream_replicas,
+        )
+        .await?;
         let consumer = self.consumer().await?;
         self.set_state("running", None).await;
         let stream = StreamOf {
@@ -435,6 +440,11 @@ impl Worker {
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.config.ack_wait,
             max_ack_pending: self.config.max_ack_pending,
+            // 0: as many replicas as the stream. JetStream moves such a durable consumer with
+            // its stream when the stream's replicas change (COMMERCE_STREAM_REPLICAS), and
+            // refuses one with more replicas than its stream, which a number set here would be
+            // while a relay is still scaling the stream up.
+            num_replicas: 0,
             ..Default::default()
         };
         if filters.len() == 1 {

@@ -256,7 +256,7 @@ impl World {
 
     /// Publishes `event` as the relay would, under a message id of our choosing.
     pub async fn publish(&self, event: &StoredEvent, message_id: Option<&str>) {
-        commerce_projections::stream::ensure(&self.jetstream, &self.namespace)
+        commerce_projections::stream::ensure(&self.jetstream, &self.namespace, 1)
             .await
             .unwrap();
         let mut message = event.to_message(&self.namespace).unwrap();

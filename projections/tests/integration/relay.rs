@@ -237,7 +237,7 @@ async fn a_recreated_stream_is_republished_and_the_watermark_never_runs_ahead() 
         .delete_stream(world.namespace.stream_name())
         .await
         .unwrap();
-    commerce_projections::stream::ensure(&world.jetstream, &world.namespace)
+    commerce_projections::stream::ensure(&world.jetstream, &world.namespace, 1)
         .await
         .unwrap();
     last = world.append("order", "A", 4).await;
@@ -335,7 +335,7 @@ async fn messages_dropped_by_age_are_not_taken_for_a_shortened_stream() {
     let mut nats = NatsServer::start("").await;
     let world = World::on_nats(&nats.url).await;
     // Created as a projection worker creates it, with the default retention.
-    let created = commerce_projections::stream::ensure(&world.jetstream, &world.namespace)
+    let created = commerce_projections::stream::ensure(&world.jetstream, &world.namespace, 1)
         .await
         .unwrap();
     assert_eq!(

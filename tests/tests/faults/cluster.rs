@@ -1,5 +1,6 @@
-//! The engine as separate processes of the `commerce` binary, with a NATS server, a sandbox
-//! payment gateway and a database of their own. Every process is a child of this test: only
+//! The engine as separate processes of the `commerce` binary, with a NATS server (or a 3-node
+//! NATS cluster, [`Cluster::start_on_nats_cluster`]), a sandbox payment gateway and a database
+//! of their own. Every process is a child of this test: only
 //! their PIDs are ever signalled, and dropping the [`Cluster`] kills them all (even on panic),
 //! drops the database and removes the scratch directory (kept, with the logs, when the test
 //! failed).
@@ -25,6 +26,10 @@ const JWT_SECRET: &str = "fault-injection-suite-secret-0123456789abcdef";
 pub const PAYMENT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The lease a saga worker holds a saga for, as the engine derives it.
 pub const SAGA_LEASE: Duration = Duration::from_secs(3 + 5);
+
+/// The NATS servers' process names when the engine runs on a NATS cluster; each is also the
+/// server's name in the cluster (what stream and consumer infos call their leader and replicas).
+pub const NATS_NODES: [&str; 3] = ["nats-1", "nats-2", "nats-3"];
 
 /// Ports nobody listens on right now (held together, so they differ).
 fn free_ports(count: usize) -> Vec<u16> {
@@ -113,7 +118,10 @@ pub struct Cluster {
     pub database: String,
     pub database_url: String,
     pub namespace: String,
+    /// The (first) NATS server's client port.
     pub nats_port: u16,
+    /// Every NATS server, as the engine's `NATS_URL` lists them.
+    pub nats_url: String,
     pub sandbox_url: String,
     pub command_url: String,
     pub query_url: String,
@@ -134,6 +142,21 @@ pub const ROLES: [(&str, &str); 6] = [
     ("sagas-2", "sagas"),
 ];
 
+/// What a [`Cluster`] runs on and with, beyond the defaults.
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// More environment for every role.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Environment for one process only, after the rest: `(process, variable, value)`.
+    pub process_env: &'a [(&'a str, &'a str, &'a str)],
+    /// NATS as a 3-node JetStream cluster ([`NATS_NODES`]) rather than one server.
+    pub nats_cluster: bool,
+    /// A Postgres server the test started, instead of `DATABASE_URL`'s (the test removes it).
+    pub server_url: Option<&'a str>,
+    /// A streaming replica of it for the query role (`COMMERCE_READ_DATABASE_URL`).
+    pub read_replica_url: Option<&'a str>,
+}
+
 impl Cluster {
     /// Starts NATS, the sandbox gateway and every role, each waited for until it answers.
     pub async fn start() -> Cluster {
@@ -142,57 +165,105 @@ impl Cluster {
 
     /// As [`Cluster::start`], with more environment for every role.
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Cluster {
-        let server = commerce_store::db::database_url_from_env();
-        let mut cluster = Self::start_on(&server, None, extra_env).await;
-        cluster.on_test_server = false;
-        cluster
+        Self::start_setup(Setup {
+            env: extra_env,
+            ..Setup::default()
+        })
+        .await
     }
 
-    /// As [`Cluster::start_with`], on a Postgres server the test started (`server_url` names
-    /// it; the database in it is replaced by the cluster's own), the query role reading the
-    /// streaming replica of it at `read_replica_url` (`COMMERCE_READ_DATABASE_URL`) if given.
-    pub async fn start_on(
-        server_url: &str,
-        read_replica_url: Option<&str>,
-        extra_env: &[(&str, &str)],
-    ) -> Cluster {
+    /// As [`Cluster::start_with`], on a JetStream cluster of three NATS servers ([`NATS_NODES`])
+    /// that `NATS_URL` lists; waits until the cluster can hold a stream on all three.
+    pub async fn start_on_nats_cluster(extra_env: &[(&str, &str)]) -> Cluster {
+        Self::start_setup(Setup {
+            env: extra_env,
+            nats_cluster: true,
+            ..Setup::default()
+        })
+        .await
+    }
+
+    /// Starts the NATS server (or the nodes of a cluster), the sandbox and every role as
+    /// `setup` says.
+    pub async fn start_setup(setup: Setup<'_>) -> Cluster {
+        let nats: &[&'static str] = if setup.nats_cluster {
+            &NATS_NODES
+        } else {
+            &["nats"]
+        };
+        let extra_env = setup.env;
+        let on_test_server = setup.server_url.is_some();
+        let server_url = setup
+            .server_url
+            .map_or_else(commerce_store::db::database_url_from_env, str::to_owned);
+        let read_replica_url = setup.read_replica_url;
         let binary = commerce_binary();
         let run = Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("commerce-faults-{}", &run[..12]));
-        std::fs::create_dir_all(dir.join("nats")).expect("the scratch directory is created");
+        std::fs::create_dir_all(&dir).expect("the scratch directory is created");
         let database = format!("commerce_faults_{run}");
-        let database_url = commerce_store::db::with_database(server_url, &database);
+        let database_url = commerce_store::db::with_database(&server_url, &database);
         let read_database_url =
             read_replica_url.map(|url| commerce_store::db::with_database(url, &database));
         let namespace = format!("faults_{}", &run[..12]);
-        let ports = free_ports(2 + ROLES.len());
-        let nats_port = ports[0];
-        let sandbox_port = ports[1];
+        // The sandbox, the roles, then each NATS server's client and cluster ports.
+        let ports = free_ports(1 + ROLES.len() + 2 * nats.len());
+        let sandbox_port = ports[0];
+        let role_ports = &ports[1..=ROLES.len()];
+        let (client_ports, route_ports) = ports[1 + ROLES.len()..].split_at(nats.len());
+        let nats_port = client_ports[0];
         let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
-        let nats_url = format!("nats://127.0.0.1:{nats_port}");
+        let nats_url = client_ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let routes = route_ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
 
         let mut processes = BTreeMap::new();
-        processes.insert(
-            "nats",
-            Process {
-                program: PathBuf::from("nats-server"),
-                args: vec![
-                    "-a".into(),
-                    "127.0.0.1".into(),
-                    "-p".into(),
-                    nats_port.to_string(),
-                    "-js".into(),
-                    "-sd".into(),
-                    dir.join("nats").display().to_string(),
-                ],
-                env: vec![],
-                port: nats_port,
-                log: dir.join("nats.log"),
-                child: None,
-                stopped: false,
-                starts: 0,
-            },
-        );
+        for ((name, client_port), route_port) in nats.iter().zip(client_ports).zip(route_ports) {
+            std::fs::create_dir_all(dir.join(name)).expect("the NATS store's directory is created");
+            let mut args: Vec<String> = vec![
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                client_port.to_string(),
+                "-js".into(),
+                "-sd".into(),
+                dir.join(name).display().to_string(),
+            ];
+            if nats.len() > 1 {
+                args.extend([
+                    "--server_name".into(),
+                    (*name).to_owned(),
+                    "--cluster_name".into(),
+                    format!("faults-{}", &run[..12]),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{route_port}"),
+                    // Every node's route, its own included (a server skips itself): any node
+                    // may start, or restart, first.
+                    "--routes".into(),
+                    routes.clone(),
+                ]);
+            }
+            processes.insert(
+                *name,
+                Process {
+                    program: PathBuf::from("nats-server"),
+                    args,
+                    env: vec![],
+                    port: *client_port,
+                    log: dir.join(format!("{name}.log")),
+                    child: None,
+                    stopped: false,
+                    starts: 0,
+                },
+            );
+        }
         processes.insert(
             "sandbox",
             Process {
@@ -210,7 +281,7 @@ impl Cluster {
                 starts: 0,
             },
         );
-        for ((name, role), port) in ROLES.iter().zip(&ports[2..]) {
+        for ((name, role), port) in ROLES.iter().zip(role_ports) {
             let pool = match *role {
                 "command-api" => 10,
                 "query-api" => 4,
@@ -253,6 +324,13 @@ impl Cluster {
                                 .iter()
                                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
                         )
+                        .chain(
+                            setup
+                                .process_env
+                                .iter()
+                                .filter(|(process, _, _)| process == name)
+                                .map(|(_, k, v)| ((*k).to_owned(), (*v).to_owned())),
+                        )
                         .collect(),
                     port: *port,
                     log: dir.join(format!("{name}.log")),
@@ -270,6 +348,7 @@ impl Cluster {
             database_url: database_url.clone(),
             namespace,
             nats_port,
+            nats_url: nats_url.clone(),
             sandbox_url,
             command_url,
             query_url,
@@ -279,7 +358,7 @@ impl Cluster {
                 .build()
                 .expect("an HTTP client"),
             keep_dir: false,
-            on_test_server: true,
+            on_test_server,
         };
 
         // The schema first, once, so the roles do not all race to migrate.
@@ -294,7 +373,12 @@ impl Cluster {
             "commerce migrate failed: {}",
             String::from_utf8_lossy(&migrate.stderr)
         );
-        cluster.start_process("nats").await;
+        for name in nats {
+            cluster.start_process(name).await;
+        }
+        if nats.len() > 1 {
+            wait_for_jetstream_cluster(&nats_url, &cluster.namespace, nats.len()).await;
+        }
         cluster.start_process("sandbox").await;
         for (name, _) in ROLES {
             cluster.start_process(name).await;
@@ -310,14 +394,15 @@ impl Cluster {
             .expect("the test connects to its database")
     }
 
-    /// Starts `name` and waits until it answers (TCP for NATS, `/health/live` otherwise).
+    /// Starts `name` and waits until it answers (TCP for a NATS server, `/health/live`
+    /// otherwise).
     pub async fn start_process(&mut self, name: &str) {
         let process = self.processes.get_mut(name).expect("a known process");
         process.spawn();
         let port = process.port;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let up = if name == "nats" {
+            let up = if name.starts_with("nats") {
                 TcpStream::connect(("127.0.0.1", port)).is_ok()
             } else {
                 let path = if name == "sandbox" {
@@ -391,6 +476,43 @@ impl Cluster {
     /// Keep the scratch directory (logs, NATS store) after the test.
     pub fn keep(&mut self) {
         self.keep_dir = true;
+    }
+}
+
+/// Waits until the NATS cluster at `url` holds a stream on `nodes` servers: its servers have
+/// found each other and elected a JetStream meta leader. A probe stream is created, then
+/// deleted.
+async fn wait_for_jetstream_cluster(url: &str, namespace: &str, nodes: usize) {
+    let servers: Vec<&str> = url.split(',').collect();
+    let client = async_nats::connect(servers)
+        .await
+        .expect("the test connects to its NATS cluster");
+    let jetstream = async_nats::jetstream::new(client);
+    let name = format!("{}_PROBE", namespace.to_ascii_uppercase());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let created = jetstream
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: name.clone(),
+                subjects: vec![format!("{namespace}.probe")],
+                num_replicas: nodes,
+                ..Default::default()
+            })
+            .await;
+        match created {
+            Ok(_) => {
+                jetstream
+                    .delete_stream(&name)
+                    .await
+                    .expect("the probe stream is deleted");
+                return;
+            }
+            Err(error) => assert!(
+                Instant::now() < deadline,
+                "the NATS cluster at {url} could not hold a stream on {nodes} servers within 60 s: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

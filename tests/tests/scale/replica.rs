@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 
 use crate::client::{Answer, Api};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Setup};
 use crate::postgres::TempPostgres;
 
 /// The name the query role's replica sessions carry (`commerce_query_api::replica`).
@@ -226,11 +226,12 @@ fn assert_no_failures(reads: &[Read]) {
 async fn the_query_role_reads_the_replica_and_the_primary_while_the_replica_is_down() {
     let primary = TempPostgres::start();
     let mut replica = primary.replica();
-    let mut cluster = Cluster::start_on(
-        &primary.url("postgres"),
-        Some(&replica.url("postgres")),
-        &[],
-    )
+    let (primary_url, replica_url) = (primary.url("postgres"), replica.url("postgres"));
+    let mut cluster = Cluster::start_setup(Setup {
+        server_url: Some(&primary_url),
+        read_replica_url: Some(&replica_url),
+        ..Setup::default()
+    })
     .await;
     let api = Api::new(cluster.command_url.clone(), cluster.query_url.clone());
     let http = reqwest::Client::builder()
