@@ -91,9 +91,10 @@ pub struct Config {
     /// The most saga steps committed in one transaction (1: every step its own commit).
     #[arg(long, env = "COMMERCE_SAGA_STEPS_PER_COMMIT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub saga_steps_per_commit: u32,
-    /// Postgres connections in the pool.
-    #[arg(long, env = "COMMERCE_DB_POOL", default_value_t = 32)]
-    pub db_pool_size: u32,
+    /// Postgres connections in the pool. Default: the role's share of a deployment that fits
+    /// a stock `max_connections = 100` (`Role::default_pool_size`).
+    #[arg(long, env = "COMMERCE_DB_POOL", value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_pool_size: Option<u32>,
     /// Events a rebuild applies per transaction (and checkpoint).
     #[arg(long, env = "COMMERCE_REBUILD_BATCH", default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     pub rebuild_batch: i64,
@@ -190,7 +191,7 @@ impl Config {
             min_position_wait: Duration::from_secs(5),
             saga_workers: 1,
             saga_steps_per_commit: 32,
-            db_pool_size: 32,
+            db_pool_size: None,
             rebuild_batch: 5000,
             rate_limit_per_second: 20,
             rate_limit_burst: 50,
