@@ -37,6 +37,9 @@ fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
+/// Environment of one role's own, given the role's name and the cluster's database name.
+pub type RoleEnv<'a> = dyn Fn(&str, &str) -> Vec<(&'static str, String)> + 'a;
+
 /// One process the test runs, and how to run it again.
 struct Process {
     program: PathBuf,
@@ -140,6 +143,16 @@ impl Cluster {
 
     /// As [`Cluster::start`], with more environment for every role.
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Cluster {
+        Self::start_with_role_env(extra_env, &|_, _| Vec::new()).await
+    }
+
+    /// As [`Cluster::start_with`], and `role_env(name, database)` is added to (and overrides)
+    /// the environment of role `name` (of [`ROLES`]), given the cluster's database name: e.g.
+    /// a `DATABASE_URL` of its own.
+    pub async fn start_with_role_env(
+        extra_env: &[(&str, &str)],
+        role_env: &RoleEnv<'_>,
+    ) -> Cluster {
         let binary = commerce_binary();
         let run = Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("commerce-faults-{}", &run[..12]));
@@ -232,6 +245,11 @@ impl Cluster {
                             extra_env
                                 .iter()
                                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+                        )
+                        .chain(
+                            role_env(name, &database)
+                                .into_iter()
+                                .map(|(k, v)| (k.to_owned(), v)),
                         )
                         .collect(),
                     port: *port,

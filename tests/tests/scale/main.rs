@@ -22,6 +22,7 @@ mod cluster;
 #[allow(dead_code)]
 #[path = "../faults/invariants.rs"]
 mod invariants;
+mod pgbouncer;
 #[allow(dead_code)]
 #[path = "../faults/workload.rs"]
 mod workload;
