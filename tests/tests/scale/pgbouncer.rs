@@ -381,6 +381,100 @@ async fn wait_for_status(
     }
 }
 
+/// A role behind PgBouncer does not migrate (the migrator holds a session advisory lock): on a
+/// database not migrated yet it waits, and starts once a direct connection has migrated it.
+#[tokio::test]
+async fn an_api_role_behind_pgbouncer_waits_for_the_schema() {
+    let bouncer = PgBouncer::start();
+    let database = format!("commerce_bouncer_{}", Uuid::new_v4().simple());
+    let direct_url =
+        commerce_store::db::with_database(&commerce_store::db::database_url_from_env(), &database);
+    commerce_store::db::create_database_if_missing(&direct_url)
+        .await
+        .expect("the database is created");
+    let _drop_database = DropDatabase(database.clone());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let log = bouncer.dir.join("query-api.log");
+    let mut query_api = ChildGuard(
+        Command::new(commerce_binary())
+            .args(["serve", "query-api"])
+            .env("DATABASE_URL", bouncer.url(&database, "commerce-query-api"))
+            .env(
+                "COMMERCE_NAMESPACE",
+                format!("bouncer_{}", &database[17..29]),
+            )
+            .env("COMMERCE_BIND", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "info")
+            .env("COMMERCE_LOG_FORMAT", "json")
+            .stdout(File::create(&log).expect("the log opens"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the query role starts"),
+    );
+    let live = format!("http://127.0.0.1:{port}/health/live");
+    let http = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        query_api
+            .0
+            .try_wait()
+            .expect("the child is there")
+            .is_none(),
+        "the query role exited: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        http.get(&live).send().await.is_err(),
+        "the query role serves before the schema is there"
+    );
+    let waiting = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(waiting.contains("waiting for the schema"), "{waiting}");
+
+    let migrate = Command::new(commerce_binary())
+        .arg("migrate")
+        .env("DATABASE_URL", &direct_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("`commerce migrate` runs");
+    assert!(migrate.status.success(), "{migrate:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http
+        .get(&live)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the query role did not start after the migration: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Kills (only) its child on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Drops its database on drop.
+struct DropDatabase(String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        crate::cleanup::drop_database(&self.0, None);
+    }
+}
+
 /// The relay, the projections and the saga workers hold sessions (LISTEN, advisory locks), and
 /// the migrator a session lock: given a URL through a pooler, they refuse to start, saying why.
 #[tokio::test]
