@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Local backing services for development and tests: PostgreSQL and NATS (JetStream).
+# Local backing services for development and tests: PostgreSQL and NATS (JetStream), and the
+# PgBouncer binary (installed, not run: the tests that need one start their own).
 #
 #   scripts/services.sh up     make sure both answer; start them under .data/ if not
 #   scripts/services.sh down   stop only what this script started under .data/
@@ -304,10 +305,33 @@ nats_down() {
     log "nats: stopped (pid $pid)"
 }
 
+# ----------------------------------------------------------------- PgBouncer
+
+# Only the binary: the PgBouncer test starts its own on a free port with its own pgbouncer.ini,
+# so the service the Debian package starts (on 6432, with the system's ini) is stopped.
+pgbouncer_install() {
+    if command -v pgbouncer >/dev/null 2>&1 || [[ -x /usr/sbin/pgbouncer ]]; then
+        log "pgbouncer: installed ($(pgbouncer_bin) --version: $("$(pgbouncer_bin)" --version | head -n 1))"
+        return 0
+    fi
+    apt_install pgbouncer
+    as_root service pgbouncer stop >/dev/null 2>&1 || true
+    [[ -n "$(pgbouncer_bin)" ]] || die "pgbouncer still not found after install"
+    log "pgbouncer: installed ($("$(pgbouncer_bin)" --version | head -n 1)); not started"
+}
+
+pgbouncer_bin() {
+    if command -v pgbouncer >/dev/null 2>&1; then
+        command -v pgbouncer
+    elif [[ -x /usr/sbin/pgbouncer ]]; then
+        printf '%s\n' /usr/sbin/pgbouncer
+    fi
+}
+
 # ----------------------------------------------------------------------------
 
 case "${1:-}" in
-    up)   pg_up; nats_up ;;
+    up)   pg_up; nats_up; pgbouncer_install ;;
     down) pg_down; nats_down ;;
     *)    printf 'usage: %s up|down\n' "$0" >&2; exit 2 ;;
 esac

@@ -89,7 +89,7 @@ impl Engine {
         config.bind = ([127, 0, 0, 1], 0).into();
         config.jwt_secret = Some(JWT_SECRET.to_owned());
         config.token_ttl_seconds = TOKEN_TTL_SECONDS;
-        config.db_pool_size = options.db_pool;
+        config.db_pool_size = Some(options.db_pool);
         config.saga_workers = options.saga_workers;
         // The load comes from one address and a handful of accounts: the per-caller limit is
         // for real clients, not for a load generator measuring the engine.

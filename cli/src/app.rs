@@ -73,6 +73,34 @@ impl Role {
     fn sagas(self) -> bool {
         matches!(self, Role::All | Role::Sagas)
     }
+
+    /// Whether the role holds sessions of its own (LISTEN, session advisory locks), and so
+    /// needs a direct connection rather than a pooler in transaction mode.
+    fn holds_sessions(self) -> bool {
+        self.background() || self.sagas()
+    }
+
+    /// Connections a process of this role pools when `COMMERCE_DB_POOL` is unset: two processes
+    /// of each of the four roles take at most 80 of a stock `max_connections = 100` (see the
+    /// README's connection budget), counting what they hold besides: the projections role's
+    /// LISTEN sessions (relay, checkpoint follower) come out of its pool, its relay lock (and one
+    /// per rebuild it runs) does not; each saga worker's LISTEN session comes out of its pool.
+    pub fn default_pool_size(self) -> u32 {
+        match self {
+            Role::CommandApi => 12,
+            Role::QueryApi => 8,
+            Role::Projections => 10,
+            Role::Sagas => 6,
+            // One process on one machine: room enough for everything it runs.
+            Role::All => 32,
+        }
+    }
+
+    /// Connections a process of this role opens outside its pool, at most, while it runs no
+    /// rebuild: the active relay's lock session.
+    pub fn dedicated_connections(self) -> u32 {
+        u32::from(self.background())
+    }
 }
 
 /// A running engine, bound to its port, not yet serving.
@@ -116,9 +144,16 @@ impl Application {
         metrics_handle();
         // Checked before anything is connected: a malformed list stops the start at once.
         let nats_servers = config.nats_servers()?;
-        commerce_store::db::create_database_if_missing(&config.database_url).await?;
-        let pool = commerce_store::db::connect(&config.database_url, config.db_pool_size).await?;
-        commerce_store::db::migrate(&pool).await?;
+        if role.holds_sessions() {
+            commerce_store::db::require_direct(
+                &config.database_url,
+                "the relay, the projections and the saga workers (roles projections, sagas, all)",
+            )?;
+        }
+        let pool_size = config
+            .db_pool_size
+            .unwrap_or_else(|| role.default_pool_size());
+        let pool = commerce_store::db::open(&config.database_url, pool_size).await?;
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connect(&nats_servers)
@@ -160,8 +195,7 @@ impl Application {
         let mut read_replica = None;
         if role.queries() {
             if let Some(url) = &config.read_database_url {
-                let replica =
-                    ReadReplica::new(url, config.db_pool_size, pool.clone(), config.read_max_lag)?;
+                let replica = ReadReplica::new(url, pool_size, pool.clone(), config.read_max_lag)?;
                 background.push(tokio::spawn(replica.clone().watch(shutdown.clone())));
                 read_replica = Some(replica);
             }
@@ -476,3 +510,40 @@ pub async fn shutdown_signal() {
 
 /// How long in-flight requests get to finish after a signal.
 pub const GRACE: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's connection budget: two processes of each role, at rest and at their pools'
+    /// limits, fit a stock `max_connections = 100` with room for operators and migrations.
+    #[test]
+    fn two_processes_of_each_role_fit_the_connection_budget() {
+        const BUDGET: u32 = 80;
+        let roles = [
+            Role::CommandApi,
+            Role::QueryApi,
+            Role::Projections,
+            Role::Sagas,
+        ];
+        let per_process: u32 = roles
+            .iter()
+            .map(|role| role.default_pool_size() + role.dedicated_connections())
+            .sum();
+        assert_eq!(
+            per_process,
+            12 + 8 + (10 + 1) + 6,
+            "update the README's table"
+        );
+        assert!(2 * per_process <= BUDGET, "{} > {BUDGET}", 2 * per_process);
+    }
+
+    /// The LISTEN sessions come out of the pool: it must leave connections for the work.
+    #[test]
+    fn pools_leave_room_beyond_the_sessions_they_hold() {
+        // The relay's and the checkpoint follower's listeners; one saga worker's.
+        assert!(Role::Projections.default_pool_size() >= 2 + 4);
+        assert!(Role::Sagas.default_pool_size() > 1 + 4);
+        assert!(Role::All.default_pool_size() >= 3 + 8);
+    }
+}

@@ -101,9 +101,10 @@ pub struct Config {
     /// The most saga steps committed in one transaction (1: every step its own commit).
     #[arg(long, env = "COMMERCE_SAGA_STEPS_PER_COMMIT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub saga_steps_per_commit: u32,
-    /// Postgres connections in the pool.
-    #[arg(long, env = "COMMERCE_DB_POOL", default_value_t = 32)]
-    pub db_pool_size: u32,
+    /// Postgres connections in the pool. Default: the role's share of a deployment that fits
+    /// a stock `max_connections = 100` (`Role::default_pool_size`).
+    #[arg(long, env = "COMMERCE_DB_POOL", value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_pool_size: Option<u32>,
     /// Projections this process runs as partitions, each its own durable consumer:
     /// `orders=2` runs both of 2 partitions, `orders=4:0+1` partitions 0 and 1 of 4; entries
     /// separated by commas. Every process must give a projection the same count.
@@ -215,7 +216,7 @@ impl Config {
             min_position_wait: Duration::from_secs(5),
             saga_workers: 1,
             saga_steps_per_commit: 32,
-            db_pool_size: 32,
+            db_pool_size: None,
             projection_partitions: Partitioning::default(),
             rebuild_batch: 5000,
             rate_limit_per_second: 20,

@@ -37,7 +37,7 @@ fn config(database_url: &str) -> Config {
     config.bind = "127.0.0.1:0".parse().unwrap();
     config.admin_email = Some(ADMIN_EMAIL.into());
     config.admin_password = Some(ADMIN_PASSWORD.into());
-    config.db_pool_size = 10;
+    config.db_pool_size = Some(10);
     // A secret of this test's own, so that it can mint tokens the engine's signature check
     // accepts (expired ones, ghosts).
     config.jwt_secret = Some(format!("test-secret-{}", Uuid::new_v4().simple()));

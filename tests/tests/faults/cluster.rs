@@ -42,6 +42,9 @@ fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
+/// Environment of one role's own, given the role's name and the cluster's database name.
+pub type RoleEnv<'a> = dyn Fn(&str, &str) -> Vec<(&'static str, String)> + 'a;
+
 /// One process the test runs, and how to run it again.
 struct Process {
     program: PathBuf,
@@ -147,8 +150,9 @@ pub const ROLES: [(&str, &str); 6] = [
 pub struct Setup<'a> {
     /// More environment for every role.
     pub env: &'a [(&'a str, &'a str)],
-    /// Environment for one process only, after the rest: `(process, variable, value)`.
-    pub process_env: &'a [(&'a str, &'a str, &'a str)],
+    /// More environment for one role, after the rest: `role_env(name, database)` for role
+    /// `name` (of [`ROLES`]), given the cluster's database (e.g. a `DATABASE_URL` of its own).
+    pub role_env: Option<&'a RoleEnv<'a>>,
     /// NATS as a 3-node JetStream cluster ([`NATS_NODES`]) rather than one server.
     pub nats_cluster: bool,
     /// A Postgres server the test started, instead of `DATABASE_URL`'s (the test removes it).
@@ -326,10 +330,11 @@ impl Cluster {
                         )
                         .chain(
                             setup
-                                .process_env
-                                .iter()
-                                .filter(|(process, _, _)| process == name)
-                                .map(|(_, k, v)| ((*k).to_owned(), (*v).to_owned())),
+                                .role_env
+                                .map(|role_env| role_env(name, &database))
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|(k, v)| (k.to_owned(), v)),
                         )
                         .collect(),
                     port: *port,

@@ -43,7 +43,7 @@ fn pick_token(rng: &mut impl Rng) -> &'static str {
     "tok_ok"
 }
 
-fn checkout_body(token: &str) -> serde_json::Value {
+pub fn checkout_body(token: &str) -> serde_json::Value {
     json!({"payment_token": token, "shipping_address": {
         "name": "Grace Hopper", "line1": "1 Harbour Road", "city": "Arlington",
         "postal_code": "22201", "country": "US"}})

@@ -22,6 +22,7 @@ mod cluster;
 #[allow(dead_code)]
 #[path = "../faults/invariants.rs"]
 mod invariants;
+mod pgbouncer;
 #[path = "../support/postgres.rs"]
 mod postgres;
 #[allow(dead_code)]
