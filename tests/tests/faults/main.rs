@@ -20,6 +20,7 @@ mod client;
 mod cluster;
 mod invariants;
 mod nats_cluster;
+mod partitions;
 mod rebuild;
 // Shared by the API and fault tests; each uses part of it.
 #[allow(dead_code)]
