@@ -170,7 +170,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let redacted = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
-            .field("database_url", &self.database_url)
+            .field("database_url", &without_password(&self.database_url))
             .field("read_database_url", &redacted(&self.read_database_url))
             .field("nats_url", &self.nats_url)
             .field("namespace", &self.namespace)
@@ -301,6 +301,19 @@ impl Config {
     }
 }
 
+/// A connection URL with its password, if any, replaced: what a `{:?}` of the configuration
+/// may show.
+fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<unparsable>".to_owned(),
+    }
+}
+
 /// `COMMERCE_PROJECTION_PARTITIONS`.
 fn parse_partitions(text: &str) -> Result<Partitioning, String> {
     Partitioning::parse(text).map_err(|error| format!("{error:#}"))
@@ -345,12 +358,14 @@ mod tests {
         let mut config = Config::defaults();
         config.jwt_secret = Some("s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t".into());
         config.admin_password = Some("hunter2hunter2".into());
+        config.database_url = "postgres://app:dbs3cr3t@db.internal:5432/shop".into();
         let printed = format!("{config:?}");
         assert!(
             !printed.contains("s3cr3t") && !printed.contains("hunter2"),
             "{printed}"
         );
         assert!(printed.contains("<redacted>"));
+        assert!(printed.contains("postgres://app:redacted@db.internal:5432/shop"), "{printed}");
     }
 
     #[test]
