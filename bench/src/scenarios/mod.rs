@@ -158,9 +158,19 @@ pub struct CaughtUp {
 
 /// Waits until the relay and every projection have passed the last committed event.
 pub async fn caught_up(engine: &Engine, timeout: Duration) -> anyhow::Result<CaughtUp> {
+    caught_up_on(&engine.pool, &engine.namespace, timeout).await
+}
+
+/// As [`caught_up`], for the engine whose database `pool` is on and whose namespace is
+/// `namespace` (one run as separate processes).
+pub async fn caught_up_on(
+    pool: &sqlx::PgPool,
+    namespace: &str,
+    timeout: Duration,
+) -> anyhow::Result<CaughtUp> {
     let start = Instant::now();
     let last: Option<(i64,)> = sqlx::query_as("SELECT max(position) FROM events")
-        .fetch_optional(&engine.pool)
+        .fetch_optional(pool)
         .await
         .context("reading the last position")?;
     let Some(position) = last.map(|(p,)| p) else {
@@ -177,9 +187,9 @@ pub async fn caught_up(engine: &Engine, timeout: Duration) -> anyhow::Result<Cau
                     (SELECT count(*) FROM projection_positions p, e WHERE p.horizon > e.tx_id), \
                     (SELECT count(*) FROM projection_positions)",
         )
-        .bind(&engine.namespace)
+        .bind(namespace)
         .bind(position)
-        .fetch_one(&engine.pool)
+        .fetch_one(pool)
         .await
         .context("comparing the read side's progress with the last event")?;
         if relay.is_none() && relay_done == Some(true) {
