@@ -168,6 +168,11 @@ impl Engine {
         })
     }
 
+    /// The NATS server(s) the engine uses, for the engine processes of the scale-out run.
+    pub fn nats_url(&self) -> &str {
+        &self.options.nats_url
+    }
+
     /// The engine's JetStream stream.
     pub fn stream_name(&self) -> anyhow::Result<String> {
         Ok(commerce_projections::Namespace::parse(&self.namespace)?.stream_name())

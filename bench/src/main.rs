@@ -178,6 +178,7 @@ async fn measure(
             Scenario::Lag => scenarios::lag::run(&mut bench).await,
             Scenario::Rebuild => scenarios::rebuild::run(&mut bench).await,
             Scenario::History => scenarios::history::run(&mut bench).await,
+            Scenario::ScaleOut => scenarios::scale_out::run(&mut bench).await,
         };
         if let Err(error) = result {
             fail(&mut bench, scenario, error);

@@ -9,6 +9,7 @@ pub mod lag;
 pub mod limits;
 pub mod memory;
 pub mod rebuild;
+pub mod scale_out;
 
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub enum Scenario {
     Rebuild,
     /// Command latency on one aggregate with a short and a long history.
     History,
+    /// 1, then 2 separate engine processes of each role (the release `commerce` binary): cart
+    /// commands and checkouts, with each process's CPU.
+    ScaleOut,
 }
 
 impl Scenario {
@@ -48,10 +52,11 @@ impl Scenario {
             Scenario::Lag => "lag",
             Scenario::Rebuild => "rebuild",
             Scenario::History => "history",
+            Scenario::ScaleOut => "scale-out",
         }
     }
 
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Limits,
         Scenario::Commands,
         Scenario::HotSku,
@@ -59,6 +64,7 @@ impl Scenario {
         Scenario::Lag,
         Scenario::Rebuild,
         Scenario::History,
+        Scenario::ScaleOut,
     ];
 }
 
