@@ -48,7 +48,9 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The scale-out scenario runs the `commerce` binary as separate processes: build it first.
 bench: services
+	$(CARGO) build --release --bin commerce
 	$(CARGO) run --release -p commerce-bench -- $(ARGS)
 
 migrate: services

@@ -139,7 +139,24 @@ impl Shop {
     /// Registers a seller (through the API, password hashing included) and lists `products`
     /// products, each stocked.
     pub async fn open(engine: &Engine, products: usize) -> anyhow::Result<Self> {
-        let api = Api::new(&engine.base_url)?;
+        Self::open_at(
+            &engine.base_url,
+            engine.pool.clone(),
+            engine.jwt.clone(),
+            products,
+        )
+        .await
+    }
+
+    /// As [`Shop::open`], for an engine reached by URL (its command routes at `base_url`),
+    /// whose database `pool` is on and whose tokens `jwt` signs: one run as separate processes.
+    pub async fn open_at(
+        base_url: &str,
+        pool: sqlx::PgPool,
+        jwt: commerce_http::JwtKeys,
+        products: usize,
+    ) -> anyhow::Result<Self> {
+        let api = Api::new(base_url)?;
         let email = format!("seller-{}@bench.example", Uuid::new_v4().simple());
         let password = "bench seller password";
         api.post(
@@ -166,8 +183,8 @@ impl Shop {
             api,
             seller,
             skus: Vec::new(),
-            jwt: engine.jwt.clone(),
-            pool: engine.pool.clone(),
+            jwt,
+            pool,
         };
         let categories = ["kitchen", "garden", "books", "toys", "clothing"];
         for i in 0..products {

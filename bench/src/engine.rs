@@ -15,8 +15,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Signs the buyers' and sellers' tokens this harness mints for itself.
-const JWT_SECRET: &str = "commerce-bench-secret-only-for-a-throwaway-engine";
+/// Signs the buyers' and sellers' tokens this harness mints for itself (and, given to the
+/// engine processes of the scale-out run, theirs).
+pub const JWT_SECRET: &str = "commerce-bench-secret-only-for-a-throwaway-engine";
 /// How long a minted token lives: longer than any run.
 const TOKEN_TTL_SECONDS: i64 = 24 * 3600;
 
@@ -165,6 +166,11 @@ impl Engine {
             scratch_databases: Mutex::new(Vec::new()),
             scratch_streams: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The NATS server(s) the engine uses, for the engine processes of the scale-out run.
+    pub fn nats_url(&self) -> &str {
+        &self.options.nats_url
     }
 
     /// The engine's JetStream stream.

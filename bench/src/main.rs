@@ -179,6 +179,7 @@ async fn measure(
             Scenario::Rebuild => scenarios::rebuild::run(&mut bench).await,
             Scenario::History => scenarios::history::run(&mut bench).await,
             Scenario::NatsReplicas => scenarios::nats_replicas::run(&mut bench).await,
+            Scenario::ScaleOut => scenarios::scale_out::run(&mut bench).await,
         };
         if let Err(error) = result {
             fail(&mut bench, scenario, error);

@@ -365,7 +365,10 @@ mod tests {
             "{printed}"
         );
         assert!(printed.contains("<redacted>"));
-        assert!(printed.contains("postgres://app:redacted@db.internal:5432/shop"), "{printed}");
+        assert!(
+            printed.contains("postgres://app:redacted@db.internal:5432/shop"),
+            "{printed}"
+        );
     }
 
     #[test]

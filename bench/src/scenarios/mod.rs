@@ -10,6 +10,7 @@ pub mod limits;
 pub mod memory;
 pub mod nats_replicas;
 pub mod rebuild;
+pub mod scale_out;
 
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub enum Scenario {
     /// JetStream publish rate to an R1 vs an R3 stream on a 3-node NATS cluster the scenario
     /// starts on loopback (`scripts/nats-cluster.sh`; needs `nats-server`), about 20 s quick.
     NatsReplicas,
+    /// 1, then 2 separate engine processes of each role (the release `commerce` binary): cart
+    /// commands and checkouts, with each process's CPU.
+    ScaleOut,
 }
 
 impl Scenario {
@@ -53,10 +57,11 @@ impl Scenario {
             Scenario::Rebuild => "rebuild",
             Scenario::History => "history",
             Scenario::NatsReplicas => "nats-replicas",
+            Scenario::ScaleOut => "scale-out",
         }
     }
 
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Limits,
         Scenario::Commands,
         Scenario::HotSku,
@@ -65,6 +70,7 @@ impl Scenario {
         Scenario::Rebuild,
         Scenario::History,
         Scenario::NatsReplicas,
+        Scenario::ScaleOut,
     ];
 }
 
@@ -164,9 +170,19 @@ pub struct CaughtUp {
 
 /// Waits until the relay and every projection have passed the last committed event.
 pub async fn caught_up(engine: &Engine, timeout: Duration) -> anyhow::Result<CaughtUp> {
+    caught_up_on(&engine.pool, &engine.namespace, timeout).await
+}
+
+/// As [`caught_up`], for the engine whose database `pool` is on and whose namespace is
+/// `namespace` (one run as separate processes).
+pub async fn caught_up_on(
+    pool: &sqlx::PgPool,
+    namespace: &str,
+    timeout: Duration,
+) -> anyhow::Result<CaughtUp> {
     let start = Instant::now();
     let last: Option<(i64,)> = sqlx::query_as("SELECT max(position) FROM events")
-        .fetch_optional(&engine.pool)
+        .fetch_optional(pool)
         .await
         .context("reading the last position")?;
     let Some(position) = last.map(|(p,)| p) else {
@@ -183,9 +199,9 @@ pub async fn caught_up(engine: &Engine, timeout: Duration) -> anyhow::Result<Cau
                     (SELECT count(*) FROM projection_positions p, e WHERE p.horizon > e.tx_id), \
                     (SELECT count(*) FROM projection_positions)",
         )
-        .bind(&engine.namespace)
+        .bind(namespace)
         .bind(position)
-        .fetch_one(&engine.pool)
+        .fetch_one(pool)
         .await
         .context("comparing the read side's progress with the last event")?;
         if relay.is_none() && relay_done == Some(true) {
