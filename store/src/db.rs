@@ -168,38 +168,42 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
 /// to the server sessions it hands out anyway): the sessions get them from the database's own
 /// defaults, which [`migrate`] sets.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let (url, route) = split_pooler_flag(url)?;
-    let options = PgConnectOptions::from_str(&url)
-        .context("parsing DATABASE_URL")?
-        .disable_statement_logging();
-    let options = match route {
-        Route::Direct => options.options(SESSION_SETTINGS),
-        // No named statement may outlive a transaction, and no startup parameter PgBouncer
-        // would refuse (`extra_float_digits` is not one it tracks).
-        Route::TransactionPooler => options.statement_cache_capacity(0).extra_float_digits(None),
-    };
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
+        .connect_with(connect_options(url, "DATABASE_URL")?)
         .await
         .context("connecting to Postgres")
 }
 
+/// How the engine's sessions on `url` (named `variable` in errors) are opened, for the route
+/// the URL takes.
+fn connect_options(url: &str, variable: &str) -> anyhow::Result<PgConnectOptions> {
+    let (url, route) = split_pooler_flag(url)?;
+    let options = PgConnectOptions::from_str(&url)
+        .with_context(|| format!("parsing {variable}"))?
+        .disable_statement_logging();
+    Ok(match route {
+        Route::Direct => options.options(SESSION_SETTINGS),
+        // No named statement may outlive a transaction, and no startup parameter PgBouncer
+        // would refuse (`extra_float_digits` is not one it tracks).
+        Route::TransactionPooler => options.statement_cache_capacity(0).extra_float_digits(None),
+    })
+}
+
 /// A pool on a read replica, for reads only, named `application_name` (it shows in the
-/// replica's `pg_stat_activity`). Connected lazily, so that the engine starts, and reads the
-/// primary, while the replica is down; a connection that cannot be had within
-/// `acquire_timeout` is an error at once rather than a request held for the primary pool's 10 s.
+/// replica's `pg_stat_activity`); it may go through a pooler as `DATABASE_URL` may. Connected
+/// lazily, so that the engine starts, and reads the primary, while the replica is down; a
+/// connection that cannot be had within `acquire_timeout` is an error at once rather than a
+/// request held for the primary pool's 10 s.
 pub fn connect_read_replica(
     url: &str,
     max_connections: u32,
     application_name: &str,
     acquire_timeout: Duration,
 ) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url)
-        .context("parsing COMMERCE_READ_DATABASE_URL")?
-        .application_name(application_name)
-        .disable_statement_logging();
+    let options =
+        connect_options(url, "COMMERCE_READ_DATABASE_URL")?.application_name(application_name);
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
