@@ -13,6 +13,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/stop-pid.sh
+source "$ROOT/scripts/stop-pid.sh"
 DIR="${NATS_CLUSTER_DIR:-$ROOT/.data/nats-cluster}"
 CLIENT_PORT="${NATS_CLUSTER_PORT:-4301}"
 ROUTE_PORT="${NATS_CLUSTER_ROUTE_PORT:-6301}"
@@ -114,15 +116,7 @@ down() {
             log "node $node is not running"
             continue
         fi
-        kill "$pid"
-        local i
-        for ((i = 0; i < 20; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.5
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -9 "$pid" 2>/dev/null || true
-        fi
+        stop_pid "$pid"
         rm -f "$DIR/node-$node.pid"
         log "node $node stopped (pid $pid)"
     done

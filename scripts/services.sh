@@ -11,6 +11,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/stop-pid.sh
+source "$ROOT/scripts/stop-pid.sh"
 DATA="$ROOT/.data"
 PG_DATA="$DATA/postgres"
 PG_LOG="$DATA/postgres.log"
@@ -292,15 +294,7 @@ nats_down() {
         log "nats: not running from .data"
         return 0
     fi
-    kill "$pid"
-    local i
-    for ((i = 0; i < 20; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -9 "$pid" 2>/dev/null || true
-    fi
+    stop_pid "$pid"
     rm -f "$NATS_PID"
     log "nats: stopped (pid $pid)"
 }

@@ -254,19 +254,22 @@ async fn the_query_role_reads_the_replica_and_the_primary_while_the_replica_is_d
     // Read-your-writes on the replica, for every sampled write.
     let reads = Arc::new(Mutex::new(Vec::new()));
     let never = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = writers
-        .iter()
-        .map(|writer| {
-            tokio::spawn(write_and_read(
-                api.clone(),
-                http.clone(),
-                writer.clone(),
-                SAMPLED_WRITES / WRITERS,
-                never.clone(),
-                reads.clone(),
-            ))
-        })
-        .collect();
+    let load = |rounds: usize, stop: &Arc<AtomicBool>| -> Vec<_> {
+        writers
+            .iter()
+            .map(|writer| {
+                tokio::spawn(write_and_read(
+                    api.clone(),
+                    http.clone(),
+                    writer.clone(),
+                    rounds,
+                    stop.clone(),
+                    reads.clone(),
+                ))
+            })
+            .collect()
+    };
+    let tasks = load(SAMPLED_WRITES / WRITERS, &never);
     for task in tasks {
         task.await.unwrap();
     }
@@ -299,19 +302,7 @@ async fn the_query_role_reads_the_replica_and_the_primary_while_the_replica_is_d
     // The replica killed mid-load.
     reads.lock().unwrap().clear();
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = writers
-        .iter()
-        .map(|writer| {
-            tokio::spawn(write_and_read(
-                api.clone(),
-                http.clone(),
-                writer.clone(),
-                usize::MAX,
-                stop.clone(),
-                reads.clone(),
-            ))
-        })
-        .collect();
+    let tasks = load(usize::MAX, &stop);
     let wait_for_reads = |count: usize| {
         let reads = reads.clone();
         async move {
