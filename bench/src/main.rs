@@ -275,23 +275,9 @@ async fn machine(engine: &Engine, report: &mut Report, cores: usize, args: &Args
 
 /// The fraction of all cores' time spent busy over `window` (Linux), before anything starts.
 async fn cpu_busy(window: Duration) -> Option<f64> {
-    fn sample() -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let fields: Vec<u64> = stat
-            .lines()
-            .next()?
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        let total: u64 = fields.iter().sum();
-        // idle + iowait
-        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-        Some((total, idle))
-    }
-    let (total0, idle0) = sample()?;
+    let (total0, idle0) = scenarios::scale_out::machine_ticks()?;
     tokio::time::sleep(window).await;
-    let (total1, idle1) = sample()?;
+    let (total1, idle1) = scenarios::scale_out::machine_ticks()?;
     let total = total1.checked_sub(total0)?.max(1);
     let idle = idle1.checked_sub(idle0)?;
     Some(1.0 - idle as f64 / total as f64)

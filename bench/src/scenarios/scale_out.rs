@@ -176,7 +176,7 @@ fn process_cpu_ticks(stat: &str) -> Option<u64> {
 }
 
 /// All cores' ticks and their idle ones so far (`/proc/stat`).
-fn machine_ticks() -> Option<(u64, u64)> {
+pub fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let fields: Vec<u64> = stat
         .lines()
