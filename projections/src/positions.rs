@@ -76,6 +76,33 @@ pub struct ProjectionPosition {
     pub updated_at: DateTime<Utc>,
 }
 
+/// One partition's watermark (`projection_partitions`), for a projection run as partitions.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PartitionPosition {
+    pub projection: String,
+    /// How many partitions the projection runs as.
+    pub partitions: i32,
+    /// This one, from 0.
+    pub partition: i32,
+    /// Every event of this partition with a transaction id below it is applied.
+    pub horizon: i64,
+    /// Messages its consumer had not delivered or not seen acked, at the last look.
+    pub pending: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every partition's watermark, by projection and partition.
+pub async fn partitions(executor: impl PgExecutor<'_>) -> anyhow::Result<Vec<PartitionPosition>> {
+    sqlx::query_as(
+        "SELECT projection, partitions, partition, horizon::text::bigint AS horizon, pending, \
+                updated_at \
+         FROM projection_partitions ORDER BY projection, partitions, partition",
+    )
+    .fetch_all(executor)
+    .await
+    .context("listing partition positions")
+}
+
 /// Every projection's progress, by name.
 pub async fn list(executor: impl PgExecutor<'_>) -> anyhow::Result<Vec<ProjectionPosition>> {
     sqlx::query_as(

@@ -48,6 +48,23 @@ pub struct ProjectionView {
     pub rebuildable: bool,
     /// The rebuild under way, if one is.
     pub rebuild: Option<RebuildRef>,
+    /// Its partitions' watermarks when it runs as partitions (`COMMERCE_PROJECTION_PARTITIONS`);
+    /// empty when it runs whole. Its own `horizon` is the lowest of theirs.
+    pub partitions: Vec<PartitionView>,
+}
+
+/// One partition of a projection and how far it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartitionView {
+    /// This partition, from 0.
+    pub partition: i32,
+    /// How many partitions the projection runs as.
+    pub of: i32,
+    /// Every event of this partition of a transaction below it is applied (xid8, as a number).
+    pub horizon: i64,
+    /// Messages its consumer had not delivered or not seen acked, at the last look.
+    pub pending: i64,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Every projection of the engine.
@@ -70,6 +87,19 @@ pub async fn list(
         .into_iter()
         .map(|p| (p.name.clone(), p))
         .collect();
+    let mut partitions: HashMap<String, Vec<PartitionView>> = HashMap::new();
+    for row in positions::partitions(&state.pool).await? {
+        partitions
+            .entry(row.projection)
+            .or_default()
+            .push(PartitionView {
+                partition: row.partition,
+                of: row.partitions,
+                horizon: row.horizon,
+                pending: row.pending,
+                updated_at: row.updated_at,
+            });
+    }
     let parked = dead_letters::parked_counts(&state.pool).await?;
     let running = running_rebuilds(&state).await?;
     let mut items: Vec<ProjectionView> = state
@@ -95,6 +125,7 @@ pub async fn list(
                     rebuild_id: *rebuild_id,
                     state: *state,
                 }),
+                partitions: partitions.remove(name).unwrap_or_default(),
             }
         })
         .collect();

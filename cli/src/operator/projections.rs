@@ -56,6 +56,16 @@ struct ProjectionRow {
     dead_letters: i64,
     rebuildable: bool,
     rebuild: Option<RebuildRef>,
+    /// Empty when it runs whole (and from an engine that predates partitions).
+    #[serde(default)]
+    partitions: Vec<PartitionRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PartitionRef {
+    partition: i64,
+    of: i64,
+    pending: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +201,7 @@ fn projection_table(items: &[ProjectionRow]) -> String {
             "POSITION",
             "LAG",
             "PENDING",
+            "PARTITIONS",
             "DEAD LETTERS",
             "LAST APPLIED",
             "REBUILD",
@@ -208,6 +219,7 @@ fn projection_table(items: &[ProjectionRow]) -> String {
                 or_dash(p.position),
                 duration(p.lag_seconds),
                 or_dash(p.pending),
+                partitions(&p.partitions),
                 p.dead_letters.to_string(),
                 instant(p.last_applied_at.as_deref()),
                 rebuild,
@@ -217,6 +229,18 @@ fn projection_table(items: &[ProjectionRow]) -> String {
             ]
         }),
     )
+}
+
+/// `-` for a projection run whole; else each partition and its pending messages, `0/2:5 1/2:0`.
+fn partitions(partitions: &[PartitionRef]) -> String {
+    if partitions.is_empty() {
+        return "-".to_owned();
+    }
+    partitions
+        .iter()
+        .map(|p| format!("{}/{}:{}", p.partition, p.of, p.pending))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn rebuild_table(items: &[RebuildProgress]) -> String {

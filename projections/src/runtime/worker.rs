@@ -524,6 +524,13 @@ impl Worker {
         if groups.get(&mine).map(BTreeMap::len) != Some(mine as usize) {
             return Ok(());
         }
+        // The watermarks of another count speak of consumers about to go.
+        sqlx::query("DELETE FROM projection_partitions WHERE projection = $1 AND partitions <> $2")
+            .bind(self.name())
+            .bind(i32::try_from(mine).unwrap_or(i32::MAX))
+            .execute(&self.pool)
+            .await
+            .context("forgetting the watermarks of a former partition count")?;
         for (count, consumers) in groups.into_iter().filter(|(count, _)| *count != mine) {
             for name in consumers.keys() {
                 tracing::info!(projection = self.name(), consumer = %name, partitions = count, "deleting the consumer of a former partition count");

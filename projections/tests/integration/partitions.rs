@@ -191,6 +191,14 @@ async fn changing_the_partition_count_starts_the_new_consumers_where_the_old_one
         consumer_names().await == [whole.clone()]
     })
     .await;
+    let watermarks: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_partitions")
+        .fetch_one(&world.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        watermarks, 0,
+        "the partitions' watermarks are retired with them"
+    );
     let info = stream.consumer_info(&whole).await.unwrap();
     assert!(
         matches!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence } if start_sequence > floor + 1),

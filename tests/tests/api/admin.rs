@@ -930,3 +930,43 @@ async fn projections_are_listed_and_rebuilds_started_watched_and_cancelled() {
         assert_problem(response, status).await;
     }
 }
+
+/// A projection run as partitions shows each partition's watermark to operators, and its own
+/// horizon moves once both have one.
+#[tokio::test]
+async fn the_projections_list_shows_each_partition_of_a_partitioned_projection() {
+    let app = spawn_app_with(|config| {
+        config.projection_partitions =
+            commerce_projections::Partitioning::parse("orders=2").unwrap();
+    })
+    .await;
+    let (buyer, order_id) = an_order(&app, "MUG").await;
+    app.wait_for_order(order_id, &buyer, &["confirmed"]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let projections = app.admin_get("/v1/admin/projections").await;
+        let items = projections["items"].as_array().unwrap();
+        let orders = items.iter().find(|p| p["name"] == "orders").unwrap();
+        let partitions = orders["partitions"].as_array().unwrap();
+        let catalog = items.iter().find(|p| p["name"] == "catalog").unwrap();
+        assert_eq!(catalog["partitions"], json!([]), "catalog runs whole");
+        let reported: Vec<(i64, i64)> = partitions
+            .iter()
+            .map(|p| (p["partition"].as_i64().unwrap(), p["of"].as_i64().unwrap()))
+            .collect();
+        let horizons: Vec<i64> = partitions
+            .iter()
+            .map(|p| p["horizon"].as_i64().unwrap())
+            .collect();
+        // Only the partitions move the projection's horizon: once it has moved, both reported.
+        let moved = orders["horizon"].as_i64().unwrap() > 0;
+        if reported == [(0, 2), (1, 2)] && horizons.iter().all(|h| *h > 0) && moved {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the partitions did not report: {orders}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -15,6 +15,7 @@ async fn projections_list_as_a_table_and_as_the_apis_json() {
         "STATE",
         "POSITION",
         "LAG",
+        "PARTITIONS",
         "DEAD LETTERS",
         "REBUILD",
     ] {
@@ -38,6 +39,7 @@ async fn projections_list_as_a_table_and_as_the_apis_json() {
         "dead_letters",
         "rebuildable",
         "rebuild",
+        "partitions",
     ] {
         assert!(orders.get(field).is_some(), "{field}: {orders}");
     }
