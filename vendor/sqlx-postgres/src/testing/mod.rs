@@ -86,9 +86,13 @@ impl TestSupport for Postgres {
     fn snapshot(
         _conn: &mut Self::Connection,
     ) -> BoxFuture<'_, Result<FixtureSnapshot<Self>, Error>> {
-        // TODO: I want to get the testing feature out the door so this will have to wait,
-        // but I'm keeping the code around for now because I plan to come back to it.
-        todo!()
+        // commerce patch: upstream panics here (`todo!()`); fixture snapshots are not
+        // implemented, so say so as an error instead. Nothing in the engine calls it.
+        Box::pin(async {
+            Err(Error::Configuration(
+                "sqlx-postgres does not implement fixture snapshots".into(),
+            ))
+        })
     }
 }
 
