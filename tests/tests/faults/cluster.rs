@@ -362,7 +362,8 @@ impl Cluster {
                 .timeout(Duration::from_secs(2))
                 .build()
                 .expect("an HTTP client"),
-            keep_dir: false,
+            // `FAULTS_KEEP=1` keeps every cluster's logs, whatever the outcome.
+            keep_dir: std::env::var("FAULTS_KEEP").is_ok(),
             on_test_server,
         };
 

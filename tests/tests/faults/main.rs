@@ -474,9 +474,6 @@ async fn check_invariants(
 async fn invariants_hold_through_crashes_restarts_and_a_stalled_saga_worker() {
     let began = Instant::now();
     let mut cluster = Cluster::start().await;
-    if std::env::var("FAULTS_KEEP").is_ok() {
-        cluster.keep();
-    }
     eprintln!(
         "fault suite: database {}, namespace {}, NATS on {}, logs in {} (started in {:.1}s)",
         cluster.database,

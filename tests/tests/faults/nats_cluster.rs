@@ -23,9 +23,6 @@ async fn acknowledged_writes_reach_every_read_model_once_through_nats_node_crash
     let mut cluster =
         Cluster::start_on_nats_cluster(&[("COMMERCE_STREAM_REPLICAS", &REPLICAS.to_string())])
             .await;
-    if std::env::var("FAULTS_KEEP").is_ok() {
-        cluster.keep();
-    }
     eprintln!(
         "nats cluster suite: database {}, namespace {}, NATS at {}, logs in {} (started in {:.1}s)",
         cluster.database,

@@ -37,9 +37,6 @@ async fn two_partitions_on_two_processes_build_the_read_models_one_consumer_woul
         ..Setup::default()
     })
     .await;
-    if std::env::var("FAULTS_KEEP").is_ok() {
-        cluster.keep();
-    }
     eprintln!(
         "partitions suite: database {}, namespace {}, logs in {}",
         cluster.database,
